@@ -1,0 +1,11 @@
+//! st2-api: the HTTP face of the platform (StackStorm's `/api/v1`, `/auth/v1`, `/stream/v1`)
+//! and the `st2d` server that runs the platform's roles.
+//!
+//! # Layout
+//! - [`router`]: `router(state)`, so tests drive it with `oneshot` and no socket.
+//! - [`server`]: `st2d` start-up: config, store, first-start admin, content registration, serve.
+
+pub mod router;
+pub mod server;
+
+pub use router::{router, AppState};

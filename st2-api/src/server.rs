@@ -1,0 +1,99 @@
+//! `st2d` start-up: configuration, store, first-start admin user, content registration, serving.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use st2_core::config::Config;
+use st2_core::packs::{ContentTypes, RegisterOptions, Registrar};
+
+use crate::{router, AppState};
+
+/// Command-line settings of `st2d` (they override the config file and environment).
+#[derive(Debug, Clone, Default)]
+pub struct ServerArgs {
+    /// st2.conf-style config file.
+    pub config: Option<PathBuf>,
+    /// Data directory.
+    pub data_dir: Option<PathBuf>,
+    /// Listen address.
+    pub bind: Option<SocketAddr>,
+    /// Roles to run (`all` by default).
+    pub roles: Vec<String>,
+}
+
+/// The roles `st2d` knows.
+pub const ROLES: &[&str] = &[
+    "api",
+    "rulesengine",
+    "scheduler",
+    "actionrunner",
+    "workflowengine",
+    "sensorcontainer",
+    "timersengine",
+    "notifier",
+    "garbagecollector",
+];
+
+/// Resolves the configuration from file, environment and flags.
+pub fn resolve_config(args: &ServerArgs) -> anyhow::Result<Config> {
+    let mut cfg = Config::load(args.config.as_deref())?;
+    if let Some(d) = &args.data_dir {
+        cfg.system.data_dir = d.clone();
+    }
+    if let Some(b) = args.bind {
+        cfg.api.bind = b;
+    }
+    for r in &args.roles {
+        if r != "all" && !ROLES.contains(&r.as_str()) {
+            anyhow::bail!("unknown role \"{r}\" (known: all, {})", ROLES.join(", "));
+        }
+    }
+    Ok(cfg)
+}
+
+/// Runs the platform until `shutdown` resolves.
+pub async fn run(
+    cfg: Config,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let store = cfg.open_store().await?;
+    if let Some(file) = st2_core::auth::ensure_admin(&*store, &cfg.system.data_dir).await? {
+        tracing::warn!(
+            user = st2_core::auth::ADMIN_USER,
+            password_file = %file.display(),
+            "first start: created the admin user; its password is in the file"
+        );
+        eprintln!(
+            "st2d: created user {} — password in {}",
+            st2_core::auth::ADMIN_USER,
+            file.display()
+        );
+    }
+    // Register runners, bundled and installed packs. A broken pack must not stop the platform:
+    // it is skipped with a warning (st2ctl reload reports it precisely).
+    let registrar = Registrar::new(
+        store.clone(),
+        cfg.pack_paths(),
+        RegisterOptions {
+            types: ContentTypes::ALL,
+            fail_on_failure: false,
+            setup_virtualenvs: false,
+            python: cfg.actionrunner.python_binary.clone(),
+        },
+    );
+    let report = registrar.register_all().await.context("registering content")?;
+    for f in &report.failures {
+        tracing::warn!(failure = %f, "pack skipped at start");
+    }
+    tracing::info!(packs = ?report.packs, "content registered");
+
+    let app = router(AppState { store });
+    let addr = listener.local_addr()?;
+    eprintln!("st2d: listening on http://{addr}/api/v1/");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,2 @@
+//! The `st2` client.
+fn main() {}

@@ -1,0 +1,44 @@
+//! `st2ctl`: platform control. `st2ctl reload [--register-*]` registers pack content into the
+//! platform's store, like StackStorm's `st2ctl reload` / `st2-register-content`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use st2_cli::reload::{reload, ReloadArgs};
+
+/// st2ctl: control the st2 platform.
+#[derive(Debug, Parser)]
+#[command(name = "st2ctl", version, about)]
+struct Cli {
+    /// st2.conf-style config file.
+    #[arg(long, global = true, env = "ST2_CONFIG_PATH")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides the config file; also ST2_DATA_DIR).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Register pack content (runners, actions, rules, sensors, ...) into the platform.
+    Reload(ReloadArgs),
+}
+
+fn main() -> ExitCode {
+    st2_cli::init_logging();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Reload(args) => reload(cli.config.as_deref(), cli.data_dir.as_deref(), &args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ERROR: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! Platform configuration: st2.conf-style INI sections, layered defaults → file → environment
+//! (`ST2_<SECTION>__<KEY>`, plus the `ST2_DATA_DIR` shorthand) → command-line flags.
+//!
+//! This is the only module that reads environment variables for the platform's settings.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::packs::PackPaths;
+
+/// Errors reading configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read or parsed.
+    #[error("config file {}: {reason}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A value has the wrong shape.
+    #[error("config [{section}] {key}: {reason}")]
+    Value {
+        /// Section.
+        section: String,
+        /// Key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// `[api]`: the HTTP server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiConfig {
+    /// Address and port to listen on (default 127.0.0.1:9101).
+    pub bind: SocketAddr,
+}
+
+/// `[system]`: where state lives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SystemConfig {
+    /// Data directory: embedded store, installed packs, configs, virtualenvs (default `st2-data`).
+    pub data_dir: PathBuf,
+}
+
+/// `[content]`: packs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContentConfig {
+    /// Bundled packs (`core`, `packs`, `linux`, `examples`), registered at start.
+    pub system_packs_base_path: Option<PathBuf>,
+    /// Extra pack directories searched after the bundled ones (colon-separated in the file).
+    pub packs_base_paths: Vec<PathBuf>,
+    /// Pack index files (comma-separated), StackStorm's `index_url`.
+    pub index_url: Vec<String>,
+}
+
+/// `[database]`: the store backend.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DatabaseConfig {
+    /// `mongodb://...` selects MongoDB; absent selects the embedded store.
+    pub url: Option<String>,
+}
+
+/// `[messaging]`: the bus backend.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MessagingConfig {
+    /// `amqp://...` selects RabbitMQ; absent selects the in-process bus.
+    pub url: Option<String>,
+}
+
+/// `[auth]`: authentication.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthConfig {
+    /// Whether API calls need a token or API key (default true).
+    pub enable: bool,
+    /// Token lifetime in seconds (default 86400).
+    pub token_ttl: u64,
+}
+
+/// `[actionrunner]`: running actions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionRunnerConfig {
+    /// Python used for pack virtualenvs and Python actions (default `python3`).
+    pub python_binary: String,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `[api]`.
+    pub api: ApiConfig,
+    /// `[system]`.
+    pub system: SystemConfig,
+    /// `[content]`.
+    pub content: ContentConfig,
+    /// `[database]`.
+    pub database: DatabaseConfig,
+    /// `[messaging]`.
+    pub messaging: MessagingConfig,
+    /// `[auth]`.
+    pub auth: AuthConfig,
+    /// `[actionrunner]`.
+    pub actionrunner: ActionRunnerConfig,
+}
+
+/// The bundled packs of this source tree, when it is still where it was built.
+fn default_system_packs() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("packs");
+    p.join("core").join("pack.yaml").is_file().then_some(p)
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            api: ApiConfig { bind: SocketAddr::from(([127, 0, 0, 1], 9101)) },
+            system: SystemConfig { data_dir: PathBuf::from("st2-data") },
+            content: ContentConfig {
+                system_packs_base_path: default_system_packs(),
+                packs_base_paths: Vec::new(),
+                index_url: Vec::new(),
+            },
+            database: DatabaseConfig::default(),
+            messaging: MessagingConfig::default(),
+            auth: AuthConfig { enable: true, token_ttl: 86_400 },
+            actionrunner: ActionRunnerConfig { python_binary: "python3".into() },
+        }
+    }
+}
+
+/// Raw `section → key → value` settings.
+pub type RawSettings = BTreeMap<String, BTreeMap<String, String>>;
+
+impl Config {
+    /// Loads defaults, then `file` (if given), then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut raw = RawSettings::new();
+        if let Some(f) = file {
+            raw = read_ini(f)?;
+        }
+        merge(&mut raw, env_settings(std::env::vars()));
+        Self::from_raw(&raw)
+    }
+
+    /// Builds a config from raw settings over the defaults; unknown keys are warned about.
+    pub fn from_raw(raw: &RawSettings) -> Result<Self, ConfigError> {
+        let mut c = Self::default();
+        for (section, keys) in raw {
+            for (key, value) in keys {
+                c.set(section, key, value)?;
+            }
+        }
+        Ok(c)
+    }
+
+    fn set(&mut self, section: &str, key: &str, value: &str) -> Result<(), ConfigError> {
+        let bad = |reason: String| ConfigError::Value {
+            section: section.into(),
+            key: key.into(),
+            reason,
+        };
+        match (section, key) {
+            ("api", "bind") => {
+                self.api.bind = value.parse().map_err(|e| bad(format!("{e}: \"{value}\"")))?
+            }
+            ("api", "host") => {
+                let ip = value.parse().map_err(|e| bad(format!("{e}: \"{value}\"")))?;
+                self.api.bind.set_ip(ip);
+            }
+            ("api", "port") => {
+                let port = value.parse().map_err(|e| bad(format!("{e}: \"{value}\"")))?;
+                self.api.bind.set_port(port);
+            }
+            ("system", "data_dir") | ("system", "base_path") => {
+                self.system.data_dir = PathBuf::from(value)
+            }
+            ("content", "system_packs_base_path") => {
+                self.content.system_packs_base_path =
+                    (!value.is_empty()).then(|| PathBuf::from(value))
+            }
+            ("content", "packs_base_paths") => {
+                self.content.packs_base_paths =
+                    value.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect()
+            }
+            ("content", "index_url") => {
+                self.content.index_url = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            }
+            ("database", "url") => self.database.url = (!value.is_empty()).then(|| value.into()),
+            ("messaging", "url") => self.messaging.url = (!value.is_empty()).then(|| value.into()),
+            ("auth", "enable") => self.auth.enable = parse_bool(value).ok_or_else(|| bad(format!("not a boolean: \"{value}\"")))?,
+            ("auth", "token_ttl") => {
+                self.auth.token_ttl = value.parse().map_err(|e| bad(format!("{e}: \"{value}\"")))?
+            }
+            ("actionrunner", "python_binary") => self.actionrunner.python_binary = value.into(),
+            _ => tracing::warn!(section, key, "unknown config key ignored"),
+        }
+        Ok(())
+    }
+
+    /// Where packs, configs and virtualenvs live under this config.
+    pub fn pack_paths(&self) -> PackPaths {
+        let mut p = PackPaths::under_data_dir(
+            &self.system.data_dir,
+            self.content.system_packs_base_path.as_deref(),
+        );
+        // Extra base paths go between the bundled packs and the install dir.
+        let install = p.packs_base_paths.pop();
+        p.packs_base_paths.extend(self.content.packs_base_paths.iter().cloned());
+        p.packs_base_paths.extend(install);
+        p
+    }
+
+    /// Opens the store this config selects (creating the data dir for the embedded store).
+    pub async fn open_store(&self) -> crate::Result<std::sync::Arc<dyn crate::store::Store>> {
+        if let Some(url) = &self.database.url {
+            return Err(ConfigError::Value {
+                section: "database".into(),
+                key: "url".into(),
+                reason: format!("\"{url}\": only the embedded store is available in this build"),
+            }
+            .into());
+        }
+        std::fs::create_dir_all(&self.system.data_dir).map_err(|e| ConfigError::Value {
+            section: "system".into(),
+            key: "data_dir".into(),
+            reason: format!("cannot create {}: {e}", self.system.data_dir.display()),
+        })?;
+        let store = crate::store::EmbeddedStore::open(&self.store_file())?;
+        Ok(std::sync::Arc::new(store))
+    }
+
+    /// The embedded store file.
+    pub fn store_file(&self) -> PathBuf {
+        self.system.data_dir.join("st2.db")
+    }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn merge(into: &mut RawSettings, from: RawSettings) {
+    for (s, keys) in from {
+        into.entry(s).or_default().extend(keys);
+    }
+}
+
+/// Reads an st2.conf-style INI file.
+pub fn read_ini(path: &Path) -> Result<RawSettings, ConfigError> {
+    let ini = ini::Ini::load_from_file(path)
+        .map_err(|e| ConfigError::File { path: path.to_path_buf(), reason: e.to_string() })?;
+    let mut raw = RawSettings::new();
+    for (section, props) in ini.iter() {
+        let Some(section) = section else { continue };
+        let entry = raw.entry(section.to_ascii_lowercase()).or_default();
+        for (k, v) in props.iter() {
+            entry.insert(k.to_ascii_lowercase(), v.to_string());
+        }
+    }
+    Ok(raw)
+}
+
+/// Settings from environment variables: `ST2_<SECTION>__<KEY>=value`, and `ST2_DATA_DIR`.
+pub fn env_settings(vars: impl IntoIterator<Item = (String, String)>) -> RawSettings {
+    let mut raw = RawSettings::new();
+    for (k, v) in vars {
+        if k == "ST2_DATA_DIR" {
+            raw.entry("system".into()).or_default().insert("data_dir".into(), v);
+            continue;
+        }
+        let Some(rest) = k.strip_prefix("ST2_") else { continue };
+        let Some((section, key)) = rest.split_once("__") else { continue };
+        raw.entry(section.to_ascii_lowercase()).or_default().insert(key.to_ascii_lowercase(), v);
+    }
+    raw
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layered_file_then_env() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("st2.conf");
+        std::fs::write(
+            &f,
+            "[api]\nport = 9999\n[database]\nurl = mongodb://db/st2\n[content]\nindex_url = a.json, b.json\n",
+        )
+        .expect("write");
+        let mut raw = read_ini(&f).expect("ini");
+        merge(
+            &mut raw,
+            env_settings([
+                ("ST2_DATA_DIR".to_string(), "/srv/st2".to_string()),
+                ("ST2_MESSAGING__URL".to_string(), "amqp://guest:guest@localhost:5672/".to_string()),
+                ("ST2_API__PORT".to_string(), "9102".to_string()),
+                ("HOME".to_string(), "/root".to_string()),
+            ]),
+        );
+        let c = Config::from_raw(&raw).expect("config");
+        assert_eq!(c.api.bind.port(), 9102, "env wins over file");
+        assert_eq!(c.database.url.as_deref(), Some("mongodb://db/st2"));
+        assert_eq!(c.messaging.url.as_deref(), Some("amqp://guest:guest@localhost:5672/"));
+        assert_eq!(c.system.data_dir, PathBuf::from("/srv/st2"));
+        assert_eq!(c.content.index_url, vec!["a.json", "b.json"]);
+    }
+
+    #[test]
+    fn bad_value_names_section_and_key() {
+        let mut raw = RawSettings::new();
+        raw.entry("api".into()).or_default().insert("port".into(), "abc".into());
+        let e = Config::from_raw(&raw).expect_err("must fail").to_string();
+        assert!(e.contains("[api] port"), "{e}");
+    }
+}

@@ -1,0 +1,121 @@
+//! The collections a store holds.
+
+/// One collection per resource kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Collection {
+    /// Packs.
+    Packs,
+    /// Actions.
+    Actions,
+    /// Rules.
+    Rules,
+    /// Trigger types.
+    TriggerTypes,
+    /// Triggers.
+    Triggers,
+    /// Trigger instances.
+    TriggerInstances,
+    /// Rule enforcements.
+    RuleEnforcements,
+    /// Executions.
+    Executions,
+    /// Sensors.
+    Sensors,
+    /// Policies.
+    Policies,
+    /// Policy types.
+    PolicyTypes,
+    /// Action aliases.
+    Aliases,
+    /// Datastore key-value pairs.
+    KeyValuePairs,
+    /// Pack configs.
+    Configs,
+    /// Pack config schemas.
+    ConfigSchemas,
+    /// Runner types.
+    RunnerTypes,
+    /// Traces.
+    Traces,
+    /// Auth tokens.
+    Tokens,
+    /// API keys.
+    ApiKeys,
+    /// Users.
+    Users,
+}
+
+impl Collection {
+    /// Every collection.
+    pub const ALL: [Collection; 20] = [
+        Self::Packs,
+        Self::Actions,
+        Self::Rules,
+        Self::TriggerTypes,
+        Self::Triggers,
+        Self::TriggerInstances,
+        Self::RuleEnforcements,
+        Self::Executions,
+        Self::Sensors,
+        Self::Policies,
+        Self::PolicyTypes,
+        Self::Aliases,
+        Self::KeyValuePairs,
+        Self::Configs,
+        Self::ConfigSchemas,
+        Self::RunnerTypes,
+        Self::Traces,
+        Self::Tokens,
+        Self::ApiKeys,
+        Self::Users,
+    ];
+
+    /// Table / collection name in the backend.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Packs => "packs",
+            Self::Actions => "actions",
+            Self::Rules => "rules",
+            Self::TriggerTypes => "trigger_types",
+            Self::Triggers => "triggers",
+            Self::TriggerInstances => "trigger_instances",
+            Self::RuleEnforcements => "rule_enforcements",
+            Self::Executions => "executions",
+            Self::Sensors => "sensors",
+            Self::Policies => "policies",
+            Self::PolicyTypes => "policy_types",
+            Self::Aliases => "aliases",
+            Self::KeyValuePairs => "key_value_pairs",
+            Self::Configs => "configs",
+            Self::ConfigSchemas => "config_schemas",
+            Self::RunnerTypes => "runner_types",
+            Self::Traces => "traces",
+            Self::Tokens => "tokens",
+            Self::ApiKeys => "api_keys",
+            Self::Users => "users",
+        }
+    }
+
+    /// Top-level fields worth an index in this collection (backends may index them).
+    pub fn indexed_fields(self) -> &'static [&'static str] {
+        match self {
+            Self::Packs => &["ref"],
+            Self::Actions | Self::Rules | Self::TriggerTypes | Self::Sensors | Self::Policies => {
+                &["ref", "pack"]
+            }
+            Self::Aliases => &["ref", "pack"],
+            Self::Triggers => &["ref", "type"],
+            Self::TriggerInstances => &["trigger", "status"],
+            Self::RuleEnforcements => &["trigger_instance_id", "execution_id"],
+            Self::Executions => &["status", "parent"],
+            Self::KeyValuePairs => &["name", "scope"],
+            Self::Configs | Self::ConfigSchemas => &["pack"],
+            Self::RunnerTypes => &["name"],
+            Self::Traces => &["trace_tag"],
+            Self::Tokens => &["token"],
+            Self::ApiKeys => &["key_hash"],
+            Self::Users => &["name"],
+            Self::PolicyTypes => &["ref"],
+        }
+    }
+}

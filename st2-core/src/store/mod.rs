@@ -1,0 +1,106 @@
+//! Persistence: the [`Store`] trait (one document collection per resource kind), typed
+//! repositories over it, and the backends.
+//!
+//! Backends store JSON documents keyed by `id`; they know nothing of the model beyond the few
+//! fields they index. Status changes go through [`Store::compare_and_set`]; everything one
+//! registration writes goes through one [`Store::apply`] batch so it lands whole or not at all.
+//! This module must not know about packs on disk, HTTP or the bus.
+
+mod collection;
+pub mod conformance;
+pub mod embedded;
+mod error;
+mod query;
+mod repo;
+
+pub use collection::Collection;
+pub use embedded::EmbeddedStore;
+pub use error::StoreError;
+pub use query::{Filter, Query, Sort};
+pub use repo::Repo;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::model::JsonMap;
+
+/// Result of store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One write of an atomic batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// Insert or replace the document with this `id` (the document must carry a non-empty `id`).
+    Put {
+        /// Target collection.
+        collection: Collection,
+        /// The whole document.
+        doc: Value,
+    },
+    /// Delete the document with this id (no error if absent).
+    Delete {
+        /// Target collection.
+        collection: Collection,
+        /// Document id.
+        id: String,
+    },
+}
+
+/// The persistence seam. Every backend (embedded SQLite, MongoDB) implements it and passes
+/// [`conformance`].
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The document with this id, if any.
+    async fn get(&self, collection: Collection, id: &str) -> Result<Option<Value>>;
+
+    /// Documents matching `query`, sorted and paged as it says.
+    async fn find(&self, collection: Collection, query: &Query) -> Result<Vec<Value>>;
+
+    /// How many documents match `query`'s filters (sort, limit and offset ignored).
+    async fn count(&self, collection: Collection, query: &Query) -> Result<u64>;
+
+    /// Applies every write, atomically: after a failure none of them is visible.
+    async fn apply(&self, writes: Vec<Write>) -> Result<()>;
+
+    /// Merges `patch` into the document's top-level fields if, and only if, its `field` currently
+    /// equals one of `expected`. Returns the updated document, or `None` when the document is
+    /// missing or the field did not match (someone else won the race).
+    async fn compare_and_set(
+        &self,
+        collection: Collection,
+        id: &str,
+        field: &str,
+        expected: &[Value],
+        patch: JsonMap,
+    ) -> Result<Option<Value>>;
+
+    /// Inserts or replaces one document.
+    async fn put(&self, collection: Collection, doc: Value) -> Result<()> {
+        self.apply(vec![Write::Put { collection, doc }]).await
+    }
+
+    /// Deletes one document; true if it existed.
+    async fn delete(&self, collection: Collection, id: &str) -> Result<bool> {
+        let existed = self.get(collection, id).await?.is_some();
+        self.apply(vec![Write::Delete { collection, id: id.to_string() }]).await?;
+        Ok(existed)
+    }
+}
+
+/// Typed access to each collection.
+pub trait StoreExt: Store {
+    /// The typed repository of documents of type `T`.
+    fn repo<T: crate::model::Document>(&self) -> Repo<'_, T>
+    where
+        Self: Sized,
+    {
+        Repo::new(self)
+    }
+}
+
+impl<S: Store> StoreExt for S {}
+
+/// Typed repository over a trait object store.
+pub fn repo<T: crate::model::Document>(store: &dyn Store) -> Repo<'_, T> {
+    Repo::new(store)
+}
