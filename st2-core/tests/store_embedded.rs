@@ -100,8 +100,7 @@ async fn cas_across_two_handles_has_one_winner() {
     }
 }
 
-/// Many connections make the race windows overlap often enough to catch a CAS that checks
-/// outside the write lock.
+/// Eight connections contend for SQLite's write lock at once; losers must wait, not fail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cas_across_many_handles_has_one_winner() {
     let dir = TempDir::new().expect("temp dir");
@@ -142,4 +141,51 @@ fn open_in_a_missing_directory_is_a_backend_error() {
         Err(StoreError::Backend(msg)) => assert!(msg.contains("st2.db"), "{msg}"),
         other => panic!("expected a backend error, got {other:?}"),
     }
+}
+
+/// Deterministic half of the race tests: while another connection holds the write lock, a CAS
+/// must wait for it and then judge the document as that writer left it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cas_waits_for_another_writer_and_sees_its_commit() {
+    let dir = TempDir::new().expect("temp dir");
+    let path = dir.path().join("st2.db");
+    let store = EmbeddedStore::open(&path).expect("open");
+    repo::<Execution>(&store)
+        .save(execution("ex", ExecutionStatus::Requested))
+        .await
+        .expect("save");
+
+    // Another process (say `st2ctl`) holding the write lock.
+    let mut other = rusqlite::Connection::open(&path).expect("second connection");
+    let tx = other
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .expect("take the write lock");
+    let cas = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let patch = json!({"status": "scheduled"}).as_object().cloned().expect("object");
+            store
+                .compare_and_set(
+                    Collection::Executions,
+                    "ex",
+                    "status",
+                    &[json!("requested")],
+                    patch,
+                )
+                .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!cas.is_finished(), "compare_and_set must wait for the other writer");
+    tx.execute(
+        "UPDATE executions SET doc = json_set(doc, '$.status', 'running') WHERE id = 'ex'",
+        [],
+    )
+    .expect("other writer updates");
+    tx.commit().expect("other writer commits");
+
+    let res = cas.await.expect("cas task").expect("cas waits instead of failing busy");
+    assert_eq!(res, None, "the CAS sees the other writer's status and loses");
+    let ex = repo::<Execution>(&store).get("ex").await.expect("get").expect("exists");
+    assert_eq!(ex.status, ExecutionStatus::Running);
 }

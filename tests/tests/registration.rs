@@ -154,7 +154,9 @@ async fn broken_action_registers_nothing_and_keeps_old_version() {
     assert_eq!(count::<Action>(&store, Query::all().eq("pack", "broken_action")).await, 0);
 
     // Make it valid by removing the broken files, register, then break it again.
-    let broken: Vec<_> = errs.iter().map(|e| e.file.clone()).collect();
+    let mut broken: Vec<_> = errs.iter().map(|e| e.file.clone()).collect();
+    broken.sort();
+    broken.dedup();
     let saved: Vec<(std::path::PathBuf, Vec<u8>)> =
         broken.iter().map(|f| (f.clone(), std::fs::read(f).expect("read"))).collect();
     for f in &broken {

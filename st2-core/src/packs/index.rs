@@ -271,7 +271,7 @@ mod tests {
                       "version": "2.0.0", "author": "StackStorm", "repo_url": "https://github.com/x/stackstorm-slack",
                       "content": {"actions": {"count": 3}}},
             "My Pack": {"name": "My Pack", "ref": "my_pack", "description": "demo", "keywords": ["aws-free"],
-                        "version": "0.1.0", "author": "me", "repo_url": "file:///tmp/my_pack"}
+                        "version": "0.1.0", "author": "me", "repo_url": "file:///srv/packs/my_pack"}
         }
     }"#;
 

@@ -267,9 +267,13 @@ impl PackManager {
         let mut res = Resolution::default();
         let mut queue: VecDeque<Pending> = specs.iter().map(|s| (s.clone(), 0, None)).collect();
         while let Some((spec, depth, parent)) = queue.pop_front() {
-            let wrap = |e: PackError| PackError::InstallSpec {
-                spec: spec.clone(),
-                source: Box::new(e),
+            // An unparsable spec already names itself.
+            let wrap = |e: PackError| match e {
+                e @ PackError::InvalidSpec { .. } => e,
+                e => PackError::InstallSpec {
+                    spec: spec.clone(),
+                    source: Box::new(e),
+                },
             };
             let outcome = self
                 .resolve_one(&spec, depth, parent, opts, &mut res, staging)
@@ -756,11 +760,9 @@ impl PackManager {
                 dir.display()
             ))
         };
-        if RESERVED_PACK_REFS.contains(&pack_ref)
-            || !super::loader::is_valid_pack_ref(pack_ref)
-        {
+        if RESERVED_PACK_REFS.contains(&pack_ref) || !super::loader::is_valid_pack_ref(pack_ref) {
             return Err(PackError::Install(format!(
-                "pack \"{pack_ref}\" cannot be removed"
+                "pack \"{pack_ref}\" is a reserved system pack; it cannot be removed"
             )));
         }
         let mut candidates = vec![install_dir.join(pack_ref)];

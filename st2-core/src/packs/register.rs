@@ -414,11 +414,26 @@ impl Registrar {
             }
         }
 
-        let known_policy_types: HashSet<String> = builtin::policy_types().into_iter().map(|p| p.policy_type_ref).collect();
+        let known_policy_types: HashMap<String, PolicyType> =
+            builtin::policy_types().into_iter().map(|p| (p.policy_type_ref.clone(), p)).collect();
         for pol in &p.policies {
-            if !known_policy_types.contains(&pol.policy_type) {
-                let file = p.dir.join(pol.metadata_file.as_deref().unwrap_or(""));
-                let mut known: Vec<&String> = known_policy_types.iter().collect();
+            let file = p.dir.join(pol.metadata_file.as_deref().unwrap_or(""));
+            if let Some(pt) = known_policy_types.get(&pol.policy_type) {
+                let schema = serde_json::json!({
+                    "type": "object",
+                    "properties": pt.parameters,
+                    "additionalProperties": false,
+                });
+                if let Err(mut e) =
+                    schema::validate_instance(&schema, &file, &Value::Object(pol.parameters.clone()))
+                {
+                    for x in &mut e {
+                        x.field = format!("/parameters{}", x.field);
+                    }
+                    errs.append(&mut e);
+                }
+            } else {
+                let mut known: Vec<&String> = known_policy_types.keys().collect();
                 known.sort();
                 errs.push(ContentError::new(
                     &file,

@@ -267,9 +267,21 @@ pub fn fetch(source: &PackSource, git_ref: &GitRef, dest: &Path) -> Result<Fetch
 }
 
 fn git_err(url: &str, e: git2::Error) -> PackError {
+    let mut reason = e.message().to_string();
+    let transport = matches!(
+        e.class(),
+        git2::ErrorClass::Net | git2::ErrorClass::Ssl | git2::ErrorClass::Ssh
+    ) || reason.contains("unsupported URL protocol")
+        || reason.contains("TLS stream");
+    if transport && !url.starts_with("file://") {
+        reason.push_str(
+            " (this build fetches over the network only if libgit2 was built with HTTPS/SSH \
+             support; otherwise clone the repository yourself and install it with file:///path)",
+        );
+    }
     PackError::Git {
         url: url.to_string(),
-        reason: e.message().to_string(),
+        reason,
     }
 }
 

@@ -614,9 +614,9 @@ fn invalid_documents_give_precise_errors() {
         // Policies.
         (
             MetadataKind::Policy,
-            "name: p\nresource_ref: a.b\npolicy_type: action.throttle\n",
+            "name: p\nresource_ref: a.b\npolicy_type: throttle\n",
             "/policy_type",
-            &["\"action.throttle\" is not one of", "\"action.concurrency\""],
+            &["\"throttle\" does not match"],
         ),
         (
             MetadataKind::Policy,

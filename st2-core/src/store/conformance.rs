@@ -615,12 +615,14 @@ pub async fn eq_typed_scalars(store: Arc<dyn Store>) {
     save(s, trigger("t2", "two", 2)).await;
     save(s, trigger("t10", "ten", 10)).await;
     save(s, trigger("t0", "zero", 0)).await;
+    save(s, trigger("t1", "one", 1)).await;
     let coll = Collection::Triggers;
     let cases: &[(Query, &[&str])] = &[
         (Query::all().eq("ref_count", 2), &["t2"]),
         (Query::all().eq("ref_count", 10u64), &["t10"]),
         (Query::all().eq("ref_count", 0), &["t0"]),
         (Query::all().eq("ref_count", false), &[]),
+        (Query::all().eq("ref_count", true), &[]),
         (Query::all().eq("ref_count", "2"), &[]),
         (Query::all().eq("ref_count", -2), &[]),
         (Query::all().eq("name", 2), &[]),
