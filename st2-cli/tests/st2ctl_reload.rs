@@ -48,6 +48,13 @@ async fn default_reload_skips_policies_and_register_all_includes_them() {
     let store = EmbeddedStore::open(&data.path().join("st2.db")).expect("open");
     assert!(repo::<Policy>(&store).count(&Query::all()).await.expect("q") > 0, "--register-all registers policies");
     assert!(repo::<Rule>(&store).count(&Query::all()).await.expect("q") > 0);
+
+    let out = st2ctl(data.path(), &["reload", "--register-actions", "--register-setup-virtualenvs"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for pack in ["core", "examples"] {
+        let py = data.path().join("virtualenvs").join(pack).join("bin").join("python");
+        assert!(py.exists(), "virtualenv of {pack} created at {}", py.display());
+    }
 }
 
 #[test]

@@ -208,7 +208,13 @@ impl Registrar {
 
         if self.opts.setup_virtualenvs {
             for (p, _) in &kept {
-                super::virtualenv::setup_virtualenv(&self.paths, &p.pack.pack_ref, &p.dir, &self.opts.python)?;
+                let (paths, pack_ref, dir, python) =
+                    (self.paths.clone(), p.pack.pack_ref.clone(), p.dir.clone(), self.opts.python.clone());
+                tokio::task::spawn_blocking(move || {
+                    super::virtualenv::setup_virtualenv(&paths, &pack_ref, &dir, &python)
+                })
+                .await
+                .map_err(|e| PackError::Install(format!("virtualenv task failed: {e}")))??;
             }
         }
         Ok(report)
