@@ -3,9 +3,15 @@
 //!
 //! # Layout
 //! - [`router`]: `router(state)`, so tests drive it with `oneshot` and no socket.
+//! - [`auth`]: tokens, API keys, the auth middleware.
+//! - [`webhooks`]: webhook triggers.
+//! - [`error`]: `{"faultstring"}` errors.
 //! - [`server`]: `st2d` start-up: config, store, first-start admin, content registration, serve.
 
+pub mod auth;
+pub mod error;
 pub mod router;
 pub mod server;
+pub mod webhooks;
 
 pub use router::{router, AppState};

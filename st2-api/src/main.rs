@@ -45,10 +45,11 @@ fn start(args: ServerArgs) -> anyhow::Result<()> {
     let cfg = resolve_config(&args)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
+        let args = args;
         let listener = tokio::net::TcpListener::bind(cfg.api.bind).await?;
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        run(cfg, listener, shutdown).await
+        run(cfg, &args.roles, listener, shutdown).await
     })
 }

@@ -2,17 +2,33 @@
 
 use std::sync::Arc;
 
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::routing::{get, post};
+use axum::{middleware, Json, Router};
 use serde_json::{json, Value};
 
+use st2_core::services::Ctx;
 use st2_core::store::Store;
+
+use crate::{auth, webhooks};
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     /// The platform's store.
     pub store: Arc<dyn Store>,
+    /// The event pipeline's shared context, when this process runs it.
+    pub services: Option<Ctx>,
+    /// Whether calls need a token or API key.
+    pub auth_enabled: bool,
+    /// Longest token lifetime, seconds.
+    pub token_ttl: u64,
+}
+
+impl AppState {
+    /// State over a store only (no event pipeline), auth enabled.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store, services: None, auth_enabled: true, token_ttl: 86_400 }
+    }
 }
 
 /// The StackStorm version whose API we serve.
@@ -26,13 +42,26 @@ async fn root() -> Json<Value> {
     }))
 }
 
+/// The authenticated `/api/v1` routes (also served under `/v1`).
+fn api_routes(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/webhooks", get(webhooks::list))
+        .route("/webhooks/{*url}", post(webhooks::post))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_auth))
+}
+
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {
+    let api = api_routes(&state);
     Router::new()
         .route("/api/v1", get(root))
         .route("/api/v1/", get(root))
         .route("/v1", get(root))
         .route("/v1/", get(root))
+        .route("/auth/v1/tokens", post(auth::create_token))
+        .route("/v1/tokens", post(auth::create_token))
+        .nest("/api/v1", api.clone())
+        .nest("/v1", api)
         .with_state(state)
 }
 
@@ -47,7 +76,7 @@ mod tests {
     async fn root_answers() {
         let store: Arc<dyn Store> =
             Arc::new(st2_core::store::EmbeddedStore::open_in_memory().expect("store"));
-        let app = router(AppState { store });
+        let app = router(AppState::new(store));
         let resp = app
             .oneshot(Request::get("/api/v1/").body(Body::empty()).expect("request"))
             .await
@@ -56,5 +85,20 @@ mod tests {
         let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
         let v: Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(v["st2_version"], ST2_COMPAT_VERSION);
+    }
+
+    #[tokio::test]
+    async fn webhooks_need_auth() {
+        let store: Arc<dyn Store> =
+            Arc::new(st2_core::store::EmbeddedStore::open_in_memory().expect("store"));
+        let app = router(AppState::new(store));
+        let resp = app
+            .oneshot(Request::post("/api/v1/webhooks/x").body(Body::from("{}")).expect("request"))
+            .await
+            .expect("response");
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
+        let v: Value = serde_json::from_slice(&body).expect("json");
+        assert!(v["faultstring"].as_str().is_some_and(|s| s.contains("Token")));
     }
 }

@@ -3,11 +3,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use tokio::net::TcpListener;
 
 use st2_core::config::Config;
-use st2_core::packs::{ContentTypes, RegisterOptions, Registrar};
+use st2_core::platform::Platform;
 
 use crate::{router, AppState};
 
@@ -24,18 +23,7 @@ pub struct ServerArgs {
     pub roles: Vec<String>,
 }
 
-/// The roles `st2d` knows.
-pub const ROLES: &[&str] = &[
-    "api",
-    "rulesengine",
-    "scheduler",
-    "actionrunner",
-    "workflowengine",
-    "sensorcontainer",
-    "timersengine",
-    "notifier",
-    "garbagecollector",
-];
+pub use st2_core::platform::ROLES;
 
 /// Resolves the configuration from file, environment and flags.
 pub fn resolve_config(args: &ServerArgs) -> anyhow::Result<Config> {
@@ -57,10 +45,12 @@ pub fn resolve_config(args: &ServerArgs) -> anyhow::Result<Config> {
 /// Runs the platform until `shutdown` resolves.
 pub async fn run(
     cfg: Config,
+    roles: &[String],
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let store = cfg.open_store().await?;
+    let platform = Platform::start(&cfg, roles).await?;
+    let store = platform.ctx.store.clone();
     if let Some(file) = st2_core::auth::ensure_admin(&*store, &cfg.system.data_dir).await? {
         tracing::warn!(
             user = st2_core::auth::ADMIN_USER,
@@ -73,27 +63,16 @@ pub async fn run(
             file.display()
         );
     }
-    // Register runners, bundled and installed packs. A broken pack must not stop the platform:
-    // it is skipped with a warning (st2ctl reload reports it precisely).
-    let registrar = Registrar::new(
-        store.clone(),
-        cfg.pack_paths(),
-        RegisterOptions {
-            types: ContentTypes::ALL,
-            fail_on_failure: false,
-            setup_virtualenvs: false,
-            python: cfg.actionrunner.python_binary.clone(),
-        },
-    );
-    let report = registrar.register_all().await.context("registering content")?;
-    for f in &report.failures {
-        tracing::warn!(failure = %f, "pack skipped at start");
-    }
-    tracing::info!(packs = ?report.packs, "content registered");
-
-    let app = router(AppState { store });
+    let state = AppState {
+        store,
+        services: Some(platform.ctx.clone()),
+        auth_enabled: cfg.auth.enable,
+        token_ttl: cfg.auth.token_ttl,
+    };
+    let app = router(state);
     let addr = listener.local_addr()?;
     eprintln!("st2d: listening on http://{addr}/api/v1/");
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    platform.shutdown().await;
     Ok(())
 }

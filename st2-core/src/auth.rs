@@ -68,6 +68,57 @@ fn write_secret_file(path: &Path, content: &str) -> std::io::Result<()> {
     f.write_all(content.as_bytes())
 }
 
+
+/// SHA-256 hex of a secret (tokens and API keys are stored only as this).
+pub fn secret_hash(secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Checks a user's password against the store.
+pub async fn check_password(store: &dyn Store, user: &str, password: &str) -> Result<bool> {
+    let users = repo::<User>(store);
+    Ok(users
+        .find_one(Query::all().eq("name", user))
+        .await?
+        .and_then(|u| u.password_hash)
+        .is_some_and(|h| verify_password(password, &h)))
+}
+
+/// Issues a token for `user` valid for `ttl_secs`. The returned document carries the plain
+/// token (shown once); the store keeps only its hash.
+pub async fn issue_token(store: &dyn Store, user: &str, ttl_secs: u64) -> Result<crate::model::Token> {
+    let plain = hex::encode(rand::random::<[u8; 16]>());
+    let expiry = (chrono::Utc::now() + chrono::Duration::seconds(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2)))
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    let stored = crate::model::Token {
+        id: String::new(),
+        user: user.to_string(),
+        token: secret_hash(&plain),
+        expiry,
+        metadata: serde_json::json!({}),
+    };
+    let mut saved = repo::<crate::model::Token>(store).save(stored).await?;
+    saved.token = plain;
+    Ok(saved)
+}
+
+/// The user a token belongs to, if it exists and has not expired.
+pub async fn user_for_token(store: &dyn Store, token: &str) -> Result<Option<String>> {
+    let t = repo::<crate::model::Token>(store).find_one(Query::all().eq("token", secret_hash(token))).await?;
+    Ok(t.filter(|t| {
+        chrono::DateTime::parse_from_rfc3339(&t.expiry).is_ok_and(|e| e > chrono::Utc::now())
+    })
+    .map(|t| t.user))
+}
+
+/// The user an API key belongs to, if it exists and is enabled.
+pub async fn user_for_api_key(store: &dyn Store, key: &str) -> Result<Option<String>> {
+    let k = repo::<crate::model::ApiKey>(store).find_one(Query::all().eq("key_hash", secret_hash(key))).await?;
+    Ok(k.filter(|k| k.enabled).map(|k| k.user))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 use crate::config::ConfigError;
 use crate::packs::PackError;
 use crate::schema::ContentError;
+use crate::services::ServiceError;
 use crate::store::StoreError;
 
 /// Any st2-core failure.
@@ -20,6 +21,9 @@ pub enum Error {
     /// Auth setup failed.
     #[error("auth: {0}")]
     Auth(String),
+    /// A service call failed.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
     /// Pack install / registration failed.
     #[error(transparent)]
     Pack(#[from] PackError),

@@ -11,15 +11,33 @@
 //! - [`packs`]: reading pack directories, registering their content (`st2ctl reload`), installing
 //!   and removing packs from git, pack indexes, virtualenvs.
 //! - [`rules`]: criteria operators (pure).
+//! - [`bus`]: the `Bus` trait (topic exchanges, work and broadcast queues, ack/nack, dead
+//!   letters), StackStorm's exchange and queue names, the in-process backend and its
+//!   conformance suite.
+//! - [`template`]: StackStorm-compatible Jinja (filters, `st2kv` lookups, criteria patterns) and
+//!   action parameter rendering (pure).
+//! - [`datastore`]: key-value pairs (scopes, secrets encrypted with StackStorm's keyczar-compatible
+//!   crypto, TTLs, `core.st2.key_value_pair.*` change events) and the template `st2kv` lookup.
+//! - [`timers`]: IntervalTimer / DateTimer / CronTimer schedules (APScheduler semantics, pure) and
+//!   the timer engine that fires them.
+//! - [`runners`]: the action runners (local shell, Python with a StackStorm-compatible shim,
+//!   HTTP, remote SSH, noop/announcement/inquirer) behind the `Runner` trait and registry.
 //! - [`error`]: the crate's error type.
 
 pub mod auth;
+pub mod bus;
 pub mod config;
+pub mod datastore;
 pub mod error;
 pub mod model;
 pub mod packs;
+pub mod platform;
 pub mod rules;
+pub mod runners;
 pub mod schema;
+pub mod services;
 pub mod store;
+pub mod template;
+pub mod timers;
 
 pub use error::{Error, Result};

@@ -34,6 +34,7 @@ fn execution(id: &str, status: ExecutionStatus) -> Execution {
         elapsed_seconds: None,
         delay: None,
         log: vec![],
+        notified: false,
         lease_owner: None,
     }
 }

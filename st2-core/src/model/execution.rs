@@ -187,6 +187,10 @@ pub struct Execution {
     /// Status history `[{status, timestamp}]`.
     #[serde(default)]
     pub log: Vec<Value>,
+    /// Whether the notifier has emitted this execution's completion triggers (set once, by
+    /// compare-and-set, so redeliveries never emit twice).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub notified: bool,
     /// Runner lease owner, for distributed mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_owner: Option<String>,

@@ -172,6 +172,7 @@ fn execution(id: &str, status: ExecutionStatus) -> Execution {
         elapsed_seconds: None,
         delay: None,
         log: vec![json!({"status": status.as_str(), "timestamp": T0})],
+        notified: false,
         lease_owner: None,
     }
 }

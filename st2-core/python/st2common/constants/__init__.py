@@ -1,0 +1,1 @@
+"""Constants of the st2common shim."""

@@ -1,0 +1,1 @@
+"""Runner-side helpers of the st2common shim (``base_action``, ``utils``)."""

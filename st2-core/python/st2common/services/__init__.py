@@ -1,0 +1,1 @@
+"""Services of the st2common shim (``datastore``)."""

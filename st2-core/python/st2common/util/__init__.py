@@ -1,0 +1,1 @@
+"""Utilities of the st2common shim (``shell``, ``jsonify``)."""

@@ -1,0 +1,122 @@
+//! One platform process: opens the store and bus its configuration selects, registers content,
+//! re-claims work left by a previous run, and starts the roles asked for.
+
+use std::sync::Arc;
+
+use crate::bus::{Bus, MemoryBus};
+use crate::config::Config;
+use crate::packs::{ContentTypes, RegisterOptions, Registrar};
+use crate::runners::{RunnerRegistry, RunnerSettings};
+use crate::services::rules_engine::RulesEngine;
+use crate::services::scheduler::Scheduler;
+use crate::services::notifier::Notifier;
+use crate::services::worker::{self, Worker};
+use crate::services::{Ctx, ServiceError};
+use crate::template::TemplateEngine;
+
+/// The roles a process can run.
+pub const ROLES: &[&str] = &[
+    "api",
+    "rulesengine",
+    "scheduler",
+    "actionrunner",
+    "workflowengine",
+    "sensorcontainer",
+    "timersengine",
+    "notifier",
+    "garbagecollector",
+];
+
+/// A running platform: its shared context and the tasks of its roles.
+pub struct Platform {
+    /// Shared handles.
+    pub ctx: Ctx,
+    /// The rules engine, when that role runs (API rule changes call its `reload`).
+    pub rules_engine: Option<Arc<RulesEngine>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Whether `role` is selected by `roles` (`all` selects every role).
+pub fn has_role(roles: &[String], role: &str) -> bool {
+    roles.iter().any(|r| r == "all" || r == role)
+}
+
+impl Platform {
+    /// Starts the platform: store, bus, content registration (bundled and installed packs;
+    /// broken packs are skipped with a warning), re-claim, then the selected roles.
+    pub async fn start(cfg: &Config, roles: &[String]) -> Result<Self, crate::Error> {
+        let store = cfg.open_store().await?;
+        if cfg.messaging.url.is_some() {
+            return Err(crate::Error::Config(crate::config::ConfigError::Value {
+                section: "messaging".into(),
+                key: "url".into(),
+                reason: "only the in-process bus is available in this build".into(),
+            }));
+        }
+        let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+        bus.declare_st2_exchanges().await.map_err(ServiceError::from)?;
+        let registrar = Registrar::new(
+            store.clone(),
+            cfg.pack_paths(),
+            RegisterOptions {
+                types: ContentTypes::ALL,
+                fail_on_failure: false,
+                setup_virtualenvs: false,
+                python: cfg.actionrunner.python_binary.clone(),
+            },
+        );
+        let report = registrar.register_all().await?;
+        for f in &report.failures {
+            tracing::warn!(failure = %f, "pack skipped at start");
+        }
+        let ctx = Ctx {
+            store,
+            bus,
+            engine: TemplateEngine::new(),
+            runners: Arc::new(RunnerRegistry::standard(RunnerSettings::from_config(cfg))),
+            kv: None,
+            paths: cfg.pack_paths(),
+            node_id: format!("st2d-{}", std::process::id()),
+            api_url: Some(format!("http://{}/api/v1", cfg.api.bind)),
+        };
+        Self::start_roles(ctx, roles).await
+    }
+
+    /// Starts the selected roles over an existing context (tests build their own context).
+    pub async fn start_roles(ctx: Ctx, roles: &[String]) -> Result<Self, crate::Error> {
+        let mut tasks = Vec::new();
+        let mut rules_engine = None;
+        if has_role(roles, "rulesengine") {
+            let re = RulesEngine::new(ctx.clone()).await?;
+            rules_engine = Some(Arc::clone(&re));
+            tasks.push(re.start().await?);
+        }
+        if has_role(roles, "scheduler") {
+            tasks.push(Scheduler::new(ctx.clone()).start().await?);
+        }
+        if has_role(roles, "actionrunner") {
+            tasks.push(Worker::new(ctx.clone(), worker::DEFAULT_CONCURRENCY).start().await?);
+        }
+        if has_role(roles, "notifier") {
+            tasks.push(Notifier::new(ctx.clone()).start().await?);
+        }
+        // Every queue is declared by now, so re-published work finds its consumers.
+        if has_role(roles, "all") {
+            match worker::reclaim_on_start(&ctx).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(count = n, "re-claimed work left by a previous run"),
+                Err(e) => tracing::warn!(error = %e, "re-claim failed"),
+            }
+        }
+        Ok(Self { ctx, rules_engine, tasks })
+    }
+
+    /// Stops the roles: closes the bus so consumers drain and end, then waits for them.
+    pub async fn shutdown(self) {
+        let _ = self.ctx.bus.close().await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+

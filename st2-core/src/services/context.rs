@@ -1,0 +1,33 @@
+//! What every service shares: store, bus, template engine, runners, datastore lookup, paths.
+
+use std::sync::Arc;
+
+use crate::bus::Bus;
+use crate::packs::PackPaths;
+use crate::runners::RunnerRegistry;
+use crate::store::Store;
+use crate::template::{KvLookup, TemplateEngine};
+
+/// The user rule- and sensor-triggered executions run as (StackStorm's `system_user`).
+pub const SYSTEM_USER: &str = "stanley";
+
+/// Shared handles of one platform process.
+#[derive(Clone)]
+pub struct Ctx {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The bus.
+    pub bus: Arc<dyn Bus>,
+    /// Template engine (filters registered once).
+    pub engine: TemplateEngine,
+    /// Runners by runner type name.
+    pub runners: Arc<RunnerRegistry>,
+    /// Datastore lookups for `st2kv.*` in templates.
+    pub kv: Option<Arc<dyn KvLookup>>,
+    /// Where packs, configs and virtualenvs are.
+    pub paths: PackPaths,
+    /// This process's identity, written as the lease owner of executions it runs.
+    pub node_id: String,
+    /// The API URL actions get as `ST2_ACTION_API_URL`.
+    pub api_url: Option<String>,
+}

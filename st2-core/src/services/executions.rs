@@ -1,0 +1,215 @@
+//! Executions: requesting one (validating the action and its parameters), status transitions by
+//! compare-and-set, and cancellation. Every transition is stored first, then published on
+//! `st2.liveaction.status` (routing key = new status) and `st2.execution` (`create`/`update`).
+
+use serde_json::{json, Value};
+
+use super::context::SYSTEM_USER;
+use super::{now_iso, Ctx, ServiceError};
+use crate::bus::names;
+use crate::model::{Action, Config, ConfigSchema, Execution, ExecutionStatus, JsonMap, LiveActionRef, RunnerType};
+use crate::store::{repo, Query, Repo};
+use crate::template::params::ParamRenderer;
+
+/// Runner types whose actions are workflows.
+pub const WORKFLOW_RUNNERS: &[&str] = &["orquesta", "action-chain"];
+
+/// What is asked to run.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionRequest {
+    /// Action ref (`pack.name`).
+    pub action_ref: String,
+    /// Parameters as given by the caller (rendered rule parameters, API body, ...).
+    pub parameters: JsonMap,
+    /// Who asks (`None`: the system user).
+    pub user: Option<String>,
+    /// Extra context (`trigger_instance`, `rule`, `trace_context`, `parent`, ...).
+    pub context: JsonMap,
+    /// Trigger, trigger type, trigger instance and rule docs when a rule caused it.
+    pub trigger: Option<Value>,
+    /// Trigger type doc.
+    pub trigger_type: Option<Value>,
+    /// Trigger instance doc.
+    pub trigger_instance: Option<Value>,
+    /// Rule doc.
+    pub rule: Option<Value>,
+    /// Delay in milliseconds before scheduling.
+    pub delay: Option<u64>,
+}
+
+/// The pack config an action sees: the stored config, or the schema's defaults.
+pub async fn pack_config(ctx: &Ctx, pack: &str) -> Result<JsonMap, ServiceError> {
+    if let Some(c) = repo::<Config>(&*ctx.store).find_one(Query::all().eq("pack", pack)).await? {
+        return Ok(c.values);
+    }
+    let Some(schema) = repo::<ConfigSchema>(&*ctx.store).find_one(Query::all().eq("pack", pack)).await? else {
+        return Ok(JsonMap::new());
+    };
+    let file = std::path::Path::new(pack);
+    Ok(crate::schema::validate_config(file, &schema.attributes, &JsonMap::new()).unwrap_or_default())
+}
+
+/// The action and its runner type, or a precise error.
+pub async fn load_action(ctx: &Ctx, action_ref: &str) -> Result<(Action, RunnerType), ServiceError> {
+    let action = repo::<Action>(&*ctx.store)
+        .get_by_ref_or_id(action_ref)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound { kind: "action", id: action_ref.to_string() })?;
+    let runner = repo::<RunnerType>(&*ctx.store)
+        .find_one(Query::all().eq("name", action.runner_type.as_str()))
+        .await?
+        .ok_or_else(|| ServiceError::NotFound { kind: "runner type", id: action.runner_type.clone() })?;
+    Ok((action, runner))
+}
+
+/// The parameter renderer of an execution: runner + action specs, action and config context,
+/// datastore.
+pub fn renderer(ctx: &Ctx, action: &Action, runner: &RunnerType, context: &JsonMap, config: JsonMap) -> Result<ParamRenderer, ServiceError> {
+    let mut r = ParamRenderer::for_action(&ctx.engine, &action.action_ref, &runner.runner_parameters, &action.parameters)?
+        .action_context(context.clone())
+        .config_context(config);
+    if let Some(kv) = &ctx.kv {
+        r = r.kv(kv.clone(), Some(SYSTEM_USER.to_string()));
+    }
+    Ok(r)
+}
+
+/// Creates an execution in status `requested` (or `delayed`) and publishes it.
+pub async fn request(ctx: &Ctx, req: ExecutionRequest) -> Result<Execution, ServiceError> {
+    let (action, runner) = load_action(ctx, &req.action_ref).await?;
+    if !action.enabled {
+        return Err(ServiceError::Invalid(format!(
+            "Unable to execute. Action \"{}\" is disabled.",
+            action.action_ref
+        )));
+    }
+    if !runner.enabled {
+        return Err(ServiceError::Invalid(format!(
+            "Unable to execute. Runner \"{}\" is disabled.",
+            runner.name
+        )));
+    }
+    let user = req.user.clone().unwrap_or_else(|| SYSTEM_USER.to_string());
+    let mut context = req.context.clone();
+    context.insert("user".into(), Value::String(user.clone()));
+    context.entry("pack").or_insert_with(|| Value::String(action.pack.clone()));
+    let config = pack_config(ctx, &action.pack).await?;
+    // Validate now (required, types, enum, immutable, templates): a bad request is refused
+    // before anything is stored. Defaults are rendered again when the action runs.
+    let r = renderer(ctx, &action, &runner, &context, config)?;
+    let live = r.render_live(&req.parameters)?;
+    r.render_final(&live)?;
+
+    let now = now_iso();
+    let mut exec = Execution {
+        id: String::new(),
+        action: serde_json::to_value(&action).unwrap_or(Value::Null),
+        runner: serde_json::to_value(&runner).unwrap_or(Value::Null),
+        liveaction: LiveActionRef::default(),
+        status: ExecutionStatus::Requested,
+        parameters: live,
+        result: None,
+        context,
+        parent: req.context.get("parent").and_then(|p| p.get("execution_id")).and_then(Value::as_str).map(String::from),
+        children: Vec::new(),
+        trigger: req.trigger,
+        trigger_type: req.trigger_type,
+        trigger_instance: req.trigger_instance,
+        rule: req.rule,
+        start_timestamp: now.clone(),
+        end_timestamp: None,
+        elapsed_seconds: None,
+        delay: req.delay,
+        log: vec![json!({"status": "requested", "timestamp": now})],
+        notified: false,
+        lease_owner: None,
+    };
+    exec.id = crate::model::new_id();
+    exec.liveaction = LiveActionRef {
+        id: exec.id.clone(),
+        action: action.action_ref.clone(),
+        action_is_workflow: WORKFLOW_RUNNERS.contains(&runner.name.as_str()),
+        runner_info: JsonMap::new(),
+    };
+    let w = Repo::<Execution>::to_write(&mut exec)?;
+    ctx.store.apply(vec![w]).await?;
+    publish(ctx, &exec, names::RK_CREATE).await?;
+    Ok(exec)
+}
+
+/// Publishes an execution's state: its status on `st2.liveaction.status`, the document on
+/// `st2.execution`.
+pub async fn publish(ctx: &Ctx, exec: &Execution, execution_rk: &str) -> Result<(), ServiceError> {
+    let doc = serde_json::to_value(exec).unwrap_or(Value::Null);
+    ctx.bus.publish_json(names::LIVEACTION_STATUS, exec.status.as_str(), &json!({"id": exec.id})).await?;
+    ctx.bus.publish_json(names::EXECUTION, execution_rk, &doc).await?;
+    Ok(())
+}
+
+/// Moves an execution from one of `from` to `to` (compare-and-set), merging `patch`, logging
+/// the transition and publishing it. `Ok(None)` when the execution was not in `from`.
+pub async fn transition(
+    ctx: &Ctx,
+    id: &str,
+    from: &[ExecutionStatus],
+    to: ExecutionStatus,
+    mut patch: JsonMap,
+) -> Result<Option<Execution>, ServiceError> {
+    let execs = repo::<Execution>(&*ctx.store);
+    let Some(current) = execs.get(id).await? else {
+        return Err(ServiceError::NotFound { kind: "execution", id: id.to_string() });
+    };
+    if !from.contains(&current.status) {
+        return Ok(None);
+    }
+    let now = now_iso();
+    let mut log = current.log.clone();
+    log.push(json!({"status": to.as_str(), "timestamp": now}));
+    patch.insert("status".into(), Value::String(to.as_str().into()));
+    patch.insert("log".into(), Value::Array(log));
+    if to.is_completed() {
+        patch.insert("end_timestamp".into(), Value::String(now.clone()));
+        if let (Ok(s), Ok(e)) = (
+            chrono::DateTime::parse_from_rfc3339(&current.start_timestamp),
+            chrono::DateTime::parse_from_rfc3339(&now),
+        ) {
+            let secs = (e - s).num_microseconds().unwrap_or(0) as f64 / 1e6;
+            patch.insert("elapsed_seconds".into(), json!(secs));
+        }
+    }
+    let expected = [Value::String(current.status.as_str().into())];
+    let Some(updated) = execs.compare_and_set(id, "status", &expected, patch).await? else {
+        return Ok(None);
+    };
+    publish(ctx, &updated, names::RK_UPDATE).await?;
+    Ok(Some(updated))
+}
+
+/// Requests cancellation: executions not yet running are canceled at once; running ones go to
+/// `canceling` and their runner is told to stop.
+pub async fn cancel(ctx: &Ctx, id: &str) -> Result<Execution, ServiceError> {
+    use ExecutionStatus::*;
+    for _ in 0..5 {
+        let Some(current) = repo::<Execution>(&*ctx.store).get(id).await? else {
+            return Err(ServiceError::NotFound { kind: "execution", id: id.to_string() });
+        };
+        if current.status.is_completed() || current.status == Canceling {
+            return Ok(current);
+        }
+        if !current.status.is_cancelable() {
+            return Err(ServiceError::Invalid(format!(
+                "execution {id} in status {} cannot be canceled",
+                current.status
+            )));
+        }
+        let target = if current.status == Running || current.status == Pausing || current.status == Paused || current.status == Resuming {
+            Canceling
+        } else {
+            Canceled
+        };
+        if let Some(e) = transition(ctx, id, &[current.status], target, JsonMap::new()).await? {
+            return Ok(e);
+        }
+    }
+    Err(ServiceError::Conflict { id: id.to_string(), expected: "cancelable".into() })
+}

@@ -1,0 +1,29 @@
+//! The thin services of the event pipeline: each one consumes a bus queue, changes state in the
+//! store (compare-and-set on status) and publishes what changed. All logic that can be pure
+//! lives elsewhere (rules matching, templates, runners); these files are the only ones that
+//! touch both bus and store.
+//!
+//! - [`dispatch`]: trigger instances in (webhooks, timers, sensors, notifier) → stored → bus.
+//! - [`executions`]: requesting, cancelling and finishing executions (status transitions).
+//! - [`rules_engine`]: trigger instances → matching rules → executions + enforcements.
+//! - [`scheduler`]: `requested` → policies → `scheduled` / `delayed`.
+//! - [`worker`]: `scheduled` → runner → final status, live output.
+//! - [`notifier`]: completed executions → `core.st2.generic.actiontrigger` / notify triggers.
+//! - [`context`]: what every service shares.
+
+pub mod context;
+pub mod dispatch;
+mod error;
+pub mod executions;
+pub mod notifier;
+pub mod rules_engine;
+pub mod scheduler;
+pub mod worker;
+
+pub use context::Ctx;
+pub use error::ServiceError;
+
+/// StackStorm's timestamp format: ISO-8601 UTC with microseconds and `Z`.
+pub fn now_iso() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}

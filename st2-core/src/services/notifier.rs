@@ -1,0 +1,174 @@
+//! The notifier: when an execution completes it emits `core.st2.generic.actiontrigger`, one
+//! `core.st2.generic.notifytrigger` per route of the action's `notify`, and applies the
+//! `action.retry` policy (re-running failed or timed-out executions as new executions).
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::executions::{self, ExecutionRequest};
+use super::{dispatch, Ctx, ServiceError};
+use crate::bus::{names, SubscribeSpec, Subscription};
+use crate::model::{Execution, ExecutionStatus, JsonMap, Notify, NotifySubSchema, Policy};
+use crate::store::{repo, Query};
+use crate::template::RenderContext;
+
+/// Trigger emitted for every completed execution.
+pub const ACTION_TRIGGER: &str = "core.st2.generic.actiontrigger";
+/// Trigger emitted per notify route.
+pub const NOTIFY_TRIGGER: &str = "core.st2.generic.notifytrigger";
+
+/// The notifier service.
+pub struct Notifier {
+    ctx: Ctx,
+}
+
+impl Notifier {
+    /// A notifier over the shared context.
+    pub fn new(ctx: Ctx) -> Arc<Self> {
+        Arc::new(Self { ctx })
+    }
+
+    /// Subscribes, then consumes execution updates in a task until the bus closes.
+    pub async fn start(self: Arc<Self>) -> Result<tokio::task::JoinHandle<()>, ServiceError> {
+        let sub = self.ctx.bus.subscribe(SubscribeSpec::work(names::NOTIFIER_WORK, names::EXECUTION, [names::RK_UPDATE])).await?;
+        Ok(tokio::spawn(self.consume(sub)))
+    }
+
+    async fn consume(self: Arc<Self>, mut sub: Subscription) {
+        while let Some(d) = sub.next().await {
+            let Ok(d) = d else { continue };
+            let exec: Option<Execution> = d.message().decode().ok();
+            let res = match exec {
+                Some(e) if e.status.is_completed() => self.completed(&e).await,
+                _ => Ok(()),
+            };
+            match res {
+                Ok(()) => {
+                    let _ = d.ack().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "notifier failed; requeued");
+                    let _ = d.nack(true).await;
+                }
+            }
+        }
+    }
+
+    /// Emits the completion triggers of one execution, once.
+    pub async fn completed(&self, exec: &Execution) -> Result<(), ServiceError> {
+        let mut patch = JsonMap::new();
+        patch.insert("notified".into(), json!(true));
+        let claimed = self
+            .ctx
+            .store
+            .compare_and_set(crate::store::Collection::Executions, &exec.id, "notified", &[Value::Null, json!(false)], patch)
+            .await?;
+        if claimed.is_none() {
+            return Ok(());
+        }
+        let action_ref = exec.action.get("ref").and_then(Value::as_str).unwrap_or_default().to_string();
+        let runner_ref = exec.runner.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let specs = exec.action.get("parameters").cloned().and_then(|p| serde_json::from_value(p).ok()).unwrap_or_default();
+        let params = crate::template::params::mask_secrets(&exec.parameters, &specs);
+        let trace_tag = exec.context.get("trace_context").and_then(|t| t.get("trace_tag")).and_then(Value::as_str).map(String::from);
+        let payload = json!({
+            "execution_id": exec.id,
+            "status": exec.status.as_str(),
+            "start_timestamp": exec.start_timestamp,
+            "action_name": action_ref,
+            "action_ref": action_ref,
+            "runner_ref": runner_ref,
+            "parameters": params,
+            "result": exec.result.clone().unwrap_or(Value::Null),
+        });
+        if let Err(e) = dispatch::dispatch(&self.ctx, ACTION_TRIGGER, payload, trace_tag.clone()).await {
+            match e {
+                ServiceError::NotFound { .. } => tracing::debug!("no action trigger type registered"),
+                other => return Err(other),
+            }
+        }
+        if let Some(notify) = exec.action.get("notify").cloned().and_then(|n| serde_json::from_value::<Notify>(n).ok()) {
+            self.notify(exec, &notify, &action_ref, &runner_ref, trace_tag).await?;
+        }
+        self.retry(exec, &action_ref).await
+    }
+
+    async fn notify(&self, exec: &Execution, notify: &Notify, action_ref: &str, runner_ref: &str, trace_tag: Option<String>) -> Result<(), ServiceError> {
+        let mut subs: Vec<&NotifySubSchema> = notify.on_complete.iter().collect();
+        match exec.status {
+            ExecutionStatus::Succeeded => subs.extend(notify.on_success.iter()),
+            _ => subs.extend(notify.on_failure.iter()),
+        }
+        let ctx = RenderContext::new()
+            .with("action_parameters", Value::Object(exec.parameters.clone()))
+            .with("action_results", exec.result.clone().unwrap_or(Value::Null))
+            .with("action_context", Value::Object(exec.context.clone()));
+        for sub in subs {
+            let message = match &sub.message {
+                Some(m) => self.ctx.engine.render_str(m, &ctx).unwrap_or_else(|e| e.to_string()),
+                None => String::new(),
+            };
+            let data = match &sub.data {
+                Some(d) => self.ctx.engine.render_value(d, &ctx).unwrap_or(Value::Null),
+                None => json!({}),
+            };
+            for route in &sub.routes {
+                let payload = json!({
+                    "execution_id": exec.id,
+                    "status": exec.status.as_str(),
+                    "start_timestamp": exec.start_timestamp,
+                    "end_timestamp": exec.end_timestamp,
+                    "action_ref": action_ref,
+                    "runner_ref": runner_ref,
+                    "channel": route,
+                    "route": route,
+                    "message": message,
+                    "data": data,
+                });
+                dispatch::dispatch(&self.ctx, NOTIFY_TRIGGER, payload, trace_tag.clone()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// StackStorm's `action.retry`: re-run as a new execution, with `context.policies.retry`.
+    async fn retry(&self, exec: &Execution, action_ref: &str) -> Result<(), ServiceError> {
+        let on = match exec.status {
+            ExecutionStatus::Failed => "failure",
+            ExecutionStatus::Timeout => "timeout",
+            _ => return Ok(()),
+        };
+        let policies: Vec<Policy> = repo::<Policy>(&*self.ctx.store)
+            .find(&Query::all().eq("resource_ref", action_ref).eq("policy_type", "action.retry").eq("enabled", true))
+            .await?;
+        let Some(p) = policies.into_iter().find(|p| p.parameters.get("retry_on").and_then(Value::as_str) == Some(on)) else {
+            return Ok(());
+        };
+        let max = p.parameters.get("max_retry_count").and_then(Value::as_u64).unwrap_or(2);
+        let done = exec.context.get("policies").and_then(|x| x.get("retry")).and_then(|r| r.get("retry_count")).and_then(Value::as_u64).unwrap_or(0);
+        if done >= max {
+            return Ok(());
+        }
+        let delay = p.parameters.get("delay").and_then(Value::as_f64).unwrap_or(0.0);
+        let mut context = exec.context.clone();
+        context.remove("user");
+        context.insert(
+            "policies".into(),
+            json!({"retry": {"applied_policy": p.policy_ref, "retry_count": done + 1, "retried_liveaction_id": exec.id}}),
+        );
+        let req = ExecutionRequest {
+            action_ref: action_ref.to_string(),
+            parameters: exec.parameters.clone(),
+            user: exec.context.get("user").and_then(Value::as_str).map(String::from),
+            context,
+            trigger: exec.trigger.clone(),
+            trigger_type: exec.trigger_type.clone(),
+            trigger_instance: exec.trigger_instance.clone(),
+            rule: exec.rule.clone(),
+            delay: (delay > 0.0).then(|| (delay * 1000.0) as u64),
+        };
+        executions::request(&self.ctx, req).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,229 @@
+//! The rules engine service: consumes `st2.trigger_instances_dispatch.rules_engine`, matches each
+//! trigger instance against the rules of its trigger (an indexed, pre-compiled [`RuleSet`]),
+//! renders the matched rules' action parameters and requests executions, recording a rule
+//! enforcement for every match (failed ones with the reason).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::RwLock;
+
+use super::executions::{self, ExecutionRequest};
+use super::{dispatch, now_iso, Ctx, ServiceError};
+use crate::bus::{names, SubscribeSpec, Subscription};
+use crate::model::{JsonMap, Rule, RuleEnforcement, TraceComponent, Trigger, TriggerInstance, TriggerType};
+use crate::rules::{MatchContext, RuleSet};
+use crate::store::{repo, Query, Repo};
+use crate::template::RenderContext;
+
+/// How often the rule set is reloaded from the store (rules registered by another process, e.g.
+/// `st2ctl reload`, become live within this time; API changes call [`RulesEngine::reload`]).
+pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The rules engine.
+pub struct RulesEngine {
+    ctx: Ctx,
+    rules: RwLock<Arc<RuleSet>>,
+}
+
+impl RulesEngine {
+    /// A rules engine with the enabled rules of the store loaded.
+    pub async fn new(ctx: Ctx) -> Result<Arc<Self>, ServiceError> {
+        let me = Arc::new(Self { ctx, rules: RwLock::new(Arc::new(RuleSet::default())) });
+        me.reload().await?;
+        Ok(me)
+    }
+
+    /// Reloads every enabled rule from the store and recompiles the rule set.
+    pub async fn reload(&self) -> Result<(), ServiceError> {
+        let rules: Vec<Rule> = repo::<Rule>(&*self.ctx.store).find(&Query::all().eq("enabled", true)).await?;
+        let (set, errors) = RuleSet::build(rules, &self.ctx.engine);
+        for (rule, error) in errors {
+            tracing::warn!(rule = %rule, error = %error, "rule not loaded");
+        }
+        *self.rules.write().await = Arc::new(set);
+        Ok(())
+    }
+
+    /// Subscribes, then consumes trigger instances in a task until the bus closes; reloads
+    /// rules periodically.
+    pub async fn start(self: Arc<Self>) -> Result<tokio::task::JoinHandle<()>, ServiceError> {
+        let sub = self
+            .ctx
+            .bus
+            .subscribe(SubscribeSpec::work(names::RULES_ENGINE_WORK, names::TRIGGER_INSTANCES_DISPATCH, ["#"]))
+            .await?;
+        Ok(tokio::spawn(self.consume(sub)))
+    }
+
+    async fn consume(self: Arc<Self>, mut sub: Subscription) {
+        let reloader = {
+            let me = Arc::clone(&self);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(RELOAD_INTERVAL);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = me.reload().await {
+                        tracing::warn!(error = %e, "rule reload failed");
+                    }
+                }
+            })
+        };
+        while let Some(delivery) = sub.next().await {
+            let delivery = match delivery {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(error = %e, "rules engine delivery failed");
+                    continue;
+                }
+            };
+            let msg = delivery.message().value().unwrap_or(Value::Null);
+            match self.process(&msg).await {
+                Ok(()) => {
+                    let _ = delivery.ack().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "trigger instance processing failed; requeued");
+                    let _ = delivery.nack(true).await;
+                }
+            }
+        }
+        reloader.abort();
+    }
+
+    /// Processes one dispatched trigger instance message (`{trigger_instance, trace_id}`).
+    pub async fn process(&self, msg: &Value) -> Result<(), ServiceError> {
+        let ti: TriggerInstance = serde_json::from_value(msg.get("trigger_instance").cloned().unwrap_or(Value::Null))
+            .map_err(|e| ServiceError::Invalid(format!("bad trigger instance message: {e}")))?;
+        let trace_id = msg.get("trace_id").and_then(Value::as_str).map(str::to_string);
+        let tis = repo::<TriggerInstance>(&*self.ctx.store);
+        let mut patch = JsonMap::new();
+        patch.insert("status".into(), json!("processing"));
+        // A redelivered instance still `processing` (we crashed mid-way) is processed again.
+        let claimed = tis
+            .compare_and_set(&ti.id, "status", &[json!("pending"), json!("processing")], patch)
+            .await?;
+        if claimed.is_none() {
+            return Ok(()); // already processed
+        }
+        let outcome = self.enforce(&ti, trace_id.as_deref()).await;
+        let mut patch = JsonMap::new();
+        patch.insert("status".into(), json!(if outcome.is_ok() { "processed" } else { "processing_failed" }));
+        tis.compare_and_set(&ti.id, "status", &[json!("processing")], patch).await?;
+        outcome
+    }
+
+    async fn enforce(&self, ti: &TriggerInstance, trace_id: Option<&str>) -> Result<(), ServiceError> {
+        let set = Arc::clone(&*self.rules.read().await);
+        let mut render_ctx = RenderContext::new();
+        if let Some(kv) = &self.ctx.kv {
+            render_ctx = render_ctx.with_kv(kv.clone(), None);
+        }
+        let match_ctx = MatchContext::from(&render_ctx).for_trigger_instance(ti.id.clone());
+        let result = set.match_instance(&ti.trigger, &ti.payload, match_ctx);
+        for (rule_ref, reason) in &result.errors {
+            if let Some(rule) = set.rule(rule_ref) {
+                self.record(ti, rule, None, Some(reason.clone())).await?;
+            }
+        }
+        let matched: Vec<&Rule> = if result.matched_standard.is_empty() {
+            result.matched_backstop
+        } else {
+            result.matched_standard
+        };
+        if matched.is_empty() {
+            return Ok(());
+        }
+        let (trigger, tt) = dispatch::resolve_trigger(&self.ctx, &ti.trigger).await.unwrap_or_else(|_| {
+            (
+                Trigger {
+                    id: String::new(),
+                    name: ti.trigger.clone(),
+                    pack: String::new(),
+                    trigger_ref: ti.trigger.clone(),
+                    uid: String::new(),
+                    trigger_type: ti.trigger.clone(),
+                    parameters: JsonMap::new(),
+                    ref_count: 0,
+                    description: None,
+                },
+                None::<TriggerType>,
+            )
+        });
+        let trigger_ctx = render_ctx.clone().with("trigger", ti.payload.clone());
+        let trace_tag = match trace_id {
+            Some(id) => repo::<crate::model::Trace>(&*self.ctx.store).get(id).await?.map(|t| t.trace_tag),
+            None => None,
+        };
+        for rule in matched {
+            let rendered = self
+                .ctx
+                .engine
+                .render_value(&Value::Object(rule.action.parameters.clone()), &trigger_ctx);
+            let params = match rendered {
+                Ok(Value::Object(m)) => m,
+                Ok(_) => JsonMap::new(),
+                Err(e) => {
+                    self.record(ti, rule, None, Some(format!("Failed to render parameters of action \"{}\": {e}", rule.action.action_ref))).await?;
+                    continue;
+                }
+            };
+            let mut context = JsonMap::new();
+            context.insert("trigger_instance".into(), json!({"id": ti.id, "name": Value::Null}));
+            context.insert("rule".into(), json!({"id": rule.id, "name": rule.name}));
+            if let Some(id) = trace_id {
+                context.insert("trace_context".into(), json!({"id_": id, "trace_tag": trace_tag}));
+            }
+            let req = ExecutionRequest {
+                action_ref: rule.action.action_ref.clone(),
+                parameters: params,
+                user: None,
+                context,
+                trigger: serde_json::to_value(&trigger).ok(),
+                trigger_type: tt.as_ref().and_then(|t| serde_json::to_value(t).ok()),
+                trigger_instance: serde_json::to_value(ti).ok(),
+                rule: serde_json::to_value(rule).ok(),
+                delay: None,
+            };
+            match executions::request(&self.ctx, req).await {
+                Ok(exec) => {
+                    self.record(ti, rule, Some(exec.id.clone()), None).await?;
+                    if let Some(id) = trace_id {
+                        let now = now_iso();
+                        dispatch::extend_trace(
+                            &self.ctx,
+                            id,
+                            vec![TraceComponent { object_id: rule.id.clone(), component_ref: rule.rule_ref.clone(), updated_at: now.clone(), caused_by: json!({"type": "trigger_instance", "id": ti.id}) }],
+                            vec![TraceComponent { object_id: exec.id.clone(), component_ref: rule.action.action_ref.clone(), updated_at: now, caused_by: json!({"type": "rule", "id": format!("{}:{}", rule.id, ti.id)}) }],
+                        )
+                        .await?;
+                    }
+                }
+                Err(ServiceError::Store(e)) => return Err(ServiceError::Store(e)),
+                Err(ServiceError::Bus(e)) => return Err(ServiceError::Bus(e)),
+                Err(e) => self.record(ti, rule, None, Some(e.to_string())).await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn record(&self, ti: &TriggerInstance, rule: &Rule, execution_id: Option<String>, failure: Option<String>) -> Result<(), ServiceError> {
+        if let Some(reason) = &failure {
+            tracing::info!(rule = %rule.rule_ref, trigger_instance = %ti.id, reason = %reason, "rule enforcement failed");
+        }
+        let mut e = RuleEnforcement {
+            id: String::new(),
+            trigger_instance_id: ti.id.clone(),
+            execution_id,
+            rule: json!({"id": rule.id, "ref": rule.rule_ref, "uid": rule.uid}),
+            status: if failure.is_some() { "failed".into() } else { "succeeded".into() },
+            failure_reason: failure,
+            enforced_at: now_iso(),
+        };
+        let w = Repo::<RuleEnforcement>::to_write(&mut e)?;
+        self.ctx.store.apply(vec![w]).await?;
+        Ok(())
+    }
+}

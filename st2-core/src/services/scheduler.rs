@@ -1,0 +1,222 @@
+//! The scheduler: `requested` executions pass their action's policies and become `scheduled`
+//! (or `delayed` / `canceled`). Delayed executions are re-examined whenever an execution ends
+//! and on a short sweep. One scheduler processes requests one at a time, so policy counts
+//! cannot race within a process.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::executions::transition;
+use super::{Ctx, ServiceError};
+use crate::bus::{names, SubscribeSpec, Subscription};
+use crate::model::{Execution, ExecutionStatus, JsonMap, Policy};
+use crate::store::{repo, Query};
+
+/// How often delayed executions are re-examined.
+pub const DELAYED_SWEEP: Duration = Duration::from_millis(500);
+
+/// Statuses that occupy a concurrency slot.
+const ACTIVE: [ExecutionStatus; 4] =
+    [ExecutionStatus::Scheduled, ExecutionStatus::Running, ExecutionStatus::Canceling, ExecutionStatus::Pausing];
+
+/// What a policy decided for one execution.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Go ahead.
+    Schedule,
+    /// Wait for a slot.
+    Delay,
+    /// Refuse.
+    Cancel(String),
+}
+
+/// The scheduler service.
+pub struct Scheduler {
+    ctx: Ctx,
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl Scheduler {
+    /// A scheduler over the shared context.
+    pub fn new(ctx: Ctx) -> Arc<Self> {
+        Arc::new(Self { ctx, lock: tokio::sync::Mutex::new(()) })
+    }
+
+    /// Subscribes, then consumes `requested` executions and completions in a task until the bus
+    /// closes.
+    pub async fn start(self: Arc<Self>) -> Result<tokio::task::JoinHandle<()>, ServiceError> {
+        let req = self.ctx.bus.subscribe(SubscribeSpec::work(names::ACTIONRUNNER_REQ, names::LIVEACTION_STATUS, ["requested"])).await?;
+        // Completions free slots: re-examine delayed executions then.
+        let done = self
+            .ctx
+            .bus
+            .subscribe(SubscribeSpec::broadcast("st2.scheduler.completions", names::LIVEACTION_STATUS, [
+                "succeeded", "failed", "timeout", "canceled", "abandoned",
+            ]))
+            .await?;
+        Ok(tokio::spawn(self.consume(req, done)))
+    }
+
+    async fn consume(self: Arc<Self>, mut req: Subscription, mut done: Subscription) {
+        let mut sweep = tokio::time::interval(DELAYED_SWEEP);
+        loop {
+            tokio::select! {
+                d = req.next() => {
+                    let Some(d) = d else { break };
+                    let Ok(d) = d else { continue };
+                    let id = d.message().value().ok().and_then(|v| v.get("id").and_then(Value::as_str).map(String::from));
+                    if let Some(id) = id {
+                        if let Err(e) = self.schedule(&id).await {
+                            tracing::warn!(execution = %id, error = %e, "scheduling failed");
+                        }
+                    }
+                    let _ = d.ack().await;
+                }
+                d = done.next() => {
+                    let Some(d) = d else { break };
+                    if let Ok(d) = d { let _ = d.ack().await; }
+                    self.sweep_delayed().await;
+                }
+                _ = sweep.tick() => self.sweep_delayed().await,
+            }
+        }
+    }
+
+    /// Re-examines every delayed execution, oldest first.
+    pub async fn sweep_delayed(&self) {
+        let q = Query::all().eq("status", "delayed").sort("id", false);
+        let Ok(delayed) = repo::<Execution>(&*self.ctx.store).find(&q).await else { return };
+        for e in delayed {
+            if let Err(err) = self.schedule(&e.id).await {
+                tracing::warn!(execution = %e.id, error = %err, "rescheduling failed");
+            }
+        }
+    }
+
+    /// Applies the policies to one `requested` or `delayed` execution.
+    pub async fn schedule(&self, id: &str) -> Result<(), ServiceError> {
+        let _one_at_a_time = self.lock.lock().await;
+        let Some(exec) = repo::<Execution>(&*self.ctx.store).get(id).await? else { return Ok(()) };
+        if !matches!(exec.status, ExecutionStatus::Requested | ExecutionStatus::Delayed) {
+            return Ok(());
+        }
+        if let (Some(delay), ExecutionStatus::Requested) = (exec.delay, exec.status) {
+            if delay > 0 && !exec.context.contains_key("delay_applied") {
+                let mut patch = JsonMap::new();
+                patch.insert("context".into(), {
+                    let mut c = exec.context.clone();
+                    c.insert("delay_applied".into(), json!(true));
+                    Value::Object(c)
+                });
+                transition(&self.ctx, id, &[ExecutionStatus::Requested], ExecutionStatus::Delayed, patch).await?;
+                let ctx = self.ctx.clone();
+                let id = id.to_string();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                    let mut patch = JsonMap::new();
+                    patch.insert("delay".into(), json!(0));
+                    let _ = ctx.store.compare_and_set(crate::store::Collection::Executions, &id, "status", &[json!("delayed")], patch).await;
+                });
+                return Ok(());
+            }
+        }
+        if exec.status == ExecutionStatus::Delayed && exec.delay.unwrap_or(0) > 0 {
+            return Ok(()); // still waiting out its own delay
+        }
+        let action_ref = exec.action.get("ref").and_then(Value::as_str).unwrap_or_default().to_string();
+        let policies: Vec<Policy> = repo::<Policy>(&*self.ctx.store)
+            .find(&Query::all().eq("resource_ref", action_ref.as_str()).eq("enabled", true))
+            .await?;
+        let mut decision = Decision::Schedule;
+        for p in &policies {
+            match self.apply(p, &exec, &action_ref).await? {
+                Decision::Schedule => {}
+                other => {
+                    decision = other;
+                    break;
+                }
+            }
+        }
+        let from = [exec.status];
+        match decision {
+            Decision::Schedule => {
+                transition(&self.ctx, id, &from, ExecutionStatus::Scheduled, JsonMap::new()).await?;
+            }
+            Decision::Delay if exec.status == ExecutionStatus::Requested => {
+                transition(&self.ctx, id, &from, ExecutionStatus::Delayed, JsonMap::new()).await?;
+            }
+            Decision::Delay => {}
+            Decision::Cancel(reason) => {
+                let mut patch = JsonMap::new();
+                patch.insert("result".into(), json!({"error": reason}));
+                transition(&self.ctx, id, &from, ExecutionStatus::Canceled, patch).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn count_active(&self, action_ref: &str, attrs: Option<(&[String], &JsonMap)>) -> Result<u64, ServiceError> {
+        let statuses: Vec<Value> = ACTIVE.iter().map(|s| json!(s.as_str())).collect();
+        let mut q = Query::all().eq("action.ref", action_ref).is_in("status", statuses);
+        if let Some((names, params)) = attrs {
+            for n in names {
+                q = q.eq(format!("parameters.{n}"), params.get(n).cloned().unwrap_or(Value::Null));
+            }
+        }
+        Ok(self.ctx.store.count(crate::store::Collection::Executions, &q).await?)
+    }
+
+    async fn apply(&self, p: &Policy, exec: &Execution, action_ref: &str) -> Result<Decision, ServiceError> {
+        let over = |action: Option<&Value>, what: String| match action.and_then(Value::as_str) {
+            Some("cancel") => Decision::Cancel(what),
+            _ => Decision::Delay,
+        };
+        let threshold = p.parameters.get("threshold").and_then(Value::as_u64);
+        match p.policy_type.as_str() {
+            "action.concurrency" => {
+                let Some(t) = threshold else { return Ok(Decision::Schedule) };
+                if self.count_active(action_ref, None).await? >= t {
+                    return Ok(over(p.parameters.get("action"), format!("concurrency threshold {t} of policy {} reached", p.policy_ref)));
+                }
+            }
+            "action.concurrency.attr" => {
+                let Some(t) = threshold else { return Ok(Decision::Schedule) };
+                let attrs: Vec<String> = p
+                    .parameters
+                    .get("attributes")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+                    .unwrap_or_default();
+                if self.count_active(action_ref, Some((&attrs, &exec.parameters))).await? >= t {
+                    return Ok(over(p.parameters.get("action"), format!("concurrency threshold {t} of policy {} reached", p.policy_ref)));
+                }
+            }
+            "action.ratelimit" => {
+                let limit = p.parameters.get("limit").and_then(Value::as_u64).unwrap_or(u64::MAX);
+                let interval = p.parameters.get("interval").and_then(Value::as_f64).unwrap_or(60.0);
+                let since = chrono::Utc::now() - chrono::Duration::milliseconds((interval * 1000.0) as i64);
+                let recent: Vec<Execution> = repo::<Execution>(&*self.ctx.store)
+                    .find(&Query::all().eq("action.ref", action_ref).is_in(
+                        "status",
+                        ["scheduled", "running", "succeeded", "failed", "timeout", "canceling"].iter().map(|s| json!(s)).collect(),
+                    ))
+                    .await?;
+                let started = recent
+                    .iter()
+                    .filter(|e| e.id != exec.id)
+                    .filter_map(|e| e.log.iter().find(|l| l.get("status") == Some(&json!("scheduled"))))
+                    .filter_map(|l| l.get("timestamp").and_then(Value::as_str))
+                    .filter_map(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .filter(|t| *t >= since)
+                    .count() as u64;
+                if started >= limit {
+                    return Ok(over(p.parameters.get("action"), format!("rate limit {limit}/{interval}s of policy {} reached", p.policy_ref)));
+                }
+            }
+            _ => {} // retry is applied when an execution ends (see the worker)
+        }
+        Ok(Decision::Schedule)
+    }
+}

@@ -1,0 +1,191 @@
+//! The action runner service (StackStorm's `st2actionrunner`): claims `scheduled` executions
+//! (compare-and-set to `running`, with this node as lease owner), renders their final
+//! parameters, runs them with their runner, and stores the outcome. Cancel requests arrive on a
+//! broadcast queue; the worker holding the execution stops its runner.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::executions::{self, load_action, pack_config, renderer, transition};
+use super::{Ctx, ServiceError};
+use crate::bus::{names, SubscribeSpec, Subscription};
+use crate::model::{Execution, ExecutionStatus, JsonMap};
+use crate::runners::{OutputChunk, RunContext, RunOutcome};
+use crate::store::repo;
+
+/// Default number of executions one worker runs at once.
+pub const DEFAULT_CONCURRENCY: usize = 64;
+
+/// The action runner service.
+pub struct Worker {
+    ctx: Ctx,
+    running: Mutex<HashMap<String, CancellationToken>>,
+    slots: Arc<Semaphore>,
+}
+
+impl Worker {
+    /// A worker running at most `concurrency` executions at once.
+    pub fn new(ctx: Ctx, concurrency: usize) -> Arc<Self> {
+        Arc::new(Self { ctx, running: Mutex::new(HashMap::new()), slots: Arc::new(Semaphore::new(concurrency.max(1))) })
+    }
+
+    /// Subscribes, then consumes scheduled executions and cancel requests in a task until the
+    /// bus closes.
+    pub async fn start(self: Arc<Self>) -> Result<tokio::task::JoinHandle<()>, ServiceError> {
+        let prefetch = u16::try_from(self.slots.available_permits()).unwrap_or(u16::MAX);
+        let work = self
+            .ctx
+            .bus
+            .subscribe(SubscribeSpec::work(names::ACTIONRUNNER_WORK, names::LIVEACTION_STATUS, ["scheduled"]).with_prefetch(prefetch))
+            .await?;
+        let cancels = self
+            .ctx
+            .bus
+            .subscribe(SubscribeSpec::broadcast(names::ACTIONRUNNER_CANCEL, names::LIVEACTION_STATUS, ["canceling"]))
+            .await?;
+        Ok(tokio::spawn(self.consume(work, cancels)))
+    }
+
+    async fn consume(self: Arc<Self>, mut work: Subscription, mut cancels: Subscription) {
+        loop {
+            tokio::select! {
+                d = work.next() => {
+                    let Some(d) = d else { break };
+                    let Ok(d) = d else { continue };
+                    let id = d.message().value().ok().and_then(|v| v.get("id").and_then(Value::as_str).map(String::from));
+                    let _ = d.ack().await;
+                    let Some(id) = id else { continue };
+                    let Ok(permit) = Arc::clone(&self.slots).acquire_owned().await else { break };
+                    let me = Arc::clone(&self);
+                    tokio::spawn(async move {
+                        if let Err(e) = me.execute(&id).await {
+                            tracing::warn!(execution = %id, error = %e, "execution failed to run");
+                        }
+                        drop(permit);
+                    });
+                }
+                c = cancels.next() => {
+                    let Some(c) = c else { break };
+                    let Ok(c) = c else { continue };
+                    if let Some(id) = c.message().value().ok().and_then(|v| v.get("id").and_then(Value::as_str).map(String::from)) {
+                        self.cancel_local(&id);
+                    }
+                    let _ = c.ack().await;
+                }
+            }
+        }
+    }
+
+    /// Stops the runner of an execution this worker is running; false if it runs none.
+    pub fn cancel_local(&self, id: &str) -> bool {
+        let guard = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.get(id) {
+            Some(t) => {
+                t.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Runs one execution: claim, render, run, store the outcome.
+    pub async fn execute(&self, id: &str) -> Result<(), ServiceError> {
+        let mut claim = JsonMap::new();
+        claim.insert("lease_owner".into(), json!(self.ctx.node_id));
+        let Some(exec) = transition(&self.ctx, id, &[ExecutionStatus::Scheduled], ExecutionStatus::Running, claim).await? else {
+            return Ok(()); // canceled meanwhile, or claimed by another worker
+        };
+        let token = CancellationToken::new();
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), token.clone());
+        let outcome = self.run_action(&exec, token).await;
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        let (status, result) = match outcome {
+            Ok(o) => (o.status, o.result),
+            Err(e) => (ExecutionStatus::Failed, json!({"error": e.to_string()})),
+        };
+        let mut patch = JsonMap::new();
+        patch.insert("result".into(), result);
+        let done = transition(&self.ctx, id, &[ExecutionStatus::Running, ExecutionStatus::Canceling], status, patch.clone()).await?;
+        if done.is_none() {
+            // Status moved to canceling between our read and write: settle as canceled.
+            transition(&self.ctx, id, &[ExecutionStatus::Canceling], ExecutionStatus::Canceled, patch).await?;
+        }
+        Ok(())
+    }
+
+    async fn run_action(&self, exec: &Execution, cancel: CancellationToken) -> Result<RunOutcome, ServiceError> {
+        let action_ref = exec.action.get("ref").and_then(Value::as_str).unwrap_or_default();
+        let (action, runner_type) = load_action(&self.ctx, action_ref).await?;
+        let config = pack_config(&self.ctx, &action.pack).await?;
+        let r = renderer(&self.ctx, &action, &runner_type, &exec.context, config.clone())?;
+        let params = r.render_final(&exec.parameters)?;
+        let (runner_params, action_params) = r.split(&params);
+        let runner = self
+            .ctx
+            .runners
+            .get(&runner_type.name)
+            .ok_or_else(|| ServiceError::NotFound { kind: "runner", id: runner_type.name.clone() })?;
+        let pack_dir = self.ctx.paths.find_pack(&action.pack);
+        let venv = Some(self.ctx.paths.virtualenv(&action.pack)).filter(|v| v.join("bin").join("python").exists());
+        let (output, mut chunks) = tokio::sync::mpsc::channel::<OutputChunk>(256);
+        let bus = self.ctx.bus.clone();
+        let exec_id = exec.id.clone();
+        let forward = tokio::spawn(async move {
+            while let Some(chunk) = chunks.recv().await {
+                let msg = json!({"execution_id": exec_id, "output_type": chunk.stream.as_str(), "data": chunk.data});
+                let _ = bus.publish_json(names::EXECUTION_OUTPUT, names::RK_CREATE, &msg).await;
+            }
+        });
+        let user = exec.context.get("user").and_then(Value::as_str).unwrap_or(super::context::SYSTEM_USER).to_string();
+        let run_ctx = RunContext {
+            execution_id: exec.id.clone(),
+            action,
+            runner_params,
+            action_params,
+            pack_dir,
+            virtualenv: venv,
+            config,
+            user,
+            api_url: self.ctx.api_url.clone(),
+            auth_token: None,
+            output,
+            cancel,
+            datastore: None,
+        };
+        let outcome = runner.run(run_ctx).await;
+        let _ = forward.await;
+        Ok(outcome)
+    }
+}
+
+/// Executions left `running`/`canceling` by a process that is gone become `abandoned`;
+/// `requested`/`scheduled` ones are published again. Called at start in standalone mode, where
+/// every earlier lease belonged to a previous run of this process.
+pub async fn reclaim_on_start(ctx: &Ctx) -> Result<usize, ServiceError> {
+    use crate::store::Query;
+    let mut n = 0;
+    let execs = repo::<Execution>(&*ctx.store);
+    for e in execs.find(&Query::all().is_in("status", vec![json!("running"), json!("canceling"), json!("pausing")])).await? {
+        let mut patch = JsonMap::new();
+        patch.insert("result".into(), json!({"error": "the runner of this execution went away (process restarted)"}));
+        if transition(ctx, &e.id, &[e.status], ExecutionStatus::Abandoned, patch).await?.is_some() {
+            n += 1;
+        }
+    }
+    for e in execs.find(&Query::all().is_in("status", vec![json!("requested"), json!("scheduled")])).await? {
+        executions::publish(ctx, &e, names::RK_UPDATE).await?;
+        n += 1;
+    }
+    // Trigger instances not fully processed go back to the rules engine.
+    let tis = repo::<crate::model::TriggerInstance>(&*ctx.store);
+    for ti in tis.find(&Query::all().is_in("status", vec![json!("pending"), json!("processing")])).await? {
+        let msg = json!({"trigger_instance": ti});
+        ctx.bus.publish_json(names::TRIGGER_INSTANCES_DISPATCH, names::RK_TRIGGER_INSTANCE, &msg).await?;
+        n += 1;
+    }
+    Ok(n)
+}

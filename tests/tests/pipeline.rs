@@ -1,0 +1,147 @@
+//! The event pipeline end to end, in one process (standalone shape): webhook → rule →
+//! core.local → action trigger → second rule → second action; timeout and cancel of a real
+//! `sleep`; bad input recorded, nothing lost.
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use st2_api::{router, AppState};
+use st2_core::config::Config;
+use st2_core::model::{Execution, ExecutionStatus, RuleEnforcement, TriggerInstance};
+use st2_core::platform::Platform;
+use st2_core::store::{repo, Query};
+use st2_tests::{bundled_packs, copy_dir, fixture_pack};
+
+struct Harness {
+    platform: Platform,
+    app: axum::Router,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Harness {
+    let dir = tempfile::tempdir().expect("tmp");
+    copy_dir(&fixture_pack("e2e"), &dir.path().join("packs").join("e2e")).expect("copy");
+    let mut cfg = Config::default();
+    cfg.system.data_dir = dir.path().to_path_buf();
+    cfg.content.system_packs_base_path = Some(bundled_packs());
+    let platform = Platform::start(&cfg, &["all".to_string()]).await.expect("platform");
+    let store = platform.ctx.store.clone();
+    let token = st2_core::auth::issue_token(&*store, "st2admin", 3600).await.expect("token").token;
+    let state = AppState { store, services: Some(platform.ctx.clone()), auth_enabled: true, token_ttl: 3600 };
+    Harness { app: router(state), platform, token, _dir: dir }
+}
+
+impl Harness {
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let req = Request::post(path)
+            .header("content-type", "application/json")
+            .header("x-auth-token", &self.token)
+            .body(Body::from(body.to_string()))
+            .expect("request");
+        let resp = self.app.clone().oneshot(req).await.expect("response");
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// Waits until `pred` holds for some execution of `action_ref`, returning it.
+    async fn wait_for(&self, action_ref: &str, pred: impl Fn(&Execution) -> bool) -> Execution {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let execs: Vec<Execution> = repo::<Execution>(&*self.platform.ctx.store)
+                .find(&Query::all().eq("action.ref", action_ref))
+                .await
+                .expect("query");
+            if let Some(e) = execs.into_iter().find(|e| pred(e)) {
+                return e;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for an execution of {action_ref}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_rule_action_actiontrigger_chain() {
+    let h = start().await;
+    let (status, body) = h.post("/api/v1/webhooks/e2e", json!({"level": "critical", "message": "hello"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body, json!({"level": "critical", "message": "hello"}), "202 echoes the body");
+
+    let first = h.wait_for("core.local", |e| e.status.is_completed()).await;
+    assert_eq!(first.status, ExecutionStatus::Succeeded, "{:?}", first.result);
+    let result = first.result.clone().expect("result");
+    assert_eq!(result["stdout"], "first hello");
+    assert_eq!(result["return_code"], 0);
+    assert_eq!(first.parameters["cmd"], "echo first hello");
+    assert_eq!(first.context["user"], "stanley");
+    assert!(first.rule.is_some() && first.trigger_instance.is_some());
+
+    let second = h.wait_for("core.echo", |e| e.status.is_completed()).await;
+    assert_eq!(second.status, ExecutionStatus::Succeeded, "{:?}", second.result);
+    assert_eq!(second.result.expect("result")["stdout"], "second after first hello");
+
+    // Enforcements and trigger instances recorded; a non-matching event runs nothing.
+    let store = &*h.platform.ctx.store;
+    let enf: Vec<RuleEnforcement> = repo::<RuleEnforcement>(store).find(&Query::all()).await.expect("q");
+    assert!(enf.iter().any(|e| e.execution_id.as_deref() == Some(first.id.as_str()) && e.status == "succeeded"));
+    let (status, _) = h.post("/api/v1/webhooks/e2e", json!({"level": "info", "message": "ignored"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let locals = repo::<Execution>(store).count(&Query::all().eq("action.ref", "core.local")).await.expect("q");
+    assert_eq!(locals, 1, "the info event matched no rule");
+    let tis: Vec<TriggerInstance> = repo::<TriggerInstance>(store).find(&Query::all()).await.expect("q");
+    assert!(tis.iter().all(|t| t.status == "processed"), "{tis:?}");
+    h.platform.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_and_cancel_of_a_real_sleep() {
+    let h = start().await;
+    let started = Instant::now();
+    h.post("/api/v1/webhooks/sleepy", json!({"seconds": 30, "timeout": 1})).await;
+    let timed_out = h.wait_for("core.local", |e| e.status.is_completed()).await;
+    assert_eq!(timed_out.status, ExecutionStatus::Timeout, "{:?}", timed_out.result);
+    assert_eq!(timed_out.parameters["timeout"], 1, "rendered \"1\" cast to the declared integer");
+    assert!(started.elapsed() < Duration::from_secs(20), "killed at its timeout, not after the sleep");
+
+    h.post("/api/v1/webhooks/sleepy", json!({"seconds": 30, "timeout": 60})).await;
+    let running = h.wait_for("core.local", |e| e.status == ExecutionStatus::Running).await;
+    st2_core::services::executions::cancel(&h.platform.ctx, &running.id).await.expect("cancel");
+    let canceled = h.wait_for("core.local", |e| e.id == running.id && e.status.is_completed()).await;
+    assert_eq!(canceled.status, ExecutionStatus::Canceled);
+    h.platform.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_or_recorded() {
+    let h = start().await;
+    // Unknown webhook.
+    let (status, body) = h.post("/api/v1/webhooks/nope", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body["faultstring"].as_str().is_some_and(|s| s.contains("nope")));
+    // Generic webhook to an unknown trigger.
+    let (status, _) = h.post("/api/v1/webhooks/st2", json!({"trigger": "no.such", "payload": {}})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // A rule whose parameters do not render: recorded as a failed enforcement with the reason.
+    let (status, _) = h.post("/api/v1/webhooks/sleepy", json!({"timeout": 5})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let enf: Vec<RuleEnforcement> =
+            repo::<RuleEnforcement>(&*h.platform.ctx.store).find(&Query::all()).await.expect("q");
+        if let Some(e) = enf.iter().find(|e| e.status == "failed") {
+            let reason = e.failure_reason.clone().unwrap_or_default();
+            assert!(reason.contains("seconds") || reason.contains("undefined"), "{reason}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failed enforcement recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.platform.shutdown().await;
+}
