@@ -56,7 +56,7 @@ pub async fn ensure_admin(store: &dyn Store, data_dir: &Path) -> Result<Option<P
 }
 
 /// Writes a file readable only by its owner.
-fn write_secret_file(path: &Path, content: &str) -> std::io::Result<()> {
+pub(crate) fn write_secret_file(path: &Path, content: &str) -> std::io::Result<()> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]

@@ -87,6 +87,42 @@ pub struct ActionRunnerConfig {
     pub python_binary: String,
 }
 
+/// `[garbagecollector]`: TTLs in days (unset = kept forever, like StackStorm) and the pass
+/// interval.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GarbageCollectorConfig {
+    /// Seconds between passes (default 600).
+    pub collection_interval: u64,
+    /// Completed executions older than this many days are deleted.
+    pub action_executions_ttl: Option<u64>,
+    /// Trigger instances older than this many days are deleted.
+    pub trigger_instances_ttl: Option<u64>,
+    /// Rule enforcements older than this many days are deleted.
+    pub rule_enforcements_ttl: Option<u64>,
+    /// Traces older than this many days are deleted.
+    pub traces_ttl: Option<u64>,
+}
+
+impl Default for GarbageCollectorConfig {
+    fn default() -> Self {
+        Self {
+            collection_interval: 600,
+            action_executions_ttl: None,
+            trigger_instances_ttl: None,
+            rule_enforcements_ttl: None,
+            traces_ttl: None,
+        }
+    }
+}
+
+/// `[keyvalue]`: datastore encryption.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct KeyValueConfig {
+    /// The symmetric key file (StackStorm's format); default `<data_dir>/keys/datastore_key.json`,
+    /// generated on first start.
+    pub encryption_key_path: Option<PathBuf>,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -104,6 +140,10 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[actionrunner]`.
     pub actionrunner: ActionRunnerConfig,
+    /// `[garbagecollector]`.
+    pub garbagecollector: GarbageCollectorConfig,
+    /// `[keyvalue]`.
+    pub keyvalue: KeyValueConfig,
 }
 
 /// The bundled packs of this source tree, when it is still where it was built.
@@ -126,6 +166,8 @@ impl Default for Config {
             messaging: MessagingConfig::default(),
             auth: AuthConfig { enable: true, token_ttl: 86_400 },
             actionrunner: ActionRunnerConfig { python_binary: "python3".into() },
+            garbagecollector: GarbageCollectorConfig::default(),
+            keyvalue: KeyValueConfig::default(),
         }
     }
 }
@@ -199,6 +241,20 @@ impl Config {
                 self.auth.token_ttl = value.parse().map_err(|e| bad(format!("{e}: \"{value}\"")))?
             }
             ("actionrunner", "python_binary") => self.actionrunner.python_binary = value.into(),
+            ("keyvalue", "encryption_key_path") => {
+                self.keyvalue.encryption_key_path = (!value.is_empty()).then(|| PathBuf::from(value))
+            }
+            ("garbagecollector", k) => {
+                let n: u64 = value.parse().map_err(|e| bad(format!("{e}: \"{value}\"")))?;
+                match k {
+                    "collection_interval" => self.garbagecollector.collection_interval = n,
+                    "action_executions_ttl" => self.garbagecollector.action_executions_ttl = Some(n),
+                    "trigger_instances_ttl" => self.garbagecollector.trigger_instances_ttl = Some(n),
+                    "rule_enforcements_ttl" => self.garbagecollector.rule_enforcements_ttl = Some(n),
+                    "traces_ttl" => self.garbagecollector.traces_ttl = Some(n),
+                    _ => tracing::warn!(section, key, "unknown config key ignored"),
+                }
+            }
             _ => tracing::warn!(section, key, "unknown config key ignored"),
         }
         Ok(())
@@ -234,6 +290,14 @@ impl Config {
         })?;
         let store = crate::store::EmbeddedStore::open(&self.store_file())?;
         Ok(std::sync::Arc::new(store))
+    }
+
+    /// The datastore's symmetric key file.
+    pub fn datastore_key_file(&self) -> PathBuf {
+        self.keyvalue
+            .encryption_key_path
+            .clone()
+            .unwrap_or_else(|| self.system.data_dir.join("keys").join("datastore_key.json"))
     }
 
     /// The embedded store file.

@@ -1,6 +1,7 @@
 //! The crate error: every module's error gathered in one enum.
 
 use crate::config::ConfigError;
+use crate::datastore::DatastoreError;
 use crate::packs::PackError;
 use crate::schema::ContentError;
 use crate::services::ServiceError;
@@ -21,6 +22,9 @@ pub enum Error {
     /// Auth setup failed.
     #[error("auth: {0}")]
     Auth(String),
+    /// The datastore failed.
+    #[error(transparent)]
+    Datastore(#[from] DatastoreError),
     /// A service call failed.
     #[error(transparent)]
     Service(#[from] ServiceError),

@@ -4,7 +4,14 @@
 use std::sync::Arc;
 
 use crate::bus::{Bus, MemoryBus};
-use crate::config::Config;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, GarbageCollectorConfig};
+use crate::datastore::crypto::SymmetricKey;
+use crate::datastore::{Datastore, KvEvent};
+use crate::services::dispatch;
+use crate::services::gc::GarbageCollector;
+use crate::services::timers::TimersService;
 use crate::packs::{ContentTypes, RegisterOptions, Registrar};
 use crate::runners::{RunnerRegistry, RunnerSettings};
 use crate::services::rules_engine::RulesEngine;
@@ -69,21 +76,41 @@ impl Platform {
         for f in &report.failures {
             tracing::warn!(failure = %f, "pack skipped at start");
         }
+        let key = load_or_create_key(&cfg.datastore_key_file())?;
+        // Datastore changes become `core.st2.key_value_pair.*` trigger instances.
+        let (events_tx, mut events_rx) = tokio::sync::mpsc::channel::<KvEvent>(1024);
+        let datastore = Datastore::new(store.clone()).with_key(key.clone()).with_events(move |ev| {
+            if events_tx.try_send(ev).is_err() {
+                tracing::warn!("datastore event dropped: dispatcher is behind");
+            }
+        });
+        let lookup = datastore.lookup().await?;
         let ctx = Ctx {
             store,
             bus,
             engine: TemplateEngine::new(),
             runners: Arc::new(RunnerRegistry::standard(RunnerSettings::from_config(cfg))),
-            kv: None,
+            kv: Some(Arc::new(lookup)),
             paths: cfg.pack_paths(),
             node_id: format!("st2d-{}", std::process::id()),
             api_url: Some(format!("http://{}/api/v1", cfg.api.bind)),
+            decrypter: Some(Arc::new(key)),
+            datastore: Some(Arc::new(datastore)),
+            shutdown: CancellationToken::new(),
         };
-        Self::start_roles(ctx, roles).await
+        let events_ctx = ctx.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = events_rx.recv().await {
+                if let Err(e) = dispatch::dispatch(&events_ctx, ev.trigger_ref(), ev.payload(), None).await {
+                    tracing::warn!(error = %e, "datastore event dispatch failed");
+                }
+            }
+        });
+        Self::start_roles(ctx, roles, &cfg.garbagecollector).await
     }
 
     /// Starts the selected roles over an existing context (tests build their own context).
-    pub async fn start_roles(ctx: Ctx, roles: &[String]) -> Result<Self, crate::Error> {
+    pub async fn start_roles(ctx: Ctx, roles: &[String], gc: &GarbageCollectorConfig) -> Result<Self, crate::Error> {
         let mut tasks = Vec::new();
         let mut rules_engine = None;
         if has_role(roles, "rulesengine") {
@@ -100,6 +127,12 @@ impl Platform {
         if has_role(roles, "notifier") {
             tasks.push(Notifier::new(ctx.clone()).start().await?);
         }
+        if has_role(roles, "timersengine") {
+            tasks.push(TimersService::new(ctx.clone()).start().await?);
+        }
+        if has_role(roles, "garbagecollector") {
+            tasks.push(GarbageCollector::new(ctx.clone(), gc.clone()).start());
+        }
         // Every queue is declared by now, so re-published work finds its consumers.
         if has_role(roles, "all") {
             match worker::reclaim_on_start(&ctx).await {
@@ -113,6 +146,7 @@ impl Platform {
 
     /// Stops the roles: closes the bus so consumers drain and end, then waits for them.
     pub async fn shutdown(self) {
+        self.ctx.shutdown.cancel();
         let _ = self.ctx.bus.close().await;
         for t in self.tasks {
             let _ = t.await;
@@ -120,3 +154,20 @@ impl Platform {
     }
 }
 
+
+/// Reads the datastore key, generating it (mode 0600) on first start.
+fn load_or_create_key(path: &std::path::Path) -> Result<SymmetricKey, crate::Error> {
+    let bad = |reason: String| {
+        crate::Error::Config(crate::config::ConfigError::Value { section: "keyvalue".into(), key: "encryption_key_path".into(), reason })
+    };
+    if path.is_file() {
+        return SymmetricKey::read_file(path).map_err(|e| bad(e.to_string()));
+    }
+    let key = SymmetricKey::generate();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    crate::auth::write_secret_file(path, &key.to_json()).map_err(|e| bad(format!("cannot write {}: {e}", path.display())))?;
+    tracing::info!(path = %path.display(), "generated the datastore encryption key");
+    Ok(key)
+}

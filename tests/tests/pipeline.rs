@@ -24,8 +24,14 @@ struct Harness {
 }
 
 async fn start() -> Harness {
+    start_with(|_| {}).await
+}
+
+/// Starts a platform whose data dir holds the `e2e` pack, after `prepare` adds to it.
+async fn start_with(prepare: impl FnOnce(&std::path::Path)) -> Harness {
     let dir = tempfile::tempdir().expect("tmp");
     copy_dir(&fixture_pack("e2e"), &dir.path().join("packs").join("e2e")).expect("copy");
+    prepare(dir.path());
     let mut cfg = Config::default();
     cfg.system.data_dir = dir.path().to_path_buf();
     cfg.content.system_packs_base_path = Some(bundled_packs());
@@ -141,6 +147,85 @@ async fn bad_input_is_refused_or_recorded() {
             break;
         }
         assert!(Instant::now() < deadline, "no failed enforcement recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.platform.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interval_timer_fires_on_schedule() {
+    let h = start_with(|data| {
+        let rules = data.join("packs").join("e2e_timer").join("rules");
+        std::fs::create_dir_all(&rules).expect("mkdir");
+        std::fs::write(
+            data.join("packs").join("e2e_timer").join("pack.yaml"),
+            "ref: e2e_timer\nname: e2e_timer\ndescription: timer test\nauthor: t\nversion: 0.1.0\n",
+        )
+        .expect("write");
+        std::fs::write(
+            rules.join("every_second.yaml"),
+            "name: every_second\nenabled: true\ntrigger:\n  type: core.st2.IntervalTimer\n  parameters:\n    unit: seconds\n    delta: 1\naction:\n  ref: core.noop\n",
+        )
+        .expect("write");
+    })
+    .await;
+    let started = Instant::now();
+    let store = &*h.platform.ctx.store;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let done: Vec<Execution> = repo::<Execution>(store)
+            .find(&Query::all().eq("action.ref", "core.noop").eq("status", "succeeded"))
+            .await
+            .expect("q");
+        if done.len() >= 2 {
+            let ti = done[0].trigger_instance.clone().expect("caused by a trigger instance");
+            assert!(ti["payload"]["executed_at"].as_str().is_some_and(|s| s.ends_with("+00:00")), "{ti}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the 1 s interval timer did not fire twice");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_millis(1500), "fires follow the schedule, not all at once");
+    h.platform.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_action_uses_config_and_datastore() {
+    let h = start_with(|data| {
+        copy_dir(&st2_tests::repo_root().join("tests/fixtures/runners/runnertest"), &data.join("packs").join("runnertest"))
+            .expect("copy");
+        std::fs::create_dir_all(data.join("configs")).expect("mkdir");
+        std::fs::write(data.join("configs").join("runnertest.yaml"), "api_host: example.org\nretries: 3\n").expect("write");
+    })
+    .await;
+    let mut params = serde_json::Map::new();
+    params.insert("key".into(), json!("color"));
+    params.insert("value".into(), json!("blue"));
+    let req = st2_core::services::executions::ExecutionRequest {
+        action_ref: "runnertest.config_kv".into(),
+        parameters: params,
+        ..Default::default()
+    };
+    let exec = st2_core::services::executions::request(&h.platform.ctx, req).await.expect("request");
+    let done = h.wait_for("runnertest.config_kv", |e| e.id == exec.id && e.status.is_completed()).await;
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{:?}", done.result);
+    let result = done.result.expect("result");
+    assert_eq!(result["result"]["api_host"], "example.org");
+    assert_eq!(result["result"]["local"], "blue");
+    // The global key stays in the platform datastore, and its creation fired a trigger.
+    let ds = h.platform.ctx.datastore.clone().expect("datastore");
+    let kv = ds.get("global_color", st2_core::datastore::Scope::System, None, false).await.expect("get");
+    assert_eq!(kv.map(|k| k.value).as_deref(), Some("BLUE"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let tis: Vec<TriggerInstance> = repo::<TriggerInstance>(&*h.platform.ctx.store)
+            .find(&Query::all().eq("trigger", "core.st2.key_value_pair.create"))
+            .await
+            .expect("q");
+        if tis.iter().any(|t| t.payload["object"]["name"] == "global_color") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no key_value_pair.create trigger instance");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     h.platform.shutdown().await;

@@ -6,7 +6,9 @@ use crate::bus::Bus;
 use crate::packs::PackPaths;
 use crate::runners::RunnerRegistry;
 use crate::store::Store;
-use crate::template::{KvLookup, TemplateEngine};
+use crate::datastore::Datastore;
+use crate::template::{Decrypter, KvLookup, TemplateEngine};
+use tokio_util::sync::CancellationToken;
 
 /// The user rule- and sensor-triggered executions run as (StackStorm's `system_user`).
 pub const SYSTEM_USER: &str = "stanley";
@@ -30,4 +32,10 @@ pub struct Ctx {
     pub node_id: String,
     /// The API URL actions get as `ST2_ACTION_API_URL`.
     pub api_url: Option<String>,
+    /// Decrypts datastore secrets for `| decrypt_kv`.
+    pub decrypter: Option<Arc<dyn Decrypter>>,
+    /// The datastore (key-value pairs), for actions' `action_service` and the API.
+    pub datastore: Option<Arc<Datastore>>,
+    /// Cancelled when the platform shuts down; long-running loops stop on it.
+    pub shutdown: CancellationToken,
 }

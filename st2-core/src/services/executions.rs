@@ -71,6 +71,9 @@ pub fn renderer(ctx: &Ctx, action: &Action, runner: &RunnerType, context: &JsonM
     if let Some(kv) = &ctx.kv {
         r = r.kv(kv.clone(), Some(SYSTEM_USER.to_string()));
     }
+    if let Some(d) = &ctx.decrypter {
+        r = r.decrypter(d.clone());
+    }
     Ok(r)
 }
 

@@ -9,15 +9,21 @@
 //! - [`scheduler`]: `requested` → policies → `scheduled` / `delayed`.
 //! - [`worker`]: `scheduled` → runner → final status, live output.
 //! - [`notifier`]: completed executions → `core.st2.generic.actiontrigger` / notify triggers.
+//! - [`timers`]: timer triggers → trigger instances.
+//! - [`gc`]: TTL purges.
+//! - [`kv_access`]: the datastore as Python actions see it.
 //! - [`context`]: what every service shares.
 
 pub mod context;
 pub mod dispatch;
 mod error;
 pub mod executions;
+pub mod gc;
+pub mod kv_access;
 pub mod notifier;
 pub mod rules_engine;
 pub mod scheduler;
+pub mod timers;
 pub mod worker;
 
 pub use context::Ctx;

@@ -121,6 +121,9 @@ impl RulesEngine {
         if let Some(kv) = &self.ctx.kv {
             render_ctx = render_ctx.with_kv(kv.clone(), None);
         }
+        if let Some(d) = &self.ctx.decrypter {
+            render_ctx = render_ctx.with_decrypter(d.clone());
+        }
         let match_ctx = MatchContext::from(&render_ctx).for_trigger_instance(ti.id.clone());
         let result = set.match_instance(&ti.trigger, &ti.payload, match_ctx);
         for (rule_ref, reason) in &result.errors {

@@ -154,7 +154,11 @@ impl Worker {
             auth_token: None,
             output,
             cancel,
-            datastore: None,
+            datastore: self
+                .ctx
+                .datastore
+                .clone()
+                .map(|d| Arc::new(super::kv_access::ActionDatastore(d)) as Arc<dyn crate::runners::DatastoreAccess>),
         };
         let outcome = runner.run(run_ctx).await;
         let _ = forward.await;
