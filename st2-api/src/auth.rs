@@ -25,7 +25,10 @@ fn query_param(req: &Request, name: &str) -> Option<String> {
 }
 
 fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 /// Requires a valid token or API key when auth is enabled.
@@ -34,7 +37,8 @@ pub async fn require_auth(State(state): State<AppState>, mut req: Request, next:
         req.extensions_mut().insert(AuthUser("st2admin".into()));
         return next.run(req).await;
     }
-    let token = header_str(req.headers(), "x-auth-token").or_else(|| query_param(&req, "x-auth-token"));
+    let token =
+        header_str(req.headers(), "x-auth-token").or_else(|| query_param(&req, "x-auth-token"));
     let key = header_str(req.headers(), "st2-api-key").or_else(|| query_param(&req, "st2-api-key"));
     let user = match (token, key) {
         (Some(t), _) => st2_core::auth::user_for_token(&*state.store, &t).await,
@@ -46,17 +50,30 @@ pub async fn require_auth(State(state): State<AppState>, mut req: Request, next:
             req.extensions_mut().insert(AuthUser(u));
             next.run(req).await
         }
-        Ok(None) => ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized - Invalid or expired token or API key.").into_response(),
+        Ok(None) => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized - Invalid or expired token or API key.",
+        )
+        .into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }
 }
 
 /// `POST /auth/v1/tokens`: basic auth in, `201 {user, token, expiry, id, metadata}` out.
-pub async fn create_token(State(state): State<AppState>, headers: HeaderMap, body: Option<Json<Value>>) -> Result<Response, ApiError> {
+pub async fn create_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Option<Json<Value>>,
+) -> Result<Response, ApiError> {
     let invalid = || ApiError::new(StatusCode::UNAUTHORIZED, "Invalid or missing credentials");
     let auth = header_str(&headers, header::AUTHORIZATION.as_str()).ok_or_else(invalid)?;
-    let encoded = auth.strip_prefix("Basic ").or_else(|| auth.strip_prefix("basic ")).ok_or_else(invalid)?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| invalid())?;
+    let encoded = auth
+        .strip_prefix("Basic ")
+        .or_else(|| auth.strip_prefix("basic "))
+        .ok_or_else(invalid)?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| invalid())?;
     let text = String::from_utf8(decoded).map_err(|_| invalid())?;
     let (user, password) = text.split_once(':').ok_or_else(invalid)?;
     if !st2_core::auth::check_password(&*state.store, user, password).await? {

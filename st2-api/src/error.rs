@@ -21,12 +21,18 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a status and message.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self {
+            status,
+            message: message.into(),
+        }
     }
 
     /// 401 with StackStorm's message.
     pub fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "Unauthorized - One of Token or API key required.")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized - One of Token or API key required.",
+        )
     }
 }
 

@@ -29,9 +29,17 @@ struct Cli {
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
-    let args = ServerArgs { config: cli.config, data_dir: cli.data_dir, bind: cli.bind, roles: cli.roles };
+    let args = ServerArgs {
+        config: cli.config,
+        data_dir: cli.data_dir,
+        bind: cli.bind,
+        roles: cli.roles,
+    };
     match start(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -48,7 +56,24 @@ fn start(args: ServerArgs) -> anyhow::Result<()> {
         let args = args;
         let listener = tokio::net::TcpListener::bind(cfg.api.bind).await?;
         let shutdown = async {
+            #[cfg(unix)]
+            {
+                use tokio::signal::unix::{signal, SignalKind};
+                match signal(SignalKind::terminate()) {
+                    Ok(mut term) => {
+                        tokio::select! {
+                            _ = tokio::signal::ctrl_c() => {}
+                            _ = term.recv() => {}
+                        }
+                    }
+                    Err(_) => {
+                        let _ = tokio::signal::ctrl_c().await;
+                    }
+                }
+            }
+            #[cfg(not(unix))]
             let _ = tokio::signal::ctrl_c().await;
+            eprintln!("st2d: shutting down (draining running executions)");
         };
         run(cfg, &args.roles, listener, shutdown).await
     })

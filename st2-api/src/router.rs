@@ -27,7 +27,12 @@ pub struct AppState {
 impl AppState {
     /// State over a store only (no event pipeline), auth enabled.
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store, services: None, auth_enabled: true, token_ttl: 86_400 }
+        Self {
+            store,
+            services: None,
+            auth_enabled: true,
+            token_ttl: 86_400,
+        }
     }
 }
 
@@ -47,7 +52,10 @@ fn api_routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/webhooks", get(webhooks::list))
         .route("/webhooks/{*url}", post(webhooks::post))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_auth))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_auth,
+        ))
 }
 
 /// The whole HTTP API.
@@ -62,6 +70,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tokens", post(auth::create_token))
         .nest("/api/v1", api.clone())
         .nest("/v1", api)
+        // Room for the largest trigger payload plus headers; dispatch enforces the exact limit
+        // with a clear message.
+        .layer(axum::extract::DefaultBodyLimit::max(2 * st2_core::services::dispatch::MAX_PAYLOAD_BYTES))
         .with_state(state)
 }
 
@@ -78,11 +89,17 @@ mod tests {
             Arc::new(st2_core::store::EmbeddedStore::open_in_memory().expect("store"));
         let app = router(AppState::new(store));
         let resp = app
-            .oneshot(Request::get("/api/v1/").body(Body::empty()).expect("request"))
+            .oneshot(
+                Request::get("/api/v1/")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
             .await
             .expect("response");
         assert_eq!(resp.status(), StatusCode::OK);
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .expect("body");
         let v: Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(v["st2_version"], ST2_COMPAT_VERSION);
     }
@@ -93,12 +110,20 @@ mod tests {
             Arc::new(st2_core::store::EmbeddedStore::open_in_memory().expect("store"));
         let app = router(AppState::new(store));
         let resp = app
-            .oneshot(Request::post("/api/v1/webhooks/x").body(Body::from("{}")).expect("request"))
+            .oneshot(
+                Request::post("/api/v1/webhooks/x")
+                    .body(Body::from("{}"))
+                    .expect("request"),
+            )
             .await
             .expect("response");
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-        let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .expect("body");
         let v: Value = serde_json::from_slice(&body).expect("json");
-        assert!(v["faultstring"].as_str().is_some_and(|s| s.contains("Token")));
+        assert!(v["faultstring"]
+            .as_str()
+            .is_some_and(|s| s.contains("Token")));
     }
 }

@@ -72,7 +72,9 @@ pub async fn run(
     let app = router(state);
     let addr = listener.local_addr()?;
     eprintln!("st2d: listening on http://{addr}/api/v1/");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
     platform.shutdown().await;
     Ok(())
 }

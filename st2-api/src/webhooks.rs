@@ -25,35 +25,72 @@ fn normalise(url: &str) -> &str {
 
 /// The webhook triggers registered by rules.
 pub async fn find_webhook(state: &AppState, url: &str) -> Result<Option<Trigger>, ApiError> {
-    let triggers: Vec<Trigger> = repo::<Trigger>(&*state.store).find(&Query::all().eq("type", WEBHOOK_TRIGGER_TYPE)).await?;
+    let triggers: Vec<Trigger> = repo::<Trigger>(&*state.store)
+        .find(&Query::all().eq("type", WEBHOOK_TRIGGER_TYPE))
+        .await?;
     Ok(triggers.into_iter().find(|t| {
-        t.parameters.get("url").and_then(Value::as_str).is_some_and(|u| normalise(u) == normalise(url))
+        t.parameters
+            .get("url")
+            .and_then(Value::as_str)
+            .is_some_and(|u| normalise(u) == normalise(url))
     }))
 }
 
 /// `GET /api/v1/webhooks`.
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let triggers: Vec<Trigger> = repo::<Trigger>(&*state.store).find(&Query::all().eq("type", WEBHOOK_TRIGGER_TYPE)).await?;
+    let triggers: Vec<Trigger> = repo::<Trigger>(&*state.store)
+        .find(&Query::all().eq("type", WEBHOOK_TRIGGER_TYPE))
+        .await?;
     Ok(Json(serde_json::to_value(triggers).unwrap_or(Value::Null)))
 }
 
 /// `POST /api/v1/webhooks/{*url}`.
-pub async fn post(State(state): State<AppState>, Path(url): Path<String>, headers: HeaderMap, body: axum::body::Bytes) -> Result<Response, ApiError> {
-    let ctx = state.services.as_ref().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the event pipeline is not running in this process"))?;
-    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+pub async fn post(
+    State(state): State<AppState>,
+    Path(url): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let ctx = state.services.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the event pipeline is not running in this process",
+        )
+    })?;
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
     let body: Value = if content_type.starts_with("application/x-www-form-urlencoded") {
-        let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("Failed to parse request body: {e}")))?;
-        Value::Object(form.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
+        let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("Failed to parse request body: {e}"),
+            )
+        })?;
+        Value::Object(
+            form.into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect(),
+        )
     } else if body.is_empty() {
         json!({})
     } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("Failed to parse request body: {e}")))?
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("Failed to parse request body: {e}"),
+            )
+        })?
     };
-    let trace_tag = headers.get("st2-trace-tag").and_then(|v| v.to_str().ok()).map(String::from);
+    let trace_tag = headers
+        .get("st2-trace-tag")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
     if normalise(&url) == "st2" {
-        let obj = body.as_object().ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "Request body must be an object"))?;
+        let obj = body.as_object().ok_or_else(|| {
+            ApiError::new(StatusCode::BAD_REQUEST, "Request body must be an object")
+        })?;
         let trigger = obj
             .get("trigger")
             .and_then(Value::as_str)
@@ -62,9 +99,12 @@ pub async fn post(State(state): State<AppState>, Path(url): Path<String>, header
         dispatch::dispatch(ctx, trigger, payload, trace_tag).await?;
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
-    let trigger = find_webhook(&state, &url)
-        .await?
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("Webhook route /{} not found", normalise(&url))))?;
+    let trigger = find_webhook(&state, &url).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("Webhook route /{} not found", normalise(&url)),
+        )
+    })?;
     let mut hdrs = Map::new();
     let mut lower = Map::new();
     for (name, value) in headers.iter() {

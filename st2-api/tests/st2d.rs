@@ -43,7 +43,10 @@ fn start(data: &Path) -> (Server, String) {
 
 fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> String {
     let mut s = TcpStream::connect(addr).expect("connect");
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -64,16 +67,30 @@ fn login(addr: &str, data: &Path) -> String {
     use base64::Engine as _;
     let pw = std::fs::read_to_string(data.join("st2admin.password")).expect("password");
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("st2admin:{}", pw.trim()));
-    let resp = http(addr, "POST", "/auth/v1/tokens", &[("Authorization", &format!("Basic {basic}")), ("Content-Type", "application/json")], "{}");
+    let resp = http(
+        addr,
+        "POST",
+        "/auth/v1/tokens",
+        &[
+            ("Authorization", &format!("Basic {basic}")),
+            ("Content-Type", "application/json"),
+        ],
+        "{}",
+    );
     assert!(resp.starts_with("HTTP/1.1 201"), "{resp}");
     let body = resp.split("\r\n\r\n").nth(1).expect("body");
     let v: serde_json::Value = serde_json::from_str(body).expect("json");
-    assert!(v["expiry"].as_str().is_some_and(|e| e.ends_with('Z')), "{v}");
+    assert!(
+        v["expiry"].as_str().is_some_and(|e| e.ends_with('Z')),
+        "{v}"
+    );
     v["token"].as_str().expect("token").to_string()
 }
 
 fn executions(data: &Path) -> Vec<st2_core::model::Execution> {
-    let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("rt");
     rt.block_on(async {
         let store = st2_core::store::EmbeddedStore::open(&data.join("st2.db")).expect("open");
         st2_core::store::repo::<st2_core::model::Execution>(&store)
@@ -96,24 +113,42 @@ fn kill_9_mid_execution_then_restart_abandons_it() {
     let data = tempfile::tempdir().expect("tmp");
     let packs = data.path().join("packs");
     std::fs::create_dir_all(&packs).expect("mkdir");
-    let fixture = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/packs/e2e"));
+    let fixture = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/packs/e2e"
+    ));
     copy_tree(fixture, &packs.join("e2e"));
     let (mut server, addr) = start(data.path());
     let token = login(&addr, data.path());
-    let resp = http(&addr, "POST", "/api/v1/webhooks/sleepy", &[("X-Auth-Token", &token), ("Content-Type", "application/json")], r#"{"seconds": 120, "timeout": 300}"#);
+    let resp = http(
+        &addr,
+        "POST",
+        "/api/v1/webhooks/sleepy",
+        &[
+            ("X-Auth-Token", &token),
+            ("Content-Type", "application/json"),
+        ],
+        r#"{"seconds": 120, "timeout": 300}"#,
+    );
     assert!(resp.starts_with("HTTP/1.1 202"), "{resp}");
     wait_until("the sleep to run", || {
-        executions(data.path()).iter().any(|e| e.status == st2_core::model::ExecutionStatus::Running)
+        executions(data.path())
+            .iter()
+            .any(|e| e.status == st2_core::model::ExecutionStatus::Running)
     });
     // kill -9: no chance to clean up.
     server.0.kill().expect("kill");
     let _ = server.0.wait();
     let (_server2, _addr2) = start(data.path());
     wait_until("the orphaned execution to be abandoned", || {
-        executions(data.path()).iter().any(|e| e.status == st2_core::model::ExecutionStatus::Abandoned)
+        executions(data.path())
+            .iter()
+            .any(|e| e.status == st2_core::model::ExecutionStatus::Abandoned)
     });
     assert!(
-        executions(data.path()).iter().all(|e| e.status != st2_core::model::ExecutionStatus::Running),
+        executions(data.path())
+            .iter()
+            .all(|e| e.status != st2_core::model::ExecutionStatus::Running),
         "nothing stays running"
     );
 }
@@ -150,9 +185,12 @@ fn first_start_creates_admin_and_answers() {
     assert!(password.trim().len() >= 16, "a real random password");
 
     // The bundled packs are registered, in the store file the server uses.
-    let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("rt");
     rt.block_on(async {
-        let store = st2_core::store::EmbeddedStore::open(&data.path().join("st2.db")).expect("open");
+        let store =
+            st2_core::store::EmbeddedStore::open(&data.path().join("st2.db")).expect("open");
         let local = st2_core::store::repo::<st2_core::model::Action>(&store)
             .get_by_ref("core.local")
             .await

@@ -83,12 +83,18 @@ impl ReloadArgs {
 }
 
 /// Runs `st2ctl reload`.
-pub fn reload(config: Option<&Path>, data_dir: Option<&Path>, args: &ReloadArgs) -> anyhow::Result<ExitCode> {
+pub fn reload(
+    config: Option<&Path>,
+    data_dir: Option<&Path>,
+    args: &ReloadArgs,
+) -> anyhow::Result<ExitCode> {
     let mut cfg = Config::load(config)?;
     if let Some(d) = data_dir {
         cfg.system.data_dir = d.to_path_buf();
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let store = cfg.open_store().await?;
         let opts = RegisterOptions {

@@ -34,7 +34,11 @@ pub fn hash_password(password: &str) -> Result<String> {
 /// True when `password` matches the stored hash.
 pub fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -42,7 +46,11 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 /// `<data_dir>/st2admin.password` (mode 0600). Returns the file when it was just created.
 pub async fn ensure_admin(store: &dyn Store, data_dir: &Path) -> Result<Option<PathBuf>> {
     let users = repo::<User>(store);
-    if users.find_one(Query::all().eq("name", ADMIN_USER)).await?.is_some() {
+    if users
+        .find_one(Query::all().eq("name", ADMIN_USER))
+        .await?
+        .is_some()
+    {
         return Ok(None);
     }
     let password = Alphanumeric.sample_string(&mut rand::rng(), 24);
@@ -50,7 +58,11 @@ pub async fn ensure_admin(store: &dyn Store, data_dir: &Path) -> Result<Option<P
     write_secret_file(&file, &format!("{password}\n"))
         .map_err(|e| Error::Auth(format!("cannot write {}: {e}", file.display())))?;
     users
-        .save(User { id: String::new(), name: ADMIN_USER.into(), password_hash: Some(hash_password(&password)?) })
+        .save(User {
+            id: String::new(),
+            name: ADMIN_USER.into(),
+            password_hash: Some(hash_password(&password)?),
+        })
         .await?;
     Ok(Some(file))
 }
@@ -67,7 +79,6 @@ pub(crate) fn write_secret_file(path: &Path, content: &str) -> std::io::Result<(
     let mut f = opts.open(path)?;
     f.write_all(content.as_bytes())
 }
-
 
 /// SHA-256 hex of a secret (tokens and API keys are stored only as this).
 pub fn secret_hash(secret: &str) -> String {
@@ -87,11 +98,16 @@ pub async fn check_password(store: &dyn Store, user: &str, password: &str) -> Re
 
 /// Issues a token for `user` valid for `ttl_secs`. The returned document carries the plain
 /// token (shown once); the store keeps only its hash.
-pub async fn issue_token(store: &dyn Store, user: &str, ttl_secs: u64) -> Result<crate::model::Token> {
+pub async fn issue_token(
+    store: &dyn Store,
+    user: &str,
+    ttl_secs: u64,
+) -> Result<crate::model::Token> {
     let plain = hex::encode(rand::random::<[u8; 16]>());
-    let expiry = (chrono::Utc::now() + chrono::Duration::seconds(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2)))
-        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string();
+    let expiry = (chrono::Utc::now()
+        + chrono::Duration::seconds(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2)))
+    .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+    .to_string();
     let stored = crate::model::Token {
         id: String::new(),
         user: user.to_string(),
@@ -106,7 +122,9 @@ pub async fn issue_token(store: &dyn Store, user: &str, ttl_secs: u64) -> Result
 
 /// The user a token belongs to, if it exists and has not expired.
 pub async fn user_for_token(store: &dyn Store, token: &str) -> Result<Option<String>> {
-    let t = repo::<crate::model::Token>(store).find_one(Query::all().eq("token", secret_hash(token))).await?;
+    let t = repo::<crate::model::Token>(store)
+        .find_one(Query::all().eq("token", secret_hash(token)))
+        .await?;
     Ok(t.filter(|t| {
         chrono::DateTime::parse_from_rfc3339(&t.expiry).is_ok_and(|e| e > chrono::Utc::now())
     })
@@ -115,7 +133,9 @@ pub async fn user_for_token(store: &dyn Store, token: &str) -> Result<Option<Str
 
 /// The user an API key belongs to, if it exists and is enabled.
 pub async fn user_for_api_key(store: &dyn Store, key: &str) -> Result<Option<String>> {
-    let k = repo::<crate::model::ApiKey>(store).find_one(Query::all().eq("key_hash", secret_hash(key))).await?;
+    let k = repo::<crate::model::ApiKey>(store)
+        .find_one(Query::all().eq("key_hash", secret_hash(key)))
+        .await?;
     Ok(k.filter(|k| k.enabled).map(|k| k.user))
 }
 

@@ -148,15 +148,21 @@ pub struct Config {
 
 /// The bundled packs of this source tree, when it is still where it was built.
 fn default_system_packs() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("packs");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("packs");
     p.join("core").join("pack.yaml").is_file().then_some(p)
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
-            api: ApiConfig { bind: SocketAddr::from(([127, 0, 0, 1], 9101)) },
-            system: SystemConfig { data_dir: PathBuf::from("st2-data") },
+            api: ApiConfig {
+                bind: SocketAddr::from(([127, 0, 0, 1], 9101)),
+            },
+            system: SystemConfig {
+                data_dir: PathBuf::from("st2-data"),
+            },
             content: ContentConfig {
                 system_packs_base_path: default_system_packs(),
                 packs_base_paths: Vec::new(),
@@ -164,8 +170,13 @@ impl Default for Config {
             },
             database: DatabaseConfig::default(),
             messaging: MessagingConfig::default(),
-            auth: AuthConfig { enable: true, token_ttl: 86_400 },
-            actionrunner: ActionRunnerConfig { python_binary: "python3".into() },
+            auth: AuthConfig {
+                enable: true,
+                token_ttl: 86_400,
+            },
+            actionrunner: ActionRunnerConfig {
+                python_binary: "python3".into(),
+            },
             garbagecollector: GarbageCollectorConfig::default(),
             keyvalue: KeyValueConfig::default(),
         }
@@ -205,14 +216,20 @@ impl Config {
         };
         match (section, key) {
             ("api", "bind") => {
-                self.api.bind = value.parse().map_err(|e| bad(format!("{e}: \"{value}\"")))?
+                self.api.bind = value
+                    .parse()
+                    .map_err(|e| bad(format!("{e}: \"{value}\"")))?
             }
             ("api", "host") => {
-                let ip = value.parse().map_err(|e| bad(format!("{e}: \"{value}\"")))?;
+                let ip = value
+                    .parse()
+                    .map_err(|e| bad(format!("{e}: \"{value}\"")))?;
                 self.api.bind.set_ip(ip);
             }
             ("api", "port") => {
-                let port = value.parse().map_err(|e| bad(format!("{e}: \"{value}\"")))?;
+                let port = value
+                    .parse()
+                    .map_err(|e| bad(format!("{e}: \"{value}\"")))?;
                 self.api.bind.set_port(port);
             }
             ("system", "data_dir") | ("system", "base_path") => {
@@ -223,8 +240,11 @@ impl Config {
                     (!value.is_empty()).then(|| PathBuf::from(value))
             }
             ("content", "packs_base_paths") => {
-                self.content.packs_base_paths =
-                    value.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect()
+                self.content.packs_base_paths = value
+                    .split(':')
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from)
+                    .collect()
             }
             ("content", "index_url") => {
                 self.content.index_url = value
@@ -236,21 +256,35 @@ impl Config {
             }
             ("database", "url") => self.database.url = (!value.is_empty()).then(|| value.into()),
             ("messaging", "url") => self.messaging.url = (!value.is_empty()).then(|| value.into()),
-            ("auth", "enable") => self.auth.enable = parse_bool(value).ok_or_else(|| bad(format!("not a boolean: \"{value}\"")))?,
+            ("auth", "enable") => {
+                self.auth.enable =
+                    parse_bool(value).ok_or_else(|| bad(format!("not a boolean: \"{value}\"")))?
+            }
             ("auth", "token_ttl") => {
-                self.auth.token_ttl = value.parse().map_err(|e| bad(format!("{e}: \"{value}\"")))?
+                self.auth.token_ttl = value
+                    .parse()
+                    .map_err(|e| bad(format!("{e}: \"{value}\"")))?
             }
             ("actionrunner", "python_binary") => self.actionrunner.python_binary = value.into(),
             ("keyvalue", "encryption_key_path") => {
-                self.keyvalue.encryption_key_path = (!value.is_empty()).then(|| PathBuf::from(value))
+                self.keyvalue.encryption_key_path =
+                    (!value.is_empty()).then(|| PathBuf::from(value))
             }
             ("garbagecollector", k) => {
-                let n: u64 = value.parse().map_err(|e| bad(format!("{e}: \"{value}\"")))?;
+                let n: u64 = value
+                    .parse()
+                    .map_err(|e| bad(format!("{e}: \"{value}\"")))?;
                 match k {
                     "collection_interval" => self.garbagecollector.collection_interval = n,
-                    "action_executions_ttl" => self.garbagecollector.action_executions_ttl = Some(n),
-                    "trigger_instances_ttl" => self.garbagecollector.trigger_instances_ttl = Some(n),
-                    "rule_enforcements_ttl" => self.garbagecollector.rule_enforcements_ttl = Some(n),
+                    "action_executions_ttl" => {
+                        self.garbagecollector.action_executions_ttl = Some(n)
+                    }
+                    "trigger_instances_ttl" => {
+                        self.garbagecollector.trigger_instances_ttl = Some(n)
+                    }
+                    "rule_enforcements_ttl" => {
+                        self.garbagecollector.rule_enforcements_ttl = Some(n)
+                    }
                     "traces_ttl" => self.garbagecollector.traces_ttl = Some(n),
                     _ => tracing::warn!(section, key, "unknown config key ignored"),
                 }
@@ -268,7 +302,8 @@ impl Config {
         );
         // Extra base paths go between the bundled packs and the install dir.
         let install = p.packs_base_paths.pop();
-        p.packs_base_paths.extend(self.content.packs_base_paths.iter().cloned());
+        p.packs_base_paths
+            .extend(self.content.packs_base_paths.iter().cloned());
         p.packs_base_paths.extend(install);
         p
     }
@@ -322,8 +357,10 @@ fn merge(into: &mut RawSettings, from: RawSettings) {
 
 /// Reads an st2.conf-style INI file.
 pub fn read_ini(path: &Path) -> Result<RawSettings, ConfigError> {
-    let ini = ini::Ini::load_from_file(path)
-        .map_err(|e| ConfigError::File { path: path.to_path_buf(), reason: e.to_string() })?;
+    let ini = ini::Ini::load_from_file(path).map_err(|e| ConfigError::File {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     let mut raw = RawSettings::new();
     for (section, props) in ini.iter() {
         let Some(section) = section else { continue };
@@ -340,12 +377,20 @@ pub fn env_settings(vars: impl IntoIterator<Item = (String, String)>) -> RawSett
     let mut raw = RawSettings::new();
     for (k, v) in vars {
         if k == "ST2_DATA_DIR" {
-            raw.entry("system".into()).or_default().insert("data_dir".into(), v);
+            raw.entry("system".into())
+                .or_default()
+                .insert("data_dir".into(), v);
             continue;
         }
-        let Some(rest) = k.strip_prefix("ST2_") else { continue };
-        let Some((section, key)) = rest.split_once("__") else { continue };
-        raw.entry(section.to_ascii_lowercase()).or_default().insert(key.to_ascii_lowercase(), v);
+        let Some(rest) = k.strip_prefix("ST2_") else {
+            continue;
+        };
+        let Some((section, key)) = rest.split_once("__") else {
+            continue;
+        };
+        raw.entry(section.to_ascii_lowercase())
+            .or_default()
+            .insert(key.to_ascii_lowercase(), v);
     }
     raw
 }
@@ -368,7 +413,10 @@ mod tests {
             &mut raw,
             env_settings([
                 ("ST2_DATA_DIR".to_string(), "/srv/st2".to_string()),
-                ("ST2_MESSAGING__URL".to_string(), "amqp://guest:guest@localhost:5672/".to_string()),
+                (
+                    "ST2_MESSAGING__URL".to_string(),
+                    "amqp://guest:guest@localhost:5672/".to_string(),
+                ),
                 ("ST2_API__PORT".to_string(), "9102".to_string()),
                 ("HOME".to_string(), "/root".to_string()),
             ]),
@@ -376,7 +424,10 @@ mod tests {
         let c = Config::from_raw(&raw).expect("config");
         assert_eq!(c.api.bind.port(), 9102, "env wins over file");
         assert_eq!(c.database.url.as_deref(), Some("mongodb://db/st2"));
-        assert_eq!(c.messaging.url.as_deref(), Some("amqp://guest:guest@localhost:5672/"));
+        assert_eq!(
+            c.messaging.url.as_deref(),
+            Some("amqp://guest:guest@localhost:5672/")
+        );
         assert_eq!(c.system.data_dir, PathBuf::from("/srv/st2"));
         assert_eq!(c.content.index_url, vec!["a.json", "b.json"]);
     }
@@ -384,7 +435,9 @@ mod tests {
     #[test]
     fn bad_value_names_section_and_key() {
         let mut raw = RawSettings::new();
-        raw.entry("api".into()).or_default().insert("port".into(), "abc".into());
+        raw.entry("api".into())
+            .or_default()
+            .insert("port".into(), "abc".into());
         let e = Config::from_raw(&raw).expect_err("must fail").to_string();
         assert!(e.contains("[api] port"), "{e}");
     }

@@ -9,14 +9,14 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, GarbageCollectorConfig};
 use crate::datastore::crypto::SymmetricKey;
 use crate::datastore::{Datastore, KvEvent};
-use crate::services::dispatch;
-use crate::services::gc::GarbageCollector;
-use crate::services::timers::TimersService;
 use crate::packs::{ContentTypes, RegisterOptions, Registrar};
 use crate::runners::{RunnerRegistry, RunnerSettings};
+use crate::services::dispatch;
+use crate::services::gc::GarbageCollector;
+use crate::services::notifier::Notifier;
 use crate::services::rules_engine::RulesEngine;
 use crate::services::scheduler::Scheduler;
-use crate::services::notifier::Notifier;
+use crate::services::timers::TimersService;
 use crate::services::worker::{self, Worker};
 use crate::services::{Ctx, ServiceError};
 use crate::template::TemplateEngine;
@@ -40,6 +40,8 @@ pub struct Platform {
     pub ctx: Ctx,
     /// The rules engine, when that role runs (API rule changes call its `reload`).
     pub rules_engine: Option<Arc<RulesEngine>>,
+    /// The action runner's task: drained first at shutdown.
+    worker: Option<tokio::task::JoinHandle<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -61,7 +63,9 @@ impl Platform {
             }));
         }
         let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
-        bus.declare_st2_exchanges().await.map_err(ServiceError::from)?;
+        bus.declare_st2_exchanges()
+            .await
+            .map_err(ServiceError::from)?;
         let registrar = Registrar::new(
             store.clone(),
             cfg.pack_paths(),
@@ -79,11 +83,13 @@ impl Platform {
         let key = load_or_create_key(&cfg.datastore_key_file())?;
         // Datastore changes become `core.st2.key_value_pair.*` trigger instances.
         let (events_tx, mut events_rx) = tokio::sync::mpsc::channel::<KvEvent>(1024);
-        let datastore = Datastore::new(store.clone()).with_key(key.clone()).with_events(move |ev| {
-            if events_tx.try_send(ev).is_err() {
-                tracing::warn!("datastore event dropped: dispatcher is behind");
-            }
-        });
+        let datastore = Datastore::new(store.clone())
+            .with_key(key.clone())
+            .with_events(move |ev| {
+                if events_tx.try_send(ev).is_err() {
+                    tracing::warn!("datastore event dropped: dispatcher is behind");
+                }
+            });
         let lookup = datastore.lookup().await?;
         let ctx = Ctx {
             store,
@@ -101,7 +107,9 @@ impl Platform {
         let events_ctx = ctx.clone();
         tokio::spawn(async move {
             while let Some(ev) = events_rx.recv().await {
-                if let Err(e) = dispatch::dispatch(&events_ctx, ev.trigger_ref(), ev.payload(), None).await {
+                if let Err(e) =
+                    dispatch::dispatch(&events_ctx, ev.trigger_ref(), ev.payload(), None).await
+                {
                     tracing::warn!(error = %e, "datastore event dispatch failed");
                 }
             }
@@ -110,9 +118,14 @@ impl Platform {
     }
 
     /// Starts the selected roles over an existing context (tests build their own context).
-    pub async fn start_roles(ctx: Ctx, roles: &[String], gc: &GarbageCollectorConfig) -> Result<Self, crate::Error> {
+    pub async fn start_roles(
+        ctx: Ctx,
+        roles: &[String],
+        gc: &GarbageCollectorConfig,
+    ) -> Result<Self, crate::Error> {
         let mut tasks = Vec::new();
         let mut rules_engine = None;
+        let mut worker_task = None;
         if has_role(roles, "rulesengine") {
             let re = RulesEngine::new(ctx.clone()).await?;
             rules_engine = Some(Arc::clone(&re));
@@ -122,7 +135,11 @@ impl Platform {
             tasks.push(Scheduler::new(ctx.clone()).start().await?);
         }
         if has_role(roles, "actionrunner") {
-            tasks.push(Worker::new(ctx.clone(), worker::DEFAULT_CONCURRENCY).start().await?);
+            worker_task = Some(
+                Worker::new(ctx.clone(), worker::DEFAULT_CONCURRENCY)
+                    .start()
+                    .await?,
+            );
         }
         if has_role(roles, "notifier") {
             tasks.push(Notifier::new(ctx.clone()).start().await?);
@@ -141,12 +158,21 @@ impl Platform {
                 Err(e) => tracing::warn!(error = %e, "re-claim failed"),
             }
         }
-        Ok(Self { ctx, rules_engine, tasks })
+        Ok(Self {
+            ctx,
+            rules_engine,
+            worker: worker_task,
+            tasks,
+        })
     }
 
-    /// Stops the roles: closes the bus so consumers drain and end, then waits for them.
+    /// Stops the roles: the action runner stops taking work and drains (running executions get
+    /// a grace period, then are canceled), then the bus closes so every other consumer ends.
     pub async fn shutdown(self) {
         self.ctx.shutdown.cancel();
+        if let Some(w) = self.worker {
+            let _ = w.await;
+        }
         let _ = self.ctx.bus.close().await;
         for t in self.tasks {
             let _ = t.await;
@@ -154,20 +180,25 @@ impl Platform {
     }
 }
 
-
 /// Reads the datastore key, generating it (mode 0600) on first start.
 fn load_or_create_key(path: &std::path::Path) -> Result<SymmetricKey, crate::Error> {
     let bad = |reason: String| {
-        crate::Error::Config(crate::config::ConfigError::Value { section: "keyvalue".into(), key: "encryption_key_path".into(), reason })
+        crate::Error::Config(crate::config::ConfigError::Value {
+            section: "keyvalue".into(),
+            key: "encryption_key_path".into(),
+            reason,
+        })
     };
     if path.is_file() {
         return SymmetricKey::read_file(path).map_err(|e| bad(e.to_string()));
     }
     let key = SymmetricKey::generate();
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
     }
-    crate::auth::write_secret_file(path, &key.to_json()).map_err(|e| bad(format!("cannot write {}: {e}", path.display())))?;
+    crate::auth::write_secret_file(path, &key.to_json())
+        .map_err(|e| bad(format!("cannot write {}: {e}", path.display())))?;
     tracing::info!(path = %path.display(), "generated the datastore encryption key");
     Ok(key)
 }

@@ -24,9 +24,13 @@ async fn conformance_current_thread() {
 #[tokio::test]
 async fn st2_topology_declares_and_routes() {
     let bus = MemoryBus::new();
-    bus.declare_st2_exchanges().await.expect("declare exchanges");
-    let mut work =
-        bus.subscribe(SubscribeSpec::st2(&names::ST2_QUEUES[2])).await.expect("actionrunner.work");
+    bus.declare_st2_exchanges()
+        .await
+        .expect("declare exchanges");
+    let mut work = bus
+        .subscribe(SubscribeSpec::st2(&names::ST2_QUEUES[2]))
+        .await
+        .expect("actionrunner.work");
     assert_eq!(work.queue(), names::ACTIONRUNNER_WORK);
     bus.publish_json(names::LIVEACTION_STATUS, "requested", &json!({"id": "a"}))
         .await
@@ -54,15 +58,24 @@ async fn fan_out_waits_for_every_queue() {
     bus.declare_exchange("x").await.expect("declare");
     let work = SubscribeSpec::work("w", "x", ["#"]).with_capacity(1);
     drop(bus.subscribe(work.clone()).await.expect("declare w"));
-    let mut watcher = bus.subscribe(SubscribeSpec::broadcast("b", "x", ["#"])).await.expect("b");
+    let mut watcher = bus
+        .subscribe(SubscribeSpec::broadcast("b", "x", ["#"]))
+        .await
+        .expect("b");
     let b = watcher.queue().to_string();
 
-    bus.publish_json("x", "k", &json!(0)).await.expect("fills w");
+    bus.publish_json("x", "k", &json!(0))
+        .await
+        .expect("fills w");
     let bus2 = bus.clone();
     let blocked = tokio::spawn(async move { bus2.publish_json("x", "k", &json!(1)).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!blocked.is_finished(), "publish waits for room in w");
-    assert_eq!(bus.stats(&b).map(|s| s.ready), Some(1), "b did not get the waiting message");
+    assert_eq!(
+        bus.stats(&b).map(|s| s.ready),
+        Some(1),
+        "b did not get the waiting message"
+    );
 
     let mut w = bus.subscribe(work).await.expect("consume w");
     let first = w.next().await.expect("open").expect("ok");
@@ -83,15 +96,23 @@ async fn fan_out_waits_for_every_queue() {
 async fn broadcast_drop_count_is_exact() {
     let bus = MemoryBus::new();
     bus.declare_exchange("x").await.expect("declare");
-    let spec = SubscribeSpec::broadcast("slow", "x", ["#"]).with_capacity(4).with_prefetch(1);
+    let spec = SubscribeSpec::broadcast("slow", "x", ["#"])
+        .with_capacity(4)
+        .with_prefetch(1);
     let mut slow = bus.subscribe(spec).await.expect("sub");
     for i in 0..10 {
-        bus.publish_json("x", "k", &json!(i)).await.expect("never blocks");
+        bus.publish_json("x", "k", &json!(i))
+            .await
+            .expect("never blocks");
     }
     assert_eq!(slow.dropped(), Some(6));
     for i in 6..10 {
         let d = slow.next().await.expect("open").expect("ok");
-        assert_eq!(d.message().value().expect("json"), json!(i), "the newest are kept");
+        assert_eq!(
+            d.message().value().expect("json"),
+            json!(i),
+            "the newest are kept"
+        );
         d.ack().await.expect("ack");
     }
 }
@@ -138,7 +159,9 @@ async fn cancellation_storm_loses_nothing() {
         let bus = bus.clone();
         tokio::spawn(async move {
             for i in 0..N {
-                bus.publish_json("x", "k", &json!(i)).await.expect("publish");
+                bus.publish_json("x", "k", &json!(i))
+                    .await
+                    .expect("publish");
             }
         })
     };

@@ -66,7 +66,10 @@ async fn conformance_file_backed() {
     let dir = Arc::new(TempDir::new().expect("temp dir"));
     let n = AtomicUsize::new(0);
     conformance::run_all(|| {
-        let store = open(&dir, &format!("st2-{}.db", n.fetch_add(1, Ordering::Relaxed)));
+        let store = open(
+            &dir,
+            &format!("st2-{}.db", n.fetch_add(1, Ordering::Relaxed)),
+        );
         async move { store }
     })
     .await;
@@ -77,19 +80,50 @@ async fn two_handles_on_one_file_see_each_other() {
     let dir = TempDir::new().expect("temp dir");
     let (a, b) = (open(&dir, "st2.db"), open(&dir, "st2.db"));
 
-    repo::<TriggerInstance>(&*a).save(instance("ti1", "pending")).await.expect("save via a");
-    let seen = repo::<TriggerInstance>(&*b).get("ti1").await.expect("get via b");
+    repo::<TriggerInstance>(&*a)
+        .save(instance("ti1", "pending"))
+        .await
+        .expect("save via a");
+    let seen = repo::<TriggerInstance>(&*b)
+        .get("ti1")
+        .await
+        .expect("get via b");
     assert_eq!(seen, Some(instance("ti1", "pending")), "b sees a's write");
 
-    repo::<TriggerInstance>(&*b).save(instance("ti2", "processed")).await.expect("save via b");
+    repo::<TriggerInstance>(&*b)
+        .save(instance("ti2", "processed"))
+        .await
+        .expect("save via b");
     let q = Query::all().eq("status", "processed");
-    let found = repo::<TriggerInstance>(&*a).find(&q).await.expect("find via a");
-    assert_eq!(found, vec![instance("ti2", "processed")], "a sees b's write");
-    assert_eq!(a.count(Collection::TriggerInstances, &Query::all()).await.expect("count"), 2);
+    let found = repo::<TriggerInstance>(&*a)
+        .find(&q)
+        .await
+        .expect("find via a");
+    assert_eq!(
+        found,
+        vec![instance("ti2", "processed")],
+        "a sees b's write"
+    );
+    assert_eq!(
+        a.count(Collection::TriggerInstances, &Query::all())
+            .await
+            .expect("count"),
+        2
+    );
 
-    assert!(b.delete(Collection::TriggerInstances, "ti1").await.expect("delete via b"));
-    assert!(a.get(Collection::TriggerInstances, "ti1").await.expect("get").is_none());
-    assert!(!a.delete(Collection::TriggerInstances, "ti1").await.expect("delete via a"));
+    assert!(b
+        .delete(Collection::TriggerInstances, "ti1")
+        .await
+        .expect("delete via b"));
+    assert!(a
+        .get(Collection::TriggerInstances, "ti1")
+        .await
+        .expect("get")
+        .is_none());
+    assert!(!a
+        .delete(Collection::TriggerInstances, "ti1")
+        .await
+        .expect("delete via a"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -118,21 +152,40 @@ async fn data_survives_close_and_reopen() {
     {
         let store = EmbeddedStore::open(&path).expect("open");
         let r = repo::<Execution>(&store);
-        r.save(execution("ex1", ExecutionStatus::Requested)).await.expect("save");
-        r.save(execution("ex2", ExecutionStatus::Requested)).await.expect("save");
-        let patch = json!({"status": "running"}).as_object().cloned().expect("object");
-        let moved = r.compare_and_set("ex1", "status", &[json!("requested")], patch).await;
+        r.save(execution("ex1", ExecutionStatus::Requested))
+            .await
+            .expect("save");
+        r.save(execution("ex2", ExecutionStatus::Requested))
+            .await
+            .expect("save");
+        let patch = json!({"status": "running"})
+            .as_object()
+            .cloned()
+            .expect("object");
+        let moved = r
+            .compare_and_set("ex1", "status", &[json!("requested")], patch)
+            .await;
         assert!(moved.expect("cas").is_some());
     }
     let store = EmbeddedStore::open(&path).expect("reopen");
     let r = repo::<Execution>(&store);
     let ex1 = r.get("ex1").await.expect("get").expect("ex1 persisted");
     assert_eq!(ex1.status, ExecutionStatus::Running, "the CAS persisted");
-    let requested = r.find(&Query::all().eq("status", "requested")).await.expect("find");
-    assert_eq!(requested, vec![execution("ex2", ExecutionStatus::Requested)]);
+    let requested = r
+        .find(&Query::all().eq("status", "requested"))
+        .await
+        .expect("find");
+    assert_eq!(
+        requested,
+        vec![execution("ex2", ExecutionStatus::Requested)]
+    );
 
     let fresh = EmbeddedStore::open_in_memory().expect("in-memory");
-    assert!(repo::<Execution>(&fresh).get("ex1").await.expect("get").is_none());
+    assert!(repo::<Execution>(&fresh)
+        .get("ex1")
+        .await
+        .expect("get")
+        .is_none());
 }
 
 #[test]
@@ -164,7 +217,10 @@ async fn cas_waits_for_another_writer_and_sees_its_commit() {
     let cas = tokio::spawn({
         let store = store.clone();
         async move {
-            let patch = json!({"status": "scheduled"}).as_object().cloned().expect("object");
+            let patch = json!({"status": "scheduled"})
+                .as_object()
+                .cloned()
+                .expect("object");
             store
                 .compare_and_set(
                     Collection::Executions,
@@ -177,7 +233,10 @@ async fn cas_waits_for_another_writer_and_sees_its_commit() {
         }
     });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(!cas.is_finished(), "compare_and_set must wait for the other writer");
+    assert!(
+        !cas.is_finished(),
+        "compare_and_set must wait for the other writer"
+    );
     tx.execute(
         "UPDATE executions SET doc = json_set(doc, '$.status', 'running') WHERE id = 'ex'",
         [],
@@ -185,8 +244,18 @@ async fn cas_waits_for_another_writer_and_sees_its_commit() {
     .expect("other writer updates");
     tx.commit().expect("other writer commits");
 
-    let res = cas.await.expect("cas task").expect("cas waits instead of failing busy");
-    assert_eq!(res, None, "the CAS sees the other writer's status and loses");
-    let ex = repo::<Execution>(&store).get("ex").await.expect("get").expect("exists");
+    let res = cas
+        .await
+        .expect("cas task")
+        .expect("cas waits instead of failing busy");
+    assert_eq!(
+        res, None,
+        "the CAS sees the other writer's status and loses"
+    );
+    let ex = repo::<Execution>(&store)
+        .get("ex")
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!(ex.status, ExecutionStatus::Running);
 }

@@ -15,7 +15,11 @@ pub fn bundled_packs() -> PathBuf {
 
 /// A fixture pack under `tests/fixtures/packs/`.
 pub fn fixture_pack(name: &str) -> PathBuf {
-    repo_root().join("tests").join("fixtures").join("packs").join(name)
+    repo_root()
+        .join("tests")
+        .join("fixtures")
+        .join("packs")
+        .join(name)
 }
 
 /// The fixture configs dir (`tests/fixtures/configs/`).

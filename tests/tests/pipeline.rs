@@ -35,11 +35,26 @@ async fn start_with(prepare: impl FnOnce(&std::path::Path)) -> Harness {
     let mut cfg = Config::default();
     cfg.system.data_dir = dir.path().to_path_buf();
     cfg.content.system_packs_base_path = Some(bundled_packs());
-    let platform = Platform::start(&cfg, &["all".to_string()]).await.expect("platform");
+    let platform = Platform::start(&cfg, &["all".to_string()])
+        .await
+        .expect("platform");
     let store = platform.ctx.store.clone();
-    let token = st2_core::auth::issue_token(&*store, "st2admin", 3600).await.expect("token").token;
-    let state = AppState { store, services: Some(platform.ctx.clone()), auth_enabled: true, token_ttl: 3600 };
-    Harness { app: router(state), platform, token, _dir: dir }
+    let token = st2_core::auth::issue_token(&*store, "st2admin", 3600)
+        .await
+        .expect("token")
+        .token;
+    let state = AppState {
+        store,
+        services: Some(platform.ctx.clone()),
+        auth_enabled: true,
+        token_ttl: 3600,
+    };
+    Harness {
+        app: router(state),
+        platform,
+        token,
+        _dir: dir,
+    }
 }
 
 impl Harness {
@@ -51,8 +66,13 @@ impl Harness {
             .expect("request");
         let resp = self.app.clone().oneshot(req).await.expect("response");
         let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     /// Waits until `pred` holds for some execution of `action_ref`, returning it.
@@ -66,7 +86,10 @@ impl Harness {
             if let Some(e) = execs.into_iter().find(|e| pred(e)) {
                 return e;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for an execution of {action_ref}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for an execution of {action_ref}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -75,12 +98,26 @@ impl Harness {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_rule_action_actiontrigger_chain() {
     let h = start().await;
-    let (status, body) = h.post("/api/v1/webhooks/e2e", json!({"level": "critical", "message": "hello"})).await;
+    let (status, body) = h
+        .post(
+            "/api/v1/webhooks/e2e",
+            json!({"level": "critical", "message": "hello"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    assert_eq!(body, json!({"level": "critical", "message": "hello"}), "202 echoes the body");
+    assert_eq!(
+        body,
+        json!({"level": "critical", "message": "hello"}),
+        "202 echoes the body"
+    );
 
     let first = h.wait_for("core.local", |e| e.status.is_completed()).await;
-    assert_eq!(first.status, ExecutionStatus::Succeeded, "{:?}", first.result);
+    assert_eq!(
+        first.status,
+        ExecutionStatus::Succeeded,
+        "{:?}",
+        first.result
+    );
     let result = first.result.clone().expect("result");
     assert_eq!(result["stdout"], "first hello");
     assert_eq!(result["return_code"], 0);
@@ -89,19 +126,43 @@ async fn webhook_rule_action_actiontrigger_chain() {
     assert!(first.rule.is_some() && first.trigger_instance.is_some());
 
     let second = h.wait_for("core.echo", |e| e.status.is_completed()).await;
-    assert_eq!(second.status, ExecutionStatus::Succeeded, "{:?}", second.result);
-    assert_eq!(second.result.expect("result")["stdout"], "second after first hello");
+    assert_eq!(
+        second.status,
+        ExecutionStatus::Succeeded,
+        "{:?}",
+        second.result
+    );
+    assert_eq!(
+        second.result.expect("result")["stdout"],
+        "second after first hello"
+    );
 
     // Enforcements and trigger instances recorded; a non-matching event runs nothing.
     let store = &*h.platform.ctx.store;
-    let enf: Vec<RuleEnforcement> = repo::<RuleEnforcement>(store).find(&Query::all()).await.expect("q");
-    assert!(enf.iter().any(|e| e.execution_id.as_deref() == Some(first.id.as_str()) && e.status == "succeeded"));
-    let (status, _) = h.post("/api/v1/webhooks/e2e", json!({"level": "info", "message": "ignored"})).await;
+    let enf: Vec<RuleEnforcement> = repo::<RuleEnforcement>(store)
+        .find(&Query::all())
+        .await
+        .expect("q");
+    assert!(enf
+        .iter()
+        .any(|e| e.execution_id.as_deref() == Some(first.id.as_str()) && e.status == "succeeded"));
+    let (status, _) = h
+        .post(
+            "/api/v1/webhooks/e2e",
+            json!({"level": "info", "message": "ignored"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let locals = repo::<Execution>(store).count(&Query::all().eq("action.ref", "core.local")).await.expect("q");
+    let locals = repo::<Execution>(store)
+        .count(&Query::all().eq("action.ref", "core.local"))
+        .await
+        .expect("q");
     assert_eq!(locals, 1, "the info event matched no rule");
-    let tis: Vec<TriggerInstance> = repo::<TriggerInstance>(store).find(&Query::all()).await.expect("q");
+    let tis: Vec<TriggerInstance> = repo::<TriggerInstance>(store)
+        .find(&Query::all())
+        .await
+        .expect("q");
     assert!(tis.iter().all(|t| t.status == "processed"), "{tis:?}");
     h.platform.shutdown().await;
 }
@@ -110,16 +171,43 @@ async fn webhook_rule_action_actiontrigger_chain() {
 async fn timeout_and_cancel_of_a_real_sleep() {
     let h = start().await;
     let started = Instant::now();
-    h.post("/api/v1/webhooks/sleepy", json!({"seconds": 30, "timeout": 1})).await;
+    h.post(
+        "/api/v1/webhooks/sleepy",
+        json!({"seconds": 30, "timeout": 1}),
+    )
+    .await;
     let timed_out = h.wait_for("core.local", |e| e.status.is_completed()).await;
-    assert_eq!(timed_out.status, ExecutionStatus::Timeout, "{:?}", timed_out.result);
-    assert_eq!(timed_out.parameters["timeout"], 1, "rendered \"1\" cast to the declared integer");
-    assert!(started.elapsed() < Duration::from_secs(20), "killed at its timeout, not after the sleep");
+    assert_eq!(
+        timed_out.status,
+        ExecutionStatus::Timeout,
+        "{:?}",
+        timed_out.result
+    );
+    assert_eq!(
+        timed_out.parameters["timeout"], 1,
+        "rendered \"1\" cast to the declared integer"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "killed at its timeout, not after the sleep"
+    );
 
-    h.post("/api/v1/webhooks/sleepy", json!({"seconds": 30, "timeout": 60})).await;
-    let running = h.wait_for("core.local", |e| e.status == ExecutionStatus::Running).await;
-    st2_core::services::executions::cancel(&h.platform.ctx, &running.id).await.expect("cancel");
-    let canceled = h.wait_for("core.local", |e| e.id == running.id && e.status.is_completed()).await;
+    h.post(
+        "/api/v1/webhooks/sleepy",
+        json!({"seconds": 30, "timeout": 60}),
+    )
+    .await;
+    let running = h
+        .wait_for("core.local", |e| e.status == ExecutionStatus::Running)
+        .await;
+    st2_core::services::executions::cancel(&h.platform.ctx, &running.id)
+        .await
+        .expect("cancel");
+    let canceled = h
+        .wait_for("core.local", |e| {
+            e.id == running.id && e.status.is_completed()
+        })
+        .await;
     assert_eq!(canceled.status, ExecutionStatus::Canceled);
     h.platform.shutdown().await;
 }
@@ -130,20 +218,52 @@ async fn bad_input_is_refused_or_recorded() {
     // Unknown webhook.
     let (status, body) = h.post("/api/v1/webhooks/nope", json!({})).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    assert!(body["faultstring"].as_str().is_some_and(|s| s.contains("nope")));
+    assert!(body["faultstring"]
+        .as_str()
+        .is_some_and(|s| s.contains("nope")));
     // Generic webhook to an unknown trigger.
-    let (status, _) = h.post("/api/v1/webhooks/st2", json!({"trigger": "no.such", "payload": {}})).await;
+    let (status, _) = h
+        .post(
+            "/api/v1/webhooks/st2",
+            json!({"trigger": "no.such", "payload": {}}),
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    // A rule whose parameters do not render: recorded as a failed enforcement with the reason.
-    let (status, _) = h.post("/api/v1/webhooks/sleepy", json!({"timeout": 5})).await;
+    // An oversize payload is refused before anything is stored.
+    let big = "x".repeat(st2_core::services::dispatch::MAX_PAYLOAD_BYTES + 1);
+    let (status, body) = h.post("/api/v1/webhooks/e2e", json!({"level": "critical", "message": big})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["faultstring"].as_str().is_some_and(|s| s.contains("exceeds")));
+    // A rule pointing at an unknown action: a failed enforcement naming the action.
+    let (status, _) = h.post("/api/v1/webhooks/ghost", json!({})).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let enf: Vec<RuleEnforcement> =
-            repo::<RuleEnforcement>(&*h.platform.ctx.store).find(&Query::all()).await.expect("q");
-        if let Some(e) = enf.iter().find(|e| e.status == "failed") {
+            repo::<RuleEnforcement>(&*h.platform.ctx.store).find(&Query::all().eq("status", "failed")).await.expect("q");
+        if enf.iter().any(|e| e.failure_reason.as_deref().is_some_and(|r| r.contains("e2e.no_such_action"))) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failed enforcement for the unknown action: {enf:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A rule whose parameters do not render: recorded as a failed enforcement with the reason.
+    let (status, _) = h
+        .post("/api/v1/webhooks/sleepy", json!({"timeout": 5}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let enf: Vec<RuleEnforcement> = repo::<RuleEnforcement>(&*h.platform.ctx.store)
+            .find(&Query::all())
+            .await
+            .expect("q");
+        if let Some(e) = enf.iter().find(|e| e.status == "failed" && e.rule["ref"] == "e2e.sleepy") {
             let reason = e.failure_reason.clone().unwrap_or_default();
-            assert!(reason.contains("seconds") || reason.contains("undefined"), "{reason}");
+            assert!(
+                reason.contains("seconds") || reason.contains("undefined"),
+                "{reason}"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "no failed enforcement recorded");
@@ -174,28 +294,53 @@ async fn interval_timer_fires_on_schedule() {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let done: Vec<Execution> = repo::<Execution>(store)
-            .find(&Query::all().eq("action.ref", "core.noop").eq("status", "succeeded"))
+            .find(
+                &Query::all()
+                    .eq("action.ref", "core.noop")
+                    .eq("status", "succeeded"),
+            )
             .await
             .expect("q");
         if done.len() >= 2 {
-            let ti = done[0].trigger_instance.clone().expect("caused by a trigger instance");
-            assert!(ti["payload"]["executed_at"].as_str().is_some_and(|s| s.ends_with("+00:00")), "{ti}");
+            let ti = done[0]
+                .trigger_instance
+                .clone()
+                .expect("caused by a trigger instance");
+            assert!(
+                ti["payload"]["executed_at"]
+                    .as_str()
+                    .is_some_and(|s| s.ends_with("+00:00")),
+                "{ti}"
+            );
             break;
         }
-        assert!(Instant::now() < deadline, "the 1 s interval timer did not fire twice");
+        assert!(
+            Instant::now() < deadline,
+            "the 1 s interval timer did not fire twice"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(started.elapsed() >= Duration::from_millis(1500), "fires follow the schedule, not all at once");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "fires follow the schedule, not all at once"
+    );
     h.platform.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_action_uses_config_and_datastore() {
     let h = start_with(|data| {
-        copy_dir(&st2_tests::repo_root().join("tests/fixtures/runners/runnertest"), &data.join("packs").join("runnertest"))
-            .expect("copy");
+        copy_dir(
+            &st2_tests::repo_root().join("tests/fixtures/runners/runnertest"),
+            &data.join("packs").join("runnertest"),
+        )
+        .expect("copy");
         std::fs::create_dir_all(data.join("configs")).expect("mkdir");
-        std::fs::write(data.join("configs").join("runnertest.yaml"), "api_host: example.org\nretries: 3\n").expect("write");
+        std::fs::write(
+            data.join("configs").join("runnertest.yaml"),
+            "api_host: example.org\nretries: 3\n",
+        )
+        .expect("write");
     })
     .await;
     let mut params = serde_json::Map::new();
@@ -206,15 +351,29 @@ async fn python_action_uses_config_and_datastore() {
         parameters: params,
         ..Default::default()
     };
-    let exec = st2_core::services::executions::request(&h.platform.ctx, req).await.expect("request");
-    let done = h.wait_for("runnertest.config_kv", |e| e.id == exec.id && e.status.is_completed()).await;
+    let exec = st2_core::services::executions::request(&h.platform.ctx, req)
+        .await
+        .expect("request");
+    let done = h
+        .wait_for("runnertest.config_kv", |e| {
+            e.id == exec.id && e.status.is_completed()
+        })
+        .await;
     assert_eq!(done.status, ExecutionStatus::Succeeded, "{:?}", done.result);
     let result = done.result.expect("result");
     assert_eq!(result["result"]["api_host"], "example.org");
     assert_eq!(result["result"]["local"], "blue");
     // The global key stays in the platform datastore, and its creation fired a trigger.
     let ds = h.platform.ctx.datastore.clone().expect("datastore");
-    let kv = ds.get("global_color", st2_core::datastore::Scope::System, None, false).await.expect("get");
+    let kv = ds
+        .get(
+            "global_color",
+            st2_core::datastore::Scope::System,
+            None,
+            false,
+        )
+        .await
+        .expect("get");
     assert_eq!(kv.map(|k| k.value).as_deref(), Some("BLUE"));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -222,11 +381,69 @@ async fn python_action_uses_config_and_datastore() {
             .find(&Query::all().eq("trigger", "core.st2.key_value_pair.create"))
             .await
             .expect("q");
-        if tis.iter().any(|t| t.payload["object"]["name"] == "global_color") {
+        if tis
+            .iter()
+            .any(|t| t.payload["object"]["name"] == "global_color")
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "no key_value_pair.create trigger instance");
+        assert!(
+            Instant::now() < deadline,
+            "no key_value_pair.create trigger instance"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     h.platform.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_policy_delays_then_runs() {
+    let h = start_with(|data| {
+        let dir = data.join("packs").join("e2e_policy");
+        std::fs::create_dir_all(dir.join("policies")).expect("mkdir");
+        std::fs::write(dir.join("pack.yaml"), "ref: e2e_policy\nname: e2e_policy\ndescription: policy test\nauthor: t\nversion: 0.1.0\n")
+            .expect("write");
+        std::fs::write(
+            dir.join("policies").join("one_pause.yaml"),
+            "name: one_pause\nresource_ref: core.pause\npolicy_type: action.concurrency\nparameters:\n  threshold: 1\n  action: delay\n",
+        )
+        .expect("write");
+    })
+    .await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let mut params = serde_json::Map::new();
+        params.insert("max_pause".into(), json!(1));
+        let req = st2_core::services::executions::ExecutionRequest { action_ref: "core.pause".into(), parameters: params, ..Default::default() };
+        ids.push(st2_core::services::executions::request(&h.platform.ctx, req).await.expect("request").id);
+    }
+    let mut done = Vec::new();
+    for id in &ids {
+        done.push(h.wait_for("core.pause", |e| &e.id == id && e.status.is_completed()).await);
+    }
+    for e in &done {
+        assert_eq!(e.status, ExecutionStatus::Succeeded, "{:?}", e.result);
+    }
+    let statuses = |e: &Execution| -> Vec<String> {
+        e.log.iter().filter_map(|l| l["status"].as_str().map(String::from)).collect()
+    };
+    let delayed: Vec<&Execution> = done.iter().filter(|e| statuses(e).contains(&"delayed".to_string())).collect();
+    assert_eq!(delayed.len(), 1, "exactly one waited for the slot: {:?}", done.iter().map(statuses).collect::<Vec<_>>());
+    let other = done.iter().find(|e| e.id != delayed[0].id).expect("other");
+    let ts = |e: &Execution, s: &str| {
+        e.log.iter().find(|l| l["status"] == s).and_then(|l| l["timestamp"].as_str()).map(String::from).expect("timestamp")
+    };
+    assert!(ts(delayed[0], "running") >= ts(other, "succeeded"), "the delayed one ran only after the first finished");
+    h.platform.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_drains_running_work() {
+    let h = start().await;
+    h.post("/api/v1/webhooks/sleepy", json!({"seconds": 1, "timeout": 60})).await;
+    let running = h.wait_for("core.local", |e| e.status == ExecutionStatus::Running).await;
+    let store = h.platform.ctx.store.clone();
+    h.platform.shutdown().await;
+    let after = repo::<Execution>(&*store).get(&running.id).await.expect("q").expect("exists");
+    assert_eq!(after.status, ExecutionStatus::Succeeded, "the running sleep finished before shutdown returned");
 }

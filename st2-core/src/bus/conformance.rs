@@ -48,7 +48,11 @@ impl Ctx {
     /// A context on `bus` with a fresh random prefix.
     pub fn new(bus: Arc<dyn Bus>) -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string();
-        Self { bus, prefix: format!("conformance.{}", &id[..12]), queues: Default::default() }
+        Self {
+            bus,
+            prefix: format!("conformance.{}", &id[..12]),
+            queues: Default::default(),
+        }
     }
 
     /// `name` under this check's prefix.
@@ -59,21 +63,30 @@ impl Ctx {
     /// Declares the exchange `name` (under the prefix) and returns its full name.
     pub async fn exchange(&self, name: &str) -> String {
         let full = self.name(name);
-        self.bus.declare_exchange(&full).await.unwrap_or_else(|e| panic!("declare {full}: {e}"));
+        self.bus
+            .declare_exchange(&full)
+            .await
+            .unwrap_or_else(|e| panic!("declare {full}: {e}"));
         full
     }
 
     /// The queue name `name` (under the prefix), remembered for deletion after the check.
     pub fn queue(&self, name: &str) -> String {
         let full = self.name(name);
-        self.queues.lock().unwrap_or_else(PoisonError::into_inner).push(full.clone());
+        self.queues
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(full.clone());
         full
     }
 
     /// Subscribes, panicking with the error.
     pub async fn subscribe(&self, spec: SubscribeSpec) -> Subscription {
         let what = format!("subscribe {}", spec.queue);
-        self.bus.subscribe(spec).await.unwrap_or_else(|e| panic!("{what}: {e}"))
+        self.bus
+            .subscribe(spec)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
     }
 
     /// Publishes `value` as JSON, panicking with the error (or after [`WAIT`]).
@@ -103,32 +116,70 @@ pub type Check = fn(Ctx) -> CheckFuture;
 
 /// Every check, by name, in the order [`run_all`] runs them.
 pub const CHECKS: &[(&str, Check)] = &[
-    ("round_trip_with_headers", |c| Box::pin(round_trip_with_headers(c))),
-    ("unknown_exchange_is_an_error", |c| Box::pin(unknown_exchange_is_an_error(c))),
-    ("unroutable_message_is_dropped", |c| Box::pin(unroutable_message_is_dropped(c))),
+    ("round_trip_with_headers", |c| {
+        Box::pin(round_trip_with_headers(c))
+    }),
+    ("unknown_exchange_is_an_error", |c| {
+        Box::pin(unknown_exchange_is_an_error(c))
+    }),
+    ("unroutable_message_is_dropped", |c| {
+        Box::pin(unroutable_message_is_dropped(c))
+    }),
     ("topic_routing", |c| Box::pin(topic_routing(c))),
-    ("overlapping_bindings_deliver_once", |c| Box::pin(overlapping_bindings_deliver_once(c))),
+    ("overlapping_bindings_deliver_once", |c| {
+        Box::pin(overlapping_bindings_deliver_once(c))
+    }),
     ("queue_redeclaration", |c| Box::pin(queue_redeclaration(c))),
-    ("invalid_spec_is_refused", |c| Box::pin(invalid_spec_is_refused(c))),
+    ("invalid_spec_is_refused", |c| {
+        Box::pin(invalid_spec_is_refused(c))
+    }),
     ("competing_consumers", |c| Box::pin(competing_consumers(c))),
-    ("work_queue_outlives_subscriptions", |c| Box::pin(work_queue_outlives_subscriptions(c))),
-    ("broadcast_every_subscriber", |c| Box::pin(broadcast_every_subscriber(c))),
-    ("broadcast_lag_never_blocks", |c| Box::pin(broadcast_lag_never_blocks(c))),
+    ("work_queue_outlives_subscriptions", |c| {
+        Box::pin(work_queue_outlives_subscriptions(c))
+    }),
+    ("broadcast_every_subscriber", |c| {
+        Box::pin(broadcast_every_subscriber(c))
+    }),
+    ("broadcast_lag_never_blocks", |c| {
+        Box::pin(broadcast_lag_never_blocks(c))
+    }),
     ("ack_removes", |c| Box::pin(ack_removes(c))),
-    ("nack_requeue_redelivers", |c| Box::pin(nack_requeue_redelivers(c))),
-    ("requeue_reaches_another_consumer", |c| Box::pin(requeue_reaches_another_consumer(c))),
+    ("nack_requeue_redelivers", |c| {
+        Box::pin(nack_requeue_redelivers(c))
+    }),
+    ("requeue_reaches_another_consumer", |c| {
+        Box::pin(requeue_reaches_another_consumer(c))
+    }),
     ("drop_redelivers", |c| Box::pin(drop_redelivers(c))),
-    ("crashed_consumer_loses_nothing", |c| Box::pin(crashed_consumer_loses_nothing(c))),
-    ("cancelled_next_loses_nothing", |c| Box::pin(cancelled_next_loses_nothing(c))),
+    ("crashed_consumer_loses_nothing", |c| {
+        Box::pin(crashed_consumer_loses_nothing(c))
+    }),
+    ("cancelled_next_loses_nothing", |c| {
+        Box::pin(cancelled_next_loses_nothing(c))
+    }),
     ("prefetch_limit", |c| Box::pin(prefetch_limit(c))),
-    ("full_work_queue_blocks_publisher", |c| Box::pin(full_work_queue_blocks_publisher(c))),
-    ("dead_letter_after_max_deliveries", |c| Box::pin(dead_letter_after_max_deliveries(c))),
-    ("nack_without_requeue_dead_letters", |c| Box::pin(nack_without_requeue_dead_letters(c))),
-    ("ordering_single_consumer", |c| Box::pin(ordering_single_consumer(c))),
-    ("many_messages_no_loss", |c| Box::pin(many_messages_no_loss(c))),
+    ("full_work_queue_blocks_publisher", |c| {
+        Box::pin(full_work_queue_blocks_publisher(c))
+    }),
+    ("dead_letter_after_max_deliveries", |c| {
+        Box::pin(dead_letter_after_max_deliveries(c))
+    }),
+    ("nack_without_requeue_dead_letters", |c| {
+        Box::pin(nack_without_requeue_dead_letters(c))
+    }),
+    ("ordering_single_consumer", |c| {
+        Box::pin(ordering_single_consumer(c))
+    }),
+    ("many_messages_no_loss", |c| {
+        Box::pin(many_messages_no_loss(c))
+    }),
     ("stream_interface", |c| Box::pin(stream_interface(c))),
-    ("delete_queue_ends_subscriptions", |c| Box::pin(delete_queue_ends_subscriptions(c))),
-    ("close_ends_everything", |c| Box::pin(close_ends_everything(c))),
+    ("delete_queue_ends_subscriptions", |c| {
+        Box::pin(delete_queue_ends_subscriptions(c))
+    }),
+    ("close_ends_everything", |c| {
+        Box::pin(close_ends_everything(c))
+    }),
 ];
 
 /// Runs every check of [`CHECKS`], each on a fresh bus from `make`. Panics naming the first
@@ -188,14 +239,20 @@ async fn recv(sub: &mut Subscription, what: &str) -> Delivery {
 /// The next delivery's JSON payload, with the delivery.
 async fn recv_value(sub: &mut Subscription, what: &str) -> (Value, Delivery) {
     let delivery = recv(sub, what).await;
-    let value = delivery.message().value().unwrap_or_else(|e| panic!("{what}: {e}"));
+    let value = delivery
+        .message()
+        .value()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
     (value, delivery)
 }
 
 /// Receives, acks and returns the next JSON payload.
 async fn take(sub: &mut Subscription, what: &str) -> Value {
     let (value, delivery) = recv_value(sub, what).await;
-    delivery.ack().await.unwrap_or_else(|e| panic!("ack {what}: {e}"));
+    delivery
+        .ack()
+        .await
+        .unwrap_or_else(|e| panic!("ack {what}: {e}"));
     value
 }
 
@@ -211,7 +268,10 @@ async fn ack(delivery: Delivery) {
 }
 
 async fn nack(delivery: Delivery, requeue: bool) {
-    delivery.nack(requeue).await.unwrap_or_else(|e| panic!("nack({requeue}): {e}"));
+    delivery
+        .nack(requeue)
+        .await
+        .unwrap_or_else(|e| panic!("nack({requeue}): {e}"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -230,11 +290,18 @@ async fn round_trip_with_headers(ctx: Ctx) {
         .unwrap_or_else(|e| panic!("publish: {e}"));
     let got = recv(&mut sub, "the binary message").await;
     assert_eq!(got.message().payload, sent.payload, "payload");
-    assert_eq!(got.message().content_type, sent.content_type, "content type");
+    assert_eq!(
+        got.message().content_type,
+        sent.content_type,
+        "content type"
+    );
     assert_eq!(got.message().header("St2-Trace-Tag"), Some("trace-1"));
     assert_eq!(got.message().header("x-note"), Some("ünïcode"));
     let info = got.info();
-    assert_eq!((info.queue.as_str(), info.exchange.as_str()), (q.as_str(), x.as_str()));
+    assert_eq!(
+        (info.queue.as_str(), info.exchange.as_str()),
+        (q.as_str(), x.as_str())
+    );
     assert_eq!(info.routing_key, "k");
     assert!(!info.redelivered, "first delivery is not redelivered");
     assert_eq!(info.delivery_count, 1, "first delivery count");
@@ -244,7 +311,10 @@ async fn round_trip_with_headers(ctx: Ctx) {
     ctx.publish(&x, "k", value.clone()).await;
     let (got, delivery) = recv_value(&mut sub, "the JSON message").await;
     assert_eq!(got, value);
-    assert_eq!(delivery.message().content_type, super::message::CONTENT_TYPE_JSON);
+    assert_eq!(
+        delivery.message().content_type,
+        super::message::CONTENT_TYPE_JSON
+    );
     ack(delivery).await;
 }
 
@@ -256,7 +326,10 @@ async fn unknown_exchange_is_an_error(ctx: Ctx) {
         "publish to an undeclared exchange: {published:?}"
     );
     let q = ctx.queue("q");
-    let subscribed = ctx.bus.subscribe(SubscribeSpec::work(&q, &nope, ["#"])).await;
+    let subscribed = ctx
+        .bus
+        .subscribe(SubscribeSpec::work(&q, &nope, ["#"]))
+        .await;
     assert!(
         matches!(subscribed, Err(BusError::UnknownExchange { .. })),
         "subscribe on an undeclared exchange: {subscribed:?}"
@@ -269,17 +342,28 @@ async fn unknown_exchange_is_an_error(ctx: Ctx) {
 async fn unroutable_message_is_dropped(ctx: Ctx) {
     let x = ctx.exchange("x").await;
     ctx.publish(&x, "k", json!("nobody listens")).await;
-    let mut sub = ctx.subscribe(SubscribeSpec::work(ctx.queue("q"), &x, ["k"])).await;
+    let mut sub = ctx
+        .subscribe(SubscribeSpec::work(ctx.queue("q"), &x, ["k"]))
+        .await;
     ctx.publish(&x, "k", json!("after")).await;
-    assert_eq!(take(&mut sub, "the message published after subscribing").await, json!("after"));
+    assert_eq!(
+        take(&mut sub, "the message published after subscribing").await,
+        json!("after")
+    );
 }
 
 async fn topic_routing(ctx: Ctx) {
     let x = ctx.exchange("x").await;
     let patterns = ["a.*.c", "x.#", "#.end", "exact"];
-    let mut wild = ctx.subscribe(SubscribeSpec::work(ctx.queue("wild"), &x, patterns)).await;
-    let mut exact = ctx.subscribe(SubscribeSpec::work(ctx.queue("exact"), &x, ["a.b.c"])).await;
-    let mut all = ctx.subscribe(SubscribeSpec::work(ctx.queue("all"), &x, ["#"])).await;
+    let mut wild = ctx
+        .subscribe(SubscribeSpec::work(ctx.queue("wild"), &x, patterns))
+        .await;
+    let mut exact = ctx
+        .subscribe(SubscribeSpec::work(ctx.queue("exact"), &x, ["a.b.c"]))
+        .await;
+    let mut all = ctx
+        .subscribe(SubscribeSpec::work(ctx.queue("all"), &x, ["#"]))
+        .await;
     // (routing key, reaches `wild`)
     let keys = [
         ("a.b.c", true),
@@ -302,13 +386,27 @@ async fn topic_routing(ctx: Ctx) {
     // A last message every queue gets: once it arrives, everything before it has (FIFO).
     ctx.publish(&x, "a.b.c", json!("last")).await;
 
-    let mut expected: Vec<Value> =
-        keys.iter().filter(|(_, hit)| *hit).map(|(key, _)| json!(key)).collect();
+    let mut expected: Vec<Value> = keys
+        .iter()
+        .filter(|(_, hit)| *hit)
+        .map(|(key, _)| json!(key))
+        .collect();
     expected.push(json!("last"));
     for (sub, expected, what) in [
         (&mut wild, expected, "wildcard queue"),
-        (&mut exact, vec![json!("a.b.c"), json!("last")], "exact queue"),
-        (&mut all, keys.iter().map(|(k, _)| json!(k)).chain([json!("last")]).collect(), "`#`"),
+        (
+            &mut exact,
+            vec![json!("a.b.c"), json!("last")],
+            "exact queue",
+        ),
+        (
+            &mut all,
+            keys.iter()
+                .map(|(k, _)| json!(k))
+                .chain([json!("last")])
+                .collect(),
+            "`#`",
+        ),
     ] {
         let mut got = Vec::new();
         while got.last() != Some(&json!("last")) {
@@ -320,12 +418,21 @@ async fn topic_routing(ctx: Ctx) {
 
 async fn overlapping_bindings_deliver_once(ctx: Ctx) {
     let x = ctx.exchange("x").await;
-    let mut sub =
-        ctx.subscribe(SubscribeSpec::work(ctx.queue("q"), &x, ["a.*", "a.#", "#", "a.b"])).await;
+    let mut sub = ctx
+        .subscribe(SubscribeSpec::work(
+            ctx.queue("q"),
+            &x,
+            ["a.*", "a.#", "#", "a.b"],
+        ))
+        .await;
     ctx.publish(&x, "a.b", json!("once")).await;
     ctx.publish(&x, "z", json!("stop")).await;
     assert_eq!(take(&mut sub, "the message").await, json!("once"));
-    assert_eq!(take(&mut sub, "the stop message").await, json!("stop"), "one copy per queue");
+    assert_eq!(
+        take(&mut sub, "the stop message").await,
+        json!("stop"),
+        "one copy per queue"
+    );
 }
 
 async fn queue_redeclaration(ctx: Ctx) {
@@ -337,7 +444,10 @@ async fn queue_redeclaration(ctx: Ctx) {
     for (other, what) in [
         (spec.clone().with_capacity(20), "capacity"),
         (spec.clone().with_max_deliveries(Some(9)), "max_deliveries"),
-        (spec.clone().with_overflow(super::Overflow::DropOldest), "overflow"),
+        (
+            spec.clone().with_overflow(super::Overflow::DropOldest),
+            "overflow",
+        ),
     ] {
         let got = ctx.bus.subscribe(other).await;
         assert!(
@@ -346,13 +456,26 @@ async fn queue_redeclaration(ctx: Ctx) {
         );
     }
     // Same properties, other bindings and prefetch: a second consumer, bindings add up.
-    let second =
-        ctx.subscribe(SubscribeSpec { bindings: vec!["b".into()], ..spec }.with_prefetch(3)).await;
+    let second = ctx
+        .subscribe(
+            SubscribeSpec {
+                bindings: vec!["b".into()],
+                ..spec
+            }
+            .with_prefetch(3),
+        )
+        .await;
     drop(second);
     ctx.publish(&x, "b", json!("via b")).await;
     ctx.publish(&x, "a", json!("via a")).await;
-    assert_eq!(take(&mut first, "message bound by the second declaration").await, json!("via b"));
-    assert_eq!(take(&mut first, "message bound by the first declaration").await, json!("via a"));
+    assert_eq!(
+        take(&mut first, "message bound by the second declaration").await,
+        json!("via b")
+    );
+    assert_eq!(
+        take(&mut first, "message bound by the first declaration").await,
+        json!("via a")
+    );
 }
 
 async fn invalid_spec_is_refused(ctx: Ctx) {
@@ -365,7 +488,10 @@ async fn invalid_spec_is_refused(ctx: Ctx) {
         SubscribeSpec::work("", &x, ["#"]),
     ] {
         let got = ctx.bus.subscribe(spec.clone()).await;
-        assert!(matches!(got, Err(BusError::Invalid { .. })), "{spec:?} must be refused: {got:?}");
+        assert!(
+            matches!(got, Err(BusError::Invalid { .. })),
+            "{spec:?} must be refused: {got:?}"
+        );
     }
 }
 
@@ -387,7 +513,11 @@ async fn competing_consumers(ctx: Ctx) {
         held.push(recv_value(sub, "one message per consumer").await);
     }
     let seen: BTreeSet<String> = held.iter().map(|(v, _)| v.to_string()).collect();
-    assert_eq!(seen.len(), 3, "each consumer got a different message: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        3,
+        "each consumer got a different message: {seen:?}"
+    );
     for (_, delivery) in held {
         ack(delivery).await;
     }
@@ -425,8 +555,15 @@ async fn competing_consumers(ctx: Ctx) {
         per_worker[w] += 1;
     }
     let duplicates: Vec<_> = counts.iter().filter(|(_, c)| **c > 1).collect();
-    assert!(duplicates.is_empty(), "delivered more than once: {duplicates:?}");
-    assert_eq!(counts.len() as u64, N, "every message delivered (per worker: {per_worker:?})");
+    assert!(
+        duplicates.is_empty(),
+        "delivered more than once: {duplicates:?}"
+    );
+    assert_eq!(
+        counts.len() as u64,
+        N,
+        "every message delivered (per worker: {per_worker:?})"
+    );
     for worker in workers {
         worker.abort();
         let _ = worker.await;
@@ -434,7 +571,11 @@ async fn competing_consumers(ctx: Ctx) {
     // Nothing left behind.
     let mut sub = ctx.subscribe(spec).await;
     ctx.publish(&x, "k", json!("sentinel")).await;
-    assert_eq!(take(&mut sub, "the sentinel").await, json!("sentinel"), "queue was empty");
+    assert_eq!(
+        take(&mut sub, "the sentinel").await,
+        json!("sentinel"),
+        "queue was empty"
+    );
 }
 
 async fn work_queue_outlives_subscriptions(ctx: Ctx) {
@@ -446,7 +587,10 @@ async fn work_queue_outlives_subscriptions(ctx: Ctx) {
     }
     let mut sub = ctx.subscribe(spec).await;
     for i in 0..3 {
-        assert_eq!(take(&mut sub, "messages published with no consumer").await, json!(i));
+        assert_eq!(
+            take(&mut sub, "messages published with no consumer").await,
+            json!(i)
+        );
     }
 }
 
@@ -458,8 +602,14 @@ async fn broadcast_every_subscriber(ctx: Ctx) {
         subs.push(ctx.subscribe(SubscribeSpec::broadcast(&q, &x, ["#"])).await);
     }
     let names: BTreeSet<String> = subs.iter().map(|s| s.queue().to_string()).collect();
-    assert_eq!(names.len(), 3, "each broadcast subscription has its own queue: {names:?}");
-    let mut work = ctx.subscribe(SubscribeSpec::work(ctx.queue("work"), &x, ["#"])).await;
+    assert_eq!(
+        names.len(),
+        3,
+        "each broadcast subscription has its own queue: {names:?}"
+    );
+    let mut work = ctx
+        .subscribe(SubscribeSpec::work(ctx.queue("work"), &x, ["#"]))
+        .await;
     const K: u64 = 50;
     for i in 0..K {
         ctx.publish(&x, "k", json!(i)).await;
@@ -473,8 +623,9 @@ async fn broadcast_every_subscriber(ctx: Ctx) {
 
 async fn broadcast_lag_never_blocks(ctx: Ctx) {
     let x = ctx.exchange("x").await;
-    let spec =
-        SubscribeSpec::broadcast(ctx.queue("slow"), &x, ["#"]).with_capacity(3).with_prefetch(1);
+    let spec = SubscribeSpec::broadcast(ctx.queue("slow"), &x, ["#"])
+        .with_capacity(3)
+        .with_prefetch(1);
     let mut slow = ctx.subscribe(spec).await;
     const K: u64 = 20;
     for i in 0..K {
@@ -486,10 +637,20 @@ async fn broadcast_lag_never_blocks(ctx: Ctx) {
         let n = take(&mut slow, "the newest messages").await;
         got.push(n.as_u64().unwrap_or_else(|| panic!("not a number: {n}")));
     }
-    assert!(got.windows(2).all(|w| w[0] < w[1]), "in order, oldest dropped: {got:?}");
-    assert!(got.len() <= 3 + 1, "at most capacity + prefetch kept: {got:?}");
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "in order, oldest dropped: {got:?}"
+    );
+    assert!(
+        got.len() <= 3 + 1,
+        "at most capacity + prefetch kept: {got:?}"
+    );
     if let Some(dropped) = slow.dropped() {
-        assert_eq!(dropped + got.len() as u64, K, "dropped count ({dropped}) + received {got:?}");
+        assert_eq!(
+            dropped + got.len() as u64,
+            K,
+            "dropped count ({dropped}) + received {got:?}"
+        );
     }
 }
 
@@ -516,14 +677,22 @@ async fn nack_requeue_redelivers(ctx: Ctx) {
     for count in 1..=3 {
         let (value, delivery) = recv_value(&mut sub, "the nacked message").await;
         assert_eq!(value, json!("again"));
-        assert_eq!(delivery.redelivered(), count > 1, "redelivered flag on delivery {count}");
+        assert_eq!(
+            delivery.redelivered(),
+            count > 1,
+            "redelivered flag on delivery {count}"
+        );
         assert_eq!(delivery.delivery_count(), count, "delivery count");
         nack(delivery, true).await;
     }
     let (_, delivery) = recv_value(&mut sub, "the message once more").await;
     ack(delivery).await;
     ctx.publish(&x, "k", json!("sentinel")).await;
-    assert_eq!(take(&mut sub, "the sentinel").await, json!("sentinel"), "acked at last");
+    assert_eq!(
+        take(&mut sub, "the sentinel").await,
+        json!("sentinel"),
+        "acked at last"
+    );
 }
 
 async fn requeue_reaches_another_consumer(ctx: Ctx) {
@@ -541,13 +710,18 @@ async fn requeue_reaches_another_consumer(ctx: Ctx) {
     let other = if got_by_a { &mut b } else { &mut a };
     let (value, delivery) = recv_value(other, "the requeued message on the other consumer").await;
     assert_eq!(value, json!("hot potato"));
-    assert!(delivery.redelivered(), "a requeued message is flagged redelivered");
+    assert!(
+        delivery.redelivered(),
+        "a requeued message is flagged redelivered"
+    );
     ack(delivery).await;
 }
 
 async fn drop_redelivers(ctx: Ctx) {
     let x = ctx.exchange("x").await;
-    let mut sub = ctx.subscribe(SubscribeSpec::work(ctx.queue("q"), &x, ["#"])).await;
+    let mut sub = ctx
+        .subscribe(SubscribeSpec::work(ctx.queue("q"), &x, ["#"]))
+        .await;
     ctx.publish(&x, "k", json!("dropped")).await;
     drop(recv(&mut sub, "the message").await);
     let (value, delivery) = recv_value(&mut sub, "the dropped message again").await;
@@ -571,27 +745,38 @@ async fn crashed_consumer_loses_nothing(ctx: Ctx) {
         std::future::pending::<()>().await;
         drop((held, doomed));
     });
-    within("the doomed consumer's delivery", rx).await.unwrap_or_else(|_| panic!("task died"));
+    within("the doomed consumer's delivery", rx)
+        .await
+        .unwrap_or_else(|_| panic!("task died"));
     task.abort();
     let _ = task.await;
     let mut survivor = ctx.subscribe(spec).await;
     let mut got = BTreeSet::new();
     for _ in 0..2 {
-        got.insert(take(&mut survivor, "messages of the crashed consumer").await.to_string());
+        got.insert(
+            take(&mut survivor, "messages of the crashed consumer")
+                .await
+                .to_string(),
+        );
     }
     assert_eq!(got.len(), 2, "both messages reach the survivor: {got:?}");
 }
 
 async fn cancelled_next_loses_nothing(ctx: Ctx) {
     let x = ctx.exchange("x").await;
-    let mut sub = ctx.subscribe(SubscribeSpec::work(ctx.queue("q"), &x, ["#"])).await;
+    let mut sub = ctx
+        .subscribe(SubscribeSpec::work(ctx.queue("q"), &x, ["#"]))
+        .await;
     // Start and abandon `next()` many times around publishes.
     for i in 0..50u64 {
         if let Ok(got) = tokio::time::timeout(Duration::from_millis(1), sub.next()).await {
             panic!("nothing published yet, got {got:?}");
         }
         ctx.publish(&x, "k", json!(i)).await;
-        assert_eq!(take(&mut sub, "the message after a cancelled next").await, json!(i));
+        assert_eq!(
+            take(&mut sub, "the message after a cancelled next").await,
+            json!(i)
+        );
     }
 }
 
@@ -613,7 +798,11 @@ async fn prefetch_limit(ctx: Ctx) {
     // The rest is not hoarded: another consumer gets it.
     let mut other = ctx.subscribe(spec.with_prefetch(10)).await;
     for _ in 0..2 {
-        all.insert(take(&mut other, "the rest on another consumer").await.to_string());
+        all.insert(
+            take(&mut other, "the rest on another consumer")
+                .await
+                .to_string(),
+        );
     }
     for d in [d2, d3] {
         all.insert(value_of(&d));
@@ -631,7 +820,9 @@ fn value_of(delivery: &Delivery) -> String {
 
 async fn full_work_queue_blocks_publisher(ctx: Ctx) {
     let x = ctx.exchange("x").await;
-    let spec = SubscribeSpec::work(ctx.queue("q"), &x, ["#"]).with_capacity(2).with_prefetch(1);
+    let spec = SubscribeSpec::work(ctx.queue("q"), &x, ["#"])
+        .with_capacity(2)
+        .with_prefetch(1);
     // Declare the queue, then leave it without consumers.
     drop(ctx.subscribe(spec.clone()).await);
     ctx.publish(&x, "k", json!(0)).await;
@@ -650,7 +841,11 @@ async fn full_work_queue_blocks_publisher(ctx: Ctx) {
         other => panic!("blocked publish failed: {other:?}"),
     }
     assert_eq!(take(&mut sub, "the second message").await, json!(1));
-    assert_eq!(take(&mut sub, "the once-blocked message").await, json!(2), "nothing dropped");
+    assert_eq!(
+        take(&mut sub, "the once-blocked message").await,
+        json!(2),
+        "nothing dropped"
+    );
 }
 
 async fn dead_letter_after_max_deliveries(ctx: Ctx) {
@@ -682,11 +877,18 @@ async fn dead_letter_after_max_deliveries(ctx: Ctx) {
     assert_eq!(value, json!("poison"));
     let m = delivery.message();
     let reason = m.header(HEADER_DEATH_REASON).unwrap_or_default();
-    assert!(reason.contains("delivery limit"), "reason header: {reason:?}");
+    assert!(
+        reason.contains("delivery limit"),
+        "reason header: {reason:?}"
+    );
     assert_eq!(m.header(HEADER_DEATH_QUEUE), Some(q.as_str()));
     assert_eq!(m.header(HEADER_DEATH_EXCHANGE), Some(x.as_str()));
     assert_eq!(m.header(HEADER_DEATH_ROUTING_KEY), Some("poison.key"));
-    assert_eq!(m.header("St2-Trace-Tag"), Some("t-9"), "original headers kept");
+    assert_eq!(
+        m.header("St2-Trace-Tag"),
+        Some("t-9"),
+        "original headers kept"
+    );
     assert_eq!(delivery.info().queue, dead_letter_queue(&q));
     ack(delivery).await;
 }
@@ -698,11 +900,18 @@ async fn nack_without_requeue_dead_letters(ctx: Ctx) {
     ctx.publish(&x, "k", json!("bad")).await;
     nack(recv(&mut sub, "the bad message").await, false).await;
     ctx.publish(&x, "k", json!("sentinel")).await;
-    assert_eq!(take(&mut sub, "the sentinel").await, json!("sentinel"), "rejected is gone");
+    assert_eq!(
+        take(&mut sub, "the sentinel").await,
+        json!("sentinel"),
+        "rejected is gone"
+    );
     let mut dead = ctx.subscribe(SubscribeSpec::dead_letters(&q)).await;
     let (value, delivery) = recv_value(&mut dead, "the rejected message").await;
     assert_eq!(value, json!("bad"));
-    assert_eq!(delivery.message().header(HEADER_DEATH_REASON), Some("rejected"));
+    assert_eq!(
+        delivery.message().header(HEADER_DEATH_REASON),
+        Some("rejected")
+    );
     // Rejecting a dead letter discards it.
     nack(delivery, false).await;
     assert_nothing(&mut dead, "a rejected dead letter is discarded").await;
@@ -710,7 +919,9 @@ async fn nack_without_requeue_dead_letters(ctx: Ctx) {
 
 async fn ordering_single_consumer(ctx: Ctx) {
     let x = ctx.exchange("x").await;
-    let spec = SubscribeSpec::work(ctx.queue("q"), &x, ["#"]).with_capacity(16).with_prefetch(8);
+    let spec = SubscribeSpec::work(ctx.queue("q"), &x, ["#"])
+        .with_capacity(16)
+        .with_prefetch(8);
     let mut sub = ctx.subscribe(spec).await;
     const N: u64 = 1000;
     // Published concurrently with consumption, through a queue smaller than the burst.
@@ -733,7 +944,9 @@ async fn ordering_single_consumer(ctx: Ctx) {
 
 async fn many_messages_no_loss(ctx: Ctx) {
     let x = ctx.exchange("x").await;
-    let spec = SubscribeSpec::work(ctx.queue("q"), &x, ["#"]).with_capacity(64).with_prefetch(8);
+    let spec = SubscribeSpec::work(ctx.queue("q"), &x, ["#"])
+        .with_capacity(64)
+        .with_prefetch(8);
     const PUBLISHERS: u64 = 4;
     const EACH: u64 = 2500;
     const CONSUMERS: usize = 3;
@@ -744,7 +957,9 @@ async fn many_messages_no_loss(ctx: Ctx) {
         let tx = tx.clone();
         consumers.push(tokio::spawn(async move {
             while let Some(Ok(delivery)) = sub.next().await {
-                let (p, i) = delivery.decode::<(u64, u64)>().unwrap_or((u64::MAX, u64::MAX));
+                let (p, i) = delivery
+                    .decode::<(u64, u64)>()
+                    .unwrap_or((u64::MAX, u64::MAX));
                 let _ = delivery.ack().await;
                 if tx.send((p, i)).await.is_err() {
                     break;
@@ -759,7 +974,8 @@ async fn many_messages_no_loss(ctx: Ctx) {
         let x = x.clone();
         publishers.push(tokio::spawn(async move {
             for i in 0..EACH {
-                bus.publish_json(&x, &format!("p{p}"), &json!([p, i])).await?;
+                bus.publish_json(&x, &format!("p{p}"), &json!([p, i]))
+                    .await?;
             }
             Ok::<_, BusError>(())
         }));
@@ -777,8 +993,9 @@ async fn many_messages_no_loss(ctx: Ctx) {
             other => panic!("publisher failed: {other:?}"),
         }
     }
-    let expected: BTreeSet<(u64, u64)> =
-        (0..PUBLISHERS).flat_map(|p| (0..EACH).map(move |i| (p, i))).collect();
+    let expected: BTreeSet<(u64, u64)> = (0..PUBLISHERS)
+        .flat_map(|p| (0..EACH).map(move |i| (p, i)))
+        .collect();
     assert!(seen == expected, "every message exactly once");
     for consumer in consumers {
         consumer.abort();
@@ -789,7 +1006,9 @@ async fn many_messages_no_loss(ctx: Ctx) {
 async fn stream_interface(ctx: Ctx) {
     use futures_core::Stream;
     let x = ctx.exchange("x").await;
-    let mut sub = ctx.subscribe(SubscribeSpec::work(ctx.queue("q"), &x, ["#"])).await;
+    let mut sub = ctx
+        .subscribe(SubscribeSpec::work(ctx.queue("q"), &x, ["#"]))
+        .await;
     ctx.publish(&x, "k", json!(1)).await;
     ctx.publish(&x, "k", json!(2)).await;
     for i in 1..=2 {
@@ -822,7 +1041,10 @@ async fn delete_queue_ends_subscriptions(ctx: Ctx) {
         }
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
-    ctx.bus.delete_queue(&q).await.unwrap_or_else(|e| panic!("delete: {e}"));
+    ctx.bus
+        .delete_queue(&q)
+        .await
+        .unwrap_or_else(|e| panic!("delete: {e}"));
     match within("the subscription to end", waiter).await {
         Ok(Ok(())) => {}
         other => panic!("subscription did not end cleanly: {other:?}"),
@@ -831,23 +1053,46 @@ async fn delete_queue_ends_subscriptions(ctx: Ctx) {
     ctx.publish(&x, "k", json!("after")).await;
     let mut again = ctx.subscribe(SubscribeSpec::work(&q, &x, ["#"])).await;
     ctx.publish(&x, "k", json!("fresh")).await;
-    assert_eq!(take(&mut again, "the first message of the new queue").await, json!("fresh"));
-    ctx.bus.delete_queue(&q).await.unwrap_or_else(|e| panic!("delete is idempotent: {e}"));
-    ctx.bus.delete_queue(&q).await.unwrap_or_else(|e| panic!("delete is idempotent: {e}"));
+    assert_eq!(
+        take(&mut again, "the first message of the new queue").await,
+        json!("fresh")
+    );
+    ctx.bus
+        .delete_queue(&q)
+        .await
+        .unwrap_or_else(|e| panic!("delete is idempotent: {e}"));
+    ctx.bus
+        .delete_queue(&q)
+        .await
+        .unwrap_or_else(|e| panic!("delete is idempotent: {e}"));
 }
 
 async fn close_ends_everything(ctx: Ctx) {
     let x = ctx.exchange("x").await;
-    let mut sub = ctx.subscribe(SubscribeSpec::work(ctx.queue("q"), &x, ["#"])).await;
+    let mut sub = ctx
+        .subscribe(SubscribeSpec::work(ctx.queue("q"), &x, ["#"]))
+        .await;
     let waiter = tokio::spawn(async move { sub.next().await.is_none() });
     tokio::time::sleep(Duration::from_millis(50)).await;
-    ctx.bus.close().await.unwrap_or_else(|e| panic!("close: {e}"));
+    ctx.bus
+        .close()
+        .await
+        .unwrap_or_else(|e| panic!("close: {e}"));
     assert!(
         matches!(within("the subscription to end", waiter).await, Ok(true)),
         "a subscription ends when the bus closes"
     );
     let published = ctx.bus.publish_json(&x, "k", &json!(1)).await;
-    assert!(matches!(published, Err(BusError::Closed)), "publish after close: {published:?}");
-    let subscribed = ctx.bus.subscribe(SubscribeSpec::work(ctx.queue("q2"), &x, ["#"])).await;
-    assert!(matches!(subscribed, Err(BusError::Closed)), "subscribe after close: {subscribed:?}");
+    assert!(
+        matches!(published, Err(BusError::Closed)),
+        "publish after close: {published:?}"
+    );
+    let subscribed = ctx
+        .bus
+        .subscribe(SubscribeSpec::work(ctx.queue("q2"), &x, ["#"]))
+        .await;
+    assert!(
+        matches!(subscribed, Err(BusError::Closed)),
+        "subscribe after close: {subscribed:?}"
+    );
 }

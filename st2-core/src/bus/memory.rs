@@ -162,7 +162,11 @@ impl Queue {
                 break;
             }
             let dropped = self.signals.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::debug!(queue = name, dropped, "queue full: dropped its oldest message");
+            tracing::debug!(
+                queue = name,
+                dropped,
+                "queue full: dropped its oldest message"
+            );
         }
         self.ready.push_back(envelope);
         self.signals.available.notify_one();
@@ -183,7 +187,9 @@ impl State {
         let bindings = self
             .exchanges
             .get(exchange)
-            .ok_or_else(|| BusError::UnknownExchange { exchange: exchange.to_string() })?;
+            .ok_or_else(|| BusError::UnknownExchange {
+                exchange: exchange.to_string(),
+            })?;
         let mut targets: Vec<String> = Vec::new();
         for binding in bindings {
             if !targets.contains(&binding.queue) && topic::matches(&binding.pattern, routing_key) {
@@ -274,7 +280,11 @@ impl State {
             Outcome::Reject => "rejected".to_string(),
         };
         let Some(key) = q.dead_letter_key.clone() else {
-            tracing::debug!(queue = name, reason, "dead letter discarded (no dead-letter queue)");
+            tracing::debug!(
+                queue = name,
+                reason,
+                "dead letter discarded (no dead-letter queue)"
+            );
             return;
         };
         self.dead_letter(name, &key, envelope, reason);
@@ -291,7 +301,11 @@ impl State {
             .with_header(HEADER_DEATH_COUNT, envelope.deliveries.to_string());
         let targets = self.route(DEAD_LETTER_EXCHANGE, key).unwrap_or_default();
         if targets.is_empty() {
-            tracing::warn!(queue = from, reason, "dead letter lost: its dead-letter queue is gone");
+            tracing::warn!(
+                queue = from,
+                reason,
+                "dead letter lost: its dead-letter queue is gone"
+            );
         }
         let exchange: Arc<str> = DEAD_LETTER_EXCHANGE.into();
         let routing_key: Arc<str> = key.into();
@@ -331,8 +345,14 @@ impl State {
 
     fn bind(&mut self, exchange: &str, pattern: &str, queue: &str) {
         let bindings = self.exchanges.entry(exchange.to_string()).or_default();
-        if !bindings.iter().any(|b| b.pattern == pattern && b.queue == queue) {
-            bindings.push(Binding { pattern: pattern.to_string(), queue: queue.to_string() });
+        if !bindings
+            .iter()
+            .any(|b| b.pattern == pattern && b.queue == queue)
+        {
+            bindings.push(Binding {
+                pattern: pattern.to_string(),
+                queue: queue.to_string(),
+            });
         }
     }
 
@@ -381,8 +401,14 @@ impl MemoryBus {
     /// A new, empty bus (only the dead-letter exchange is declared).
     pub fn new() -> Self {
         let mut state = State::default();
-        state.exchanges.insert(DEAD_LETTER_EXCHANGE.to_string(), Vec::new());
-        Self { shared: Arc::new(Shared { state: Mutex::new(state) }) }
+        state
+            .exchanges
+            .insert(DEAD_LETTER_EXCHANGE.to_string(), Vec::new());
+        Self {
+            shared: Arc::new(Shared {
+                state: Mutex::new(state),
+            }),
+        }
     }
 
     /// A snapshot of queue `name`, if it exists.
@@ -400,7 +426,9 @@ impl MemoryBus {
         let mut state = self.shared.lock();
         state.ensure_open()?;
         if !state.exchanges.contains_key(&spec.exchange) {
-            return Err(BusError::UnknownExchange { exchange: spec.exchange.clone() });
+            return Err(BusError::UnknownExchange {
+                exchange: spec.exchange.clone(),
+            });
         }
         let name = match spec.kind {
             QueueKind::WorkQueue => spec.queue.clone(),
@@ -468,7 +496,10 @@ impl Bus for MemoryBus {
         let exchange: Arc<str> = exchange.into();
         let routing_key: Arc<str> = routing_key.into();
         loop {
-            let blocked = self.shared.lock().try_publish(&exchange, &routing_key, &message)?;
+            let blocked = self
+                .shared
+                .lock()
+                .try_publish(&exchange, &routing_key, &message)?;
             let Some(blocked) = blocked else {
                 return Ok(());
             };
@@ -477,7 +508,10 @@ impl Bus for MemoryBus {
             let notified = blocked.space.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let again = self.shared.lock().try_publish(&exchange, &routing_key, &message)?;
+            let again = self
+                .shared
+                .lock()
+                .try_publish(&exchange, &routing_key, &message)?;
             match again {
                 None => return Ok(()),
                 Some(still) if Arc::ptr_eq(&still, &blocked) => notified.await,
@@ -497,7 +531,10 @@ impl Bus for MemoryBus {
             kind: spec.kind,
             prefetch: Arc::new(Semaphore::new(usize::from(spec.prefetch))),
         });
-        Ok(Subscription::new(Box::new(MemoryConsumer { core, pending: None })))
+        Ok(Subscription::new(Box::new(MemoryConsumer {
+            core,
+            pending: None,
+        })))
     }
 
     async fn delete_queue(&self, queue: &str) -> Result<()> {
@@ -589,7 +626,9 @@ impl MemoryConsumer {
 impl Consumer for MemoryConsumer {
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Delivery>>> {
         let core = &self.core;
-        let pending = self.pending.get_or_insert_with(|| Box::pin(Self::recv(core.clone())));
+        let pending = self
+            .pending
+            .get_or_insert_with(|| Box::pin(Self::recv(core.clone())));
         let out = pending.as_mut().poll(cx);
         if out.is_ready() {
             self.pending = None;
@@ -635,7 +674,9 @@ struct MemoryAcker {
 impl MemoryAcker {
     fn settle(&mut self, outcome: Outcome) {
         if let Some(envelope) = self.envelope.take() {
-            self.shared.lock().settle(&self.queue, self.queue_id, envelope, outcome);
+            self.shared
+                .lock()
+                .settle(&self.queue, self.queue_id, envelope, outcome);
         }
         self.permit = None;
     }
@@ -649,7 +690,11 @@ impl Acker for MemoryAcker {
     }
 
     async fn nack(&mut self, requeue: bool) -> Result<()> {
-        self.settle(if requeue { Outcome::Requeue } else { Outcome::Reject });
+        self.settle(if requeue {
+            Outcome::Requeue
+        } else {
+            Outcome::Reject
+        });
         Ok(())
     }
 }
@@ -685,12 +730,23 @@ mod tests {
     #[tokio::test]
     async fn stats_follow_take_and_settle() {
         let bus = bus().await;
-        let mut sub = bus.subscribe(SubscribeSpec::work("q", X, ["#"])).await.expect("sub");
+        let mut sub = bus
+            .subscribe(SubscribeSpec::work("q", X, ["#"]))
+            .await
+            .expect("sub");
         for i in 0..3 {
             bus.publish_json(X, "k", &json!(i)).await.expect("publish");
         }
         let stats = |bus: &MemoryBus| bus.stats("q").expect("queue exists");
-        assert_eq!(stats(&bus), QueueStats { ready: 3, unacked: 0, consumers: 1, dropped: 0 });
+        assert_eq!(
+            stats(&bus),
+            QueueStats {
+                ready: 3,
+                unacked: 0,
+                consumers: 1,
+                dropped: 0
+            }
+        );
         let d = next(&mut sub).await;
         assert_eq!((stats(&bus).ready, stats(&bus).unacked), (2, 1));
         d.ack().await.expect("ack");
@@ -699,7 +755,10 @@ mod tests {
         assert_eq!((stats(&bus).ready, stats(&bus).unacked), (2, 0));
         drop(sub);
         assert_eq!(stats(&bus).consumers, 0);
-        assert!(bus.stats("q.dead").is_some(), "dead-letter queue declared with its queue");
+        assert!(
+            bus.stats("q.dead").is_some(),
+            "dead-letter queue declared with its queue"
+        );
     }
 
     #[tokio::test]
@@ -710,7 +769,9 @@ mod tests {
         let name = sub.queue().to_string();
         assert!(name.starts_with("obs."), "{name}");
         for i in 0..5 {
-            bus.publish_json(X, "k", &json!(i)).await.expect("never blocks");
+            bus.publish_json(X, "k", &json!(i))
+                .await
+                .expect("never blocks");
         }
         assert_eq!(bus.stats(&name).map(|s| (s.ready, s.dropped)), Some((2, 3)));
         assert_eq!(sub.dropped(), Some(3));
@@ -732,7 +793,10 @@ mod tests {
         let ended = tokio::time::timeout(Duration::from_secs(5), waiter).await;
         assert!(matches!(ended, Ok(Ok(true))), "subscription ends on close");
         held.ack().await.expect("settling after close is a no-op");
-        assert!(matches!(bus.publish_json(X, "k", &json!(3)).await, Err(BusError::Closed)));
+        assert!(matches!(
+            bus.publish_json(X, "k", &json!(3)).await,
+            Err(BusError::Closed)
+        ));
     }
 
     #[tokio::test]
@@ -740,7 +804,9 @@ mod tests {
         let bus = bus().await;
         let spec = SubscribeSpec::work("q", X, ["#"]);
         let mut sub = bus.subscribe(spec.clone()).await.expect("sub");
-        bus.publish_json(X, "k", &json!("old")).await.expect("publish");
+        bus.publish_json(X, "k", &json!("old"))
+            .await
+            .expect("publish");
         let old = next(&mut sub).await;
         bus.delete_queue("q").await.expect("delete");
         let _sub2 = bus.subscribe(spec).await.expect("redeclare");

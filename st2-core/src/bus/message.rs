@@ -84,8 +84,10 @@ impl Message {
 
     /// The payload parsed as JSON into `T`.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_slice(&self.payload)
-            .map_err(|source| BusError::Decode { content_type: self.content_type.clone(), source })
+        serde_json::from_slice(&self.payload).map_err(|source| BusError::Decode {
+            content_type: self.content_type.clone(),
+            source,
+        })
     }
 }
 
@@ -130,7 +132,11 @@ pub struct Delivery {
 impl Delivery {
     /// A delivery, for backends.
     pub fn new(message: Message, info: DeliveryInfo, acker: Box<dyn Acker>) -> Self {
-        Self { message, info, acker }
+        Self {
+            message,
+            info,
+            acker,
+        }
     }
 
     /// The message.
@@ -231,7 +237,9 @@ impl Subscription {
 
 impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Subscription").field("queue", &self.queue()).finish()
+        f.debug_struct("Subscription")
+            .field("queue", &self.queue())
+            .finish()
     }
 }
 

@@ -155,7 +155,11 @@ impl SubscribeSpec {
             capacity: DEAD_LETTER_CAPACITY,
             overflow: Overflow::DropOldest,
             max_deliveries: None,
-            ..Self::work(names::dead_letter_queue(queue), names::DEAD_LETTER_EXCHANGE, [queue])
+            ..Self::work(
+                names::dead_letter_queue(queue),
+                names::DEAD_LETTER_EXCHANGE,
+                [queue],
+            )
         }
     }
 
@@ -188,14 +192,23 @@ impl SubscribeSpec {
         validate_name("queue name", &self.queue)?;
         validate_name("exchange name", &self.exchange)?;
         if self.queue.contains(['*', '#']) {
-            return Err(invalid("queue name", format!("{:?} contains `*` or `#`", self.queue)));
+            return Err(invalid(
+                "queue name",
+                format!("{:?} contains `*` or `#`", self.queue),
+            ));
         }
         if self.bindings.is_empty() {
-            return Err(invalid("bindings", "at least one binding key is needed".into()));
+            return Err(invalid(
+                "bindings",
+                "at least one binding key is needed".into(),
+            ));
         }
         for binding in &self.bindings {
             if binding.len() > MAX_NAME_LEN {
-                return Err(invalid("binding key", format!("longer than {MAX_NAME_LEN} bytes")));
+                return Err(invalid(
+                    "binding key",
+                    format!("longer than {MAX_NAME_LEN} bytes"),
+                ));
             }
         }
         if self.prefetch == 0 {
@@ -205,7 +218,10 @@ impl SubscribeSpec {
             return Err(invalid("capacity", "must be at least 1".into()));
         }
         if self.max_deliveries == Some(0) {
-            return Err(invalid("max_deliveries", "must be at least 1 (or None)".into()));
+            return Err(invalid(
+                "max_deliveries",
+                "must be at least 1 (or None)".into(),
+            ));
         }
         Ok(())
     }
@@ -221,7 +237,10 @@ pub fn validate_name(what: &'static str, name: &str) -> Result<()> {
         return Err(invalid(what, "must not be empty".into()));
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(invalid(what, format!("{name:?} is longer than {MAX_NAME_LEN} bytes")));
+        return Err(invalid(
+            what,
+            format!("{name:?} is longer than {MAX_NAME_LEN} bytes"),
+        ));
     }
     Ok(())
 }
@@ -251,7 +270,8 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Publishes `value` as a JSON message.
     async fn publish_json(&self, exchange: &str, routing_key: &str, value: &Value) -> Result<()> {
-        self.publish(exchange, routing_key, Message::json(value)).await
+        self.publish(exchange, routing_key, Message::json(value))
+            .await
     }
 
     /// Declares every StackStorm exchange ([`names::EXCHANGES`]).
@@ -276,11 +296,41 @@ mod tests {
         assert!(ok.validate().is_ok());
         let long = "q".repeat(MAX_NAME_LEN + 1);
         let cases: Vec<(SubscribeSpec, &str)> = vec![
-            (SubscribeSpec { queue: String::new(), ..ok.clone() }, "queue name"),
-            (SubscribeSpec { queue: long, ..ok.clone() }, "queue name"),
-            (SubscribeSpec { queue: "a.*".into(), ..ok.clone() }, "queue name"),
-            (SubscribeSpec { exchange: String::new(), ..ok.clone() }, "exchange name"),
-            (SubscribeSpec { bindings: vec![], ..ok.clone() }, "bindings"),
+            (
+                SubscribeSpec {
+                    queue: String::new(),
+                    ..ok.clone()
+                },
+                "queue name",
+            ),
+            (
+                SubscribeSpec {
+                    queue: long,
+                    ..ok.clone()
+                },
+                "queue name",
+            ),
+            (
+                SubscribeSpec {
+                    queue: "a.*".into(),
+                    ..ok.clone()
+                },
+                "queue name",
+            ),
+            (
+                SubscribeSpec {
+                    exchange: String::new(),
+                    ..ok.clone()
+                },
+                "exchange name",
+            ),
+            (
+                SubscribeSpec {
+                    bindings: vec![],
+                    ..ok.clone()
+                },
+                "bindings",
+            ),
             (ok.clone().with_prefetch(0), "prefetch"),
             (ok.clone().with_capacity(0), "capacity"),
             (ok.clone().with_max_deliveries(Some(0)), "max_deliveries"),
@@ -296,10 +346,16 @@ mod tests {
     #[test]
     fn spec_defaults() {
         let b = SubscribeSpec::broadcast("st2.stream", names::EXECUTION, ["#"]);
-        assert_eq!((b.kind, b.overflow), (QueueKind::Broadcast, Overflow::DropOldest));
+        assert_eq!(
+            (b.kind, b.overflow),
+            (QueueKind::Broadcast, Overflow::DropOldest)
+        );
         let w = SubscribeSpec::st2(&names::ST2_QUEUES[2]);
         assert_eq!(w.queue, names::ACTIONRUNNER_WORK);
-        assert_eq!((w.kind, w.overflow), (QueueKind::WorkQueue, Overflow::Block));
+        assert_eq!(
+            (w.kind, w.overflow),
+            (QueueKind::WorkQueue, Overflow::Block)
+        );
         assert_eq!(w.max_deliveries, Some(DEFAULT_MAX_DELIVERIES));
         let d = SubscribeSpec::dead_letters(names::ACTIONRUNNER_WORK);
         assert_eq!(d.queue, "st2.actionrunner.work.dead");

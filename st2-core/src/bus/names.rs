@@ -91,16 +91,56 @@ pub struct QueueName {
 
 /// StackStorm's work queues (competing consumers), as in the reference's topology table.
 pub const ST2_QUEUES: &[QueueName] = &[
-    QueueName { queue: RULES_ENGINE_WORK, exchange: TRIGGER_INSTANCES_DISPATCH, binding: "#" },
-    QueueName { queue: ACTIONRUNNER_REQ, exchange: LIVEACTION_STATUS, binding: "requested" },
-    QueueName { queue: ACTIONRUNNER_WORK, exchange: LIVEACTION_STATUS, binding: "scheduled" },
-    QueueName { queue: ACTIONRUNNER_CANCEL, exchange: LIVEACTION_STATUS, binding: "canceling" },
-    QueueName { queue: ACTIONRUNNER_PAUSE, exchange: LIVEACTION_STATUS, binding: "pausing" },
-    QueueName { queue: ACTIONRUNNER_RESUME, exchange: LIVEACTION_STATUS, binding: "resuming" },
-    QueueName { queue: NOTIFIER_WORK, exchange: EXECUTION, binding: RK_UPDATE },
-    QueueName { queue: WORKFLOW_WORK, exchange: WORKFLOW_STATUS, binding: "requested" },
-    QueueName { queue: WORKFLOW_RESUME, exchange: WORKFLOW_STATUS, binding: "resuming" },
-    QueueName { queue: WORKFLOW_ACTION_UPDATE, exchange: EXECUTION, binding: RK_UPDATE },
+    QueueName {
+        queue: RULES_ENGINE_WORK,
+        exchange: TRIGGER_INSTANCES_DISPATCH,
+        binding: "#",
+    },
+    QueueName {
+        queue: ACTIONRUNNER_REQ,
+        exchange: LIVEACTION_STATUS,
+        binding: "requested",
+    },
+    QueueName {
+        queue: ACTIONRUNNER_WORK,
+        exchange: LIVEACTION_STATUS,
+        binding: "scheduled",
+    },
+    QueueName {
+        queue: ACTIONRUNNER_CANCEL,
+        exchange: LIVEACTION_STATUS,
+        binding: "canceling",
+    },
+    QueueName {
+        queue: ACTIONRUNNER_PAUSE,
+        exchange: LIVEACTION_STATUS,
+        binding: "pausing",
+    },
+    QueueName {
+        queue: ACTIONRUNNER_RESUME,
+        exchange: LIVEACTION_STATUS,
+        binding: "resuming",
+    },
+    QueueName {
+        queue: NOTIFIER_WORK,
+        exchange: EXECUTION,
+        binding: RK_UPDATE,
+    },
+    QueueName {
+        queue: WORKFLOW_WORK,
+        exchange: WORKFLOW_STATUS,
+        binding: "requested",
+    },
+    QueueName {
+        queue: WORKFLOW_RESUME,
+        exchange: WORKFLOW_STATUS,
+        binding: "resuming",
+    },
+    QueueName {
+        queue: WORKFLOW_ACTION_UPDATE,
+        exchange: EXECUTION,
+        binding: RK_UPDATE,
+    },
 ];
 
 /// The dead-letter queue of `queue`: `<queue>.dead`.
@@ -115,13 +155,21 @@ mod tests {
     #[test]
     fn every_well_known_queue_is_bound_to_a_st2_exchange() {
         for q in ST2_QUEUES {
-            assert!(EXCHANGES.contains(&q.exchange), "{} -> {}", q.queue, q.exchange);
+            assert!(
+                EXCHANGES.contains(&q.exchange),
+                "{} -> {}",
+                q.queue,
+                q.exchange
+            );
             assert!(q.queue.starts_with("st2."), "{}", q.queue);
         }
     }
 
     #[test]
     fn dead_letter_names() {
-        assert_eq!(dead_letter_queue(ACTIONRUNNER_WORK), "st2.actionrunner.work.dead");
+        assert_eq!(
+            dead_letter_queue(ACTIONRUNNER_WORK),
+            "st2.actionrunner.work.dead"
+        );
     }
 }

@@ -128,8 +128,13 @@ mod tests {
 
     #[test]
     fn wildcard_detection() {
-        let cases: &[(&str, bool)] =
-            &[("a.b", false), ("a.*", true), ("#", true), ("a*", false), ("", false)];
+        let cases: &[(&str, bool)] = &[
+            ("a.b", false),
+            ("a.*", true),
+            ("#", true),
+            ("a*", false),
+            ("", false),
+        ];
         for (pattern, expected) in cases {
             assert_eq!(is_wildcard(pattern), *expected, "is_wildcard({pattern:?})");
         }

@@ -24,13 +24,25 @@ pub struct NotifySubSchema {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Notify {
     /// Sent whatever the outcome.
-    #[serde(rename = "on-complete", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "on-complete",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub on_complete: Option<NotifySubSchema>,
     /// Sent on success.
-    #[serde(rename = "on-success", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "on-success",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub on_success: Option<NotifySubSchema>,
     /// Sent on failure.
-    #[serde(rename = "on-failure", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "on-failure",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub on_failure: Option<NotifySubSchema>,
 }
 
@@ -79,4 +91,3 @@ pub struct Action {
     pub metadata_file: Option<String>,
 }
 document!(Action, Collection::Actions, ref);
-

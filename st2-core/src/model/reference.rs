@@ -17,7 +17,10 @@ pub struct ResourceRef {
 impl ResourceRef {
     /// Builds a reference from its parts.
     pub fn new(pack: impl Into<String>, name: impl Into<String>) -> Self {
-        Self { pack: pack.into(), name: name.into() }
+        Self {
+            pack: pack.into(),
+            name: name.into(),
+        }
     }
 
     /// Parses `pack.name`; `None` when there is no dot or either side is empty.

@@ -50,7 +50,10 @@ pub struct RuleType {
 
 impl Default for RuleType {
     fn default() -> Self {
-        Self { type_ref: "standard".into(), parameters: JsonMap::new() }
+        Self {
+            type_ref: "standard".into(),
+            parameters: JsonMap::new(),
+        }
     }
 }
 

@@ -9,20 +9,59 @@ use crate::schema::{self, ContentError, MetadataKind};
 
 /// `(file name, text)` of every runner type definition shipped with the platform.
 const RUNNER_FILES: &[(&str, &str)] = &[
-    ("local-shell-cmd.yaml", include_str!("../../../runners/local-shell-cmd.yaml")),
-    ("local-shell-script.yaml", include_str!("../../../runners/local-shell-script.yaml")),
-    ("remote-shell-cmd.yaml", include_str!("../../../runners/remote-shell-cmd.yaml")),
-    ("remote-shell-script.yaml", include_str!("../../../runners/remote-shell-script.yaml")),
-    ("python-script.yaml", include_str!("../../../runners/python-script.yaml")),
-    ("http-request.yaml", include_str!("../../../runners/http-request.yaml")),
-    ("action-chain.yaml", include_str!("../../../runners/action-chain.yaml")),
-    ("orquesta.yaml", include_str!("../../../runners/orquesta.yaml")),
-    ("inquirer.yaml", include_str!("../../../runners/inquirer.yaml")),
+    (
+        "local-shell-cmd.yaml",
+        include_str!("../../../runners/local-shell-cmd.yaml"),
+    ),
+    (
+        "local-shell-script.yaml",
+        include_str!("../../../runners/local-shell-script.yaml"),
+    ),
+    (
+        "remote-shell-cmd.yaml",
+        include_str!("../../../runners/remote-shell-cmd.yaml"),
+    ),
+    (
+        "remote-shell-script.yaml",
+        include_str!("../../../runners/remote-shell-script.yaml"),
+    ),
+    (
+        "python-script.yaml",
+        include_str!("../../../runners/python-script.yaml"),
+    ),
+    (
+        "http-request.yaml",
+        include_str!("../../../runners/http-request.yaml"),
+    ),
+    (
+        "action-chain.yaml",
+        include_str!("../../../runners/action-chain.yaml"),
+    ),
+    (
+        "orquesta.yaml",
+        include_str!("../../../runners/orquesta.yaml"),
+    ),
+    (
+        "inquirer.yaml",
+        include_str!("../../../runners/inquirer.yaml"),
+    ),
     ("noop.yaml", include_str!("../../../runners/noop.yaml")),
-    ("announcement.yaml", include_str!("../../../runners/announcement.yaml")),
-    ("winrm-cmd.yaml", include_str!("../../../runners/winrm-cmd.yaml")),
-    ("winrm-ps-cmd.yaml", include_str!("../../../runners/winrm-ps-cmd.yaml")),
-    ("winrm-ps-script.yaml", include_str!("../../../runners/winrm-ps-script.yaml")),
+    (
+        "announcement.yaml",
+        include_str!("../../../runners/announcement.yaml"),
+    ),
+    (
+        "winrm-cmd.yaml",
+        include_str!("../../../runners/winrm-cmd.yaml"),
+    ),
+    (
+        "winrm-ps-cmd.yaml",
+        include_str!("../../../runners/winrm-ps-cmd.yaml"),
+    ),
+    (
+        "winrm-ps-script.yaml",
+        include_str!("../../../runners/winrm-ps-script.yaml"),
+    ),
     ("wasm.yaml", include_str!("../../../runners/wasm.yaml")),
 ];
 
@@ -33,8 +72,7 @@ pub fn runner_types() -> Result<Vec<RunnerType>, ContentError> {
         .map(|(name, text)| {
             let file = Path::new("runners").join(name);
             let doc = schema::parse_yaml(&file, text)?;
-            schema::validate(MetadataKind::RunnerType, &file, &doc)
-                .map_err(|mut e| e.remove(0))?;
+            schema::validate(MetadataKind::RunnerType, &file, &doc).map_err(|mut e| e.remove(0))?;
             let mut r: RunnerType = serde_json::from_value(doc)
                 .map_err(|e| ContentError::new(&file, "", e.to_string()))?;
             r.uid = format!("runner_type:{}", r.name);
@@ -43,7 +81,13 @@ pub fn runner_types() -> Result<Vec<RunnerType>, ContentError> {
         .collect()
 }
 
-fn policy_type(resource: &str, name: &str, description: &str, module: &str, params: Value) -> PolicyType {
+fn policy_type(
+    resource: &str,
+    name: &str,
+    description: &str,
+    module: &str,
+    params: Value,
+) -> PolicyType {
     PolicyType {
         id: String::new(),
         name: name.into(),

@@ -109,5 +109,8 @@ impl PackError {
 }
 
 fn join_errors(errs: &[ContentError]) -> String {
-    errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+    errs.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }

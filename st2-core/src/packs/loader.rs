@@ -63,7 +63,10 @@ impl ContentTypes {
     };
 
     /// What `st2ctl reload` does with no flags: everything but policies.
-    pub const DEFAULT: Self = Self { policies: false, ..Self::ALL };
+    pub const DEFAULT: Self = Self {
+        policies: false,
+        ..Self::ALL
+    };
 
     /// Parses StackStorm's type names (`actions`, `rules`, `sensors`, `triggers`, `policies`,
     /// `aliases`, `configs`, `runners`, `all`), as used by `POST /api/v1/packs/register`.
@@ -138,7 +141,11 @@ fn read_metadata<T: DeserializeOwned>(
 ) -> Result<T, Vec<ContentError>> {
     let mut doc = read_yaml(file).map_err(|e| vec![e])?;
     if !doc.is_object() {
-        return Err(vec![ContentError::new(file, "", "expected a YAML mapping at the top level")]);
+        return Err(vec![ContentError::new(
+            file,
+            "",
+            "expected a YAML mapping at the top level",
+        )]);
     }
     prepare(&mut doc);
     schema::validate(kind, file, &doc)?;
@@ -147,7 +154,9 @@ fn read_metadata<T: DeserializeOwned>(
 
 /// True when `s` is a valid pack ref (`^[a-z0-9_]+$`).
 pub fn is_valid_pack_ref(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// Reads `pack.yaml` and resolves the pack ref: `ref` field, else the directory name if valid,
@@ -161,7 +170,11 @@ pub fn read_pack_meta(dir: &Path) -> Result<Pack, PackError> {
             "pack.yaml is missing: not a pack directory",
         )]));
     }
-    let dir_name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+    let dir_name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_string();
     let mut pack: Pack = read_metadata(MetadataKind::Pack, &file, |doc| {
         // StackStorm casts unquoted numeric versions (`version: 0.1`) to strings.
         if let Some(v) = doc.get_mut("version") {
@@ -210,7 +223,12 @@ fn list_files(dir: &Path) -> Vec<String> {
         })
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_file())
-        .filter_map(|e| e.path().strip_prefix(dir).ok().map(|p| p.to_string_lossy().into_owned()))
+        .filter_map(|e| {
+            e.path()
+                .strip_prefix(dir)
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned())
+        })
         .collect();
     files.sort();
     files
@@ -226,7 +244,10 @@ fn metadata_files(dir: &Path) -> Vec<PathBuf> {
         .map(|e| e.path())
         .filter(|p| {
             p.is_file()
-                && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml") | Some("yml"))
+                && matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("yaml") | Some("yml")
+                )
         })
         .collect();
     files.sort();
@@ -235,7 +256,9 @@ fn metadata_files(dir: &Path) -> Vec<PathBuf> {
 
 /// Sets `pack` when absent; rejects a `pack` field that names another pack.
 fn claim_pack(doc: &mut Value, pack_ref: &str, errs: &mut Vec<ContentError>, file: &Path) {
-    let Some(obj) = doc.as_object_mut() else { return };
+    let Some(obj) = doc.as_object_mut() else {
+        return;
+    };
     match obj.get("pack").and_then(Value::as_str) {
         None => {
             obj.insert("pack".into(), Value::String(pack_ref.to_string()));
@@ -250,7 +273,10 @@ fn claim_pack(doc: &mut Value, pack_ref: &str, errs: &mut Vec<ContentError>, fil
 }
 
 fn rel(dir: &Path, file: &Path) -> String {
-    file.strip_prefix(dir).unwrap_or(file).to_string_lossy().into_owned()
+    file.strip_prefix(dir)
+        .unwrap_or(file)
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Loads one kind of resource from `<pack>/<sub>/*.yaml`.
@@ -295,7 +321,9 @@ pub fn load_pack(dir: &Path, types: &ContentTypes) -> Result<LoadedPack, PackErr
 
     let mut actions = Vec::new();
     if types.actions {
-        for (file, mut a) in load_kind::<Action>(dir, "actions", MetadataKind::Action, &pack_ref, &mut errs) {
+        for (file, mut a) in
+            load_kind::<Action>(dir, "actions", MetadataKind::Action, &pack_ref, &mut errs)
+        {
             a.action_ref = format!("{}.{}", a.pack, a.name);
             a.uid = format!("action:{}:{}", a.pack, a.name);
             a.metadata_file = Some(rel(dir, &file));
@@ -308,7 +336,13 @@ pub fn load_pack(dir: &Path, types: &ContentTypes) -> Result<LoadedPack, PackErr
 
     let mut trigger_types = Vec::new();
     if types.triggers {
-        for (file, mut t) in load_kind::<TriggerType>(dir, "triggers", MetadataKind::TriggerType, &pack_ref, &mut errs) {
+        for (file, mut t) in load_kind::<TriggerType>(
+            dir,
+            "triggers",
+            MetadataKind::TriggerType,
+            &pack_ref,
+            &mut errs,
+        ) {
             t.trigger_type_ref = format!("{}.{}", t.pack, t.name);
             t.uid = format!("trigger_type:{}:{}", t.pack, t.name);
             t.metadata_file = Some(rel(dir, &file));
@@ -331,17 +365,34 @@ pub fn load_pack(dir: &Path, types: &ContentTypes) -> Result<LoadedPack, PackErr
 
     let mut rules = Vec::new();
     if types.rules {
-        for (file, mut r) in load_kind::<Rule>(dir, "rules", MetadataKind::Rule, &pack_ref, &mut errs) {
+        for (file, mut r) in
+            load_kind::<Rule>(dir, "rules", MetadataKind::Rule, &pack_ref, &mut errs)
+        {
             r.rule_ref = format!("{}.{}", r.pack, r.name);
             r.uid = format!("rule:{}:{}", r.pack, r.name);
             r.metadata_file = Some(rel(dir, &file));
-            check_ref(&file, "/trigger/type", &r.trigger.trigger_type, "trigger type", &mut errs);
-            check_ref(&file, "/action/ref", &r.action.action_ref, "action", &mut errs);
+            check_ref(
+                &file,
+                "/trigger/type",
+                &r.trigger.trigger_type,
+                "trigger type",
+                &mut errs,
+            );
+            check_ref(
+                &file,
+                "/action/ref",
+                &r.action.action_ref,
+                "action",
+                &mut errs,
+            );
             if !matches!(r.rule_type.type_ref.as_str(), "standard" | "backstop") {
                 errs.push(ContentError::new(
                     &file,
                     "/type/ref",
-                    format!("unknown rule type \"{}\": expected standard or backstop", r.rule_type.type_ref),
+                    format!(
+                        "unknown rule type \"{}\": expected standard or backstop",
+                        r.rule_type.type_ref
+                    ),
                 ));
             }
             rules.push(r);
@@ -350,7 +401,9 @@ pub fn load_pack(dir: &Path, types: &ContentTypes) -> Result<LoadedPack, PackErr
 
     let mut policies = Vec::new();
     if types.policies {
-        for (file, mut p) in load_kind::<Policy>(dir, "policies", MetadataKind::Policy, &pack_ref, &mut errs) {
+        for (file, mut p) in
+            load_kind::<Policy>(dir, "policies", MetadataKind::Policy, &pack_ref, &mut errs)
+        {
             p.policy_ref = format!("{}.{}", p.pack, p.name);
             p.uid = format!("policy:{}:{}", p.pack, p.name);
             p.metadata_file = Some(rel(dir, &file));
@@ -361,7 +414,9 @@ pub fn load_pack(dir: &Path, types: &ContentTypes) -> Result<LoadedPack, PackErr
 
     let mut aliases = Vec::new();
     if types.aliases {
-        for (file, mut a) in load_kind::<ActionAlias>(dir, "aliases", MetadataKind::Alias, &pack_ref, &mut errs) {
+        for (file, mut a) in
+            load_kind::<ActionAlias>(dir, "aliases", MetadataKind::Alias, &pack_ref, &mut errs)
+        {
             a.alias_ref = format!("{}.{}", a.pack, a.name);
             a.uid = format!("action:{}:{}", a.pack, a.name);
             a.metadata_file = Some(rel(dir, &file));
@@ -376,16 +431,32 @@ pub fn load_pack(dir: &Path, types: &ContentTypes) -> Result<LoadedPack, PackErr
         if file.is_file() {
             match read_yaml(&file) {
                 Ok(Value::Object(attrs)) => {
-                    if let Err(mut e) = schema::validate(MetadataKind::ConfigSchema, &file, &Value::Object(attrs.clone())) {
+                    if let Err(mut e) = schema::validate(
+                        MetadataKind::ConfigSchema,
+                        &file,
+                        &Value::Object(attrs.clone()),
+                    ) {
                         errs.append(&mut e);
                     } else {
-                        config_schema = Some(ConfigSchema { id: String::new(), pack: pack_ref.clone(), attributes: attrs });
+                        config_schema = Some(ConfigSchema {
+                            id: String::new(),
+                            pack: pack_ref.clone(),
+                            attributes: attrs,
+                        });
                     }
                 }
                 Ok(Value::Null) => {
-                    config_schema = Some(ConfigSchema { id: String::new(), pack: pack_ref.clone(), attributes: JsonMap::new() });
+                    config_schema = Some(ConfigSchema {
+                        id: String::new(),
+                        pack: pack_ref.clone(),
+                        attributes: JsonMap::new(),
+                    });
                 }
-                Ok(_) => errs.push(ContentError::new(&file, "", "expected a mapping of attribute name to schema")),
+                Ok(_) => errs.push(ContentError::new(
+                    &file,
+                    "",
+                    "expected a mapping of attribute name to schema",
+                )),
                 Err(e) => errs.push(e),
             }
         }
@@ -399,14 +470,34 @@ pub fn load_pack(dir: &Path, types: &ContentTypes) -> Result<LoadedPack, PackErr
     if !errs.is_empty() {
         return Err(PackError::InvalidContent(errs));
     }
-    Ok(LoadedPack { pack, dir: dir.to_path_buf(), actions, rules, sensors, trigger_types, policies, aliases, config_schema })
+    Ok(LoadedPack {
+        pack,
+        dir: dir.to_path_buf(),
+        actions,
+        rules,
+        sensors,
+        trigger_types,
+        policies,
+        aliases,
+        config_schema,
+    })
 }
 
-fn check_unique<T>(items: &[T], name: impl Fn(&T) -> &String, what: &str, errs: &mut Vec<ContentError>, dir: &Path) {
+fn check_unique<T>(
+    items: &[T],
+    name: impl Fn(&T) -> &String,
+    what: &str,
+    errs: &mut Vec<ContentError>,
+    dir: &Path,
+) {
     let mut seen = std::collections::HashSet::new();
     for it in items {
         if !seen.insert(name(it)) {
-            errs.push(ContentError::new(dir, "/name", format!("duplicate {what} name \"{}\" in this pack", name(it))));
+            errs.push(ContentError::new(
+                dir,
+                "/name",
+                format!("duplicate {what} name \"{}\" in this pack", name(it)),
+            ));
         }
     }
 }
@@ -425,7 +516,10 @@ fn check_entry_point(dir: &Path, file: &Path, a: &Action, errs: &mut Vec<Content
         errs.push(ContentError::new(
             file,
             "/entry_point",
-            format!("entry point file \"actions/{}\" does not exist", a.entry_point),
+            format!(
+                "entry point file \"actions/{}\" does not exist",
+                a.entry_point
+            ),
         ));
         return;
     }
@@ -444,10 +538,18 @@ fn check_entry_point(dir: &Path, file: &Path, a: &Action, errs: &mut Vec<Content
     }
 }
 
-fn load_sensor(dir: &Path, file: &Path, pack_ref: &str) -> Result<(Sensor, Vec<TriggerType>), Vec<ContentError>> {
+fn load_sensor(
+    dir: &Path,
+    file: &Path,
+    pack_ref: &str,
+) -> Result<(Sensor, Vec<TriggerType>), Vec<ContentError>> {
     let mut doc = read_yaml(file).map_err(|e| vec![e])?;
     if !doc.is_object() {
-        return Err(vec![ContentError::new(file, "", "expected a YAML mapping at the top level")]);
+        return Err(vec![ContentError::new(
+            file,
+            "",
+            "expected a YAML mapping at the top level",
+        )]);
     }
     let mut claim_errs = Vec::new();
     claim_pack(&mut doc, pack_ref, &mut claim_errs, file);
@@ -470,7 +572,8 @@ fn load_sensor(dir: &Path, file: &Path, pack_ref: &str) -> Result<(Sensor, Vec<T
     for (i, t) in inline.into_iter().enumerate() {
         let mut t = t;
         if let Some(obj) = t.as_object_mut() {
-            obj.entry("pack").or_insert_with(|| Value::String(pack_ref.to_string()));
+            obj.entry("pack")
+                .or_insert_with(|| Value::String(pack_ref.to_string()));
         }
         match serde_json::from_value::<TriggerType>(t) {
             Ok(mut tt) => {
@@ -485,7 +588,11 @@ fn load_sensor(dir: &Path, file: &Path, pack_ref: &str) -> Result<(Sensor, Vec<T
                 s.trigger_types.push(tt.trigger_type_ref.clone());
                 tts.push(tt);
             }
-            Err(e) => errs.push(ContentError::new(file, format!("/trigger_types/{i}"), e.to_string())),
+            Err(e) => errs.push(ContentError::new(
+                file,
+                format!("/trigger_types/{i}"),
+                e.to_string(),
+            )),
         }
     }
     if s.name.is_empty() {
@@ -500,7 +607,10 @@ fn load_sensor(dir: &Path, file: &Path, pack_ref: &str) -> Result<(Sensor, Vec<T
             errs.push(ContentError::new(
                 file,
                 "/entry_point",
-                format!("entry point file \"sensors/{}\" does not exist", s.entry_point),
+                format!(
+                    "entry point file \"sensors/{}\" does not exist",
+                    s.entry_point
+                ),
             ));
         }
         s.artifact_uri = Some(format!("file://{}", code.to_string_lossy()));

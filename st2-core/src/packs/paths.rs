@@ -32,7 +32,10 @@ impl PackPaths {
 
     /// Where installed packs go (the last base path).
     pub fn install_dir(&self) -> &Path {
-        self.packs_base_paths.last().map(PathBuf::as_path).unwrap_or(Path::new("packs"))
+        self.packs_base_paths
+            .last()
+            .map(PathBuf::as_path)
+            .unwrap_or(Path::new("packs"))
     }
 
     /// The directory of an installed or bundled pack with this ref, if present.

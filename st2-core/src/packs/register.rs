@@ -94,17 +94,26 @@ impl Registrar {
     pub fn discover(&self) -> BTreeMap<String, PathBuf> {
         let mut found = BTreeMap::new();
         for base in &self.paths.packs_base_paths {
-            let Ok(rd) = std::fs::read_dir(base) else { continue };
+            let Ok(rd) = std::fs::read_dir(base) else {
+                continue;
+            };
             let mut dirs: Vec<PathBuf> = rd.filter_map(Result::ok).map(|e| e.path()).collect();
             dirs.sort();
             for d in dirs {
-                let hidden = d.file_name().and_then(|n| n.to_str()).is_none_or(|n| n.starts_with('.'));
+                let hidden = d
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_none_or(|n| n.starts_with('.'));
                 if hidden || !d.join("pack.yaml").is_file() {
                     continue;
                 }
                 let key = super::read_pack_meta(&d)
                     .map(|p| p.pack_ref)
-                    .unwrap_or_else(|_| d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+                    .unwrap_or_else(|_| {
+                        d.file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default()
+                    });
                 found.insert(key, d);
             }
         }
@@ -167,13 +176,19 @@ impl Registrar {
         }
         let mut configs = Vec::new();
         for p in &loaded {
-            configs.push(if types.configs { self.read_config(p) } else { Ok(None) });
+            configs.push(if types.configs {
+                self.read_config(p)
+            } else {
+                Ok(None)
+            });
         }
 
         // Trigger types of this batch are visible to rules of this batch.
         for p in &loaded {
             for t in &p.trigger_types {
-                batch.trigger_types.insert(t.trigger_type_ref.clone(), t.clone());
+                batch
+                    .trigger_types
+                    .insert(t.trigger_type_ref.clone(), t.clone());
             }
         }
 
@@ -199,7 +214,8 @@ impl Registrar {
         }
 
         for (p, config) in &kept {
-            self.add_pack(&mut batch, p, config.clone(), &mut report).await?;
+            self.add_pack(&mut batch, p, config.clone(), &mut report)
+                .await?;
         }
         self.add_triggers(&mut batch).await?;
         let n = batch.writes.len();
@@ -208,8 +224,12 @@ impl Registrar {
 
         if self.opts.setup_virtualenvs {
             for (p, _) in &kept {
-                let (paths, pack_ref, dir, python) =
-                    (self.paths.clone(), p.pack.pack_ref.clone(), p.dir.clone(), self.opts.python.clone());
+                let (paths, pack_ref, dir, python) = (
+                    self.paths.clone(),
+                    p.pack.pack_ref.clone(),
+                    p.dir.clone(),
+                    self.opts.python.clone(),
+                );
                 tokio::task::spawn_blocking(move || {
                     super::virtualenv::setup_virtualenv(&paths, &pack_ref, &dir, &python)
                 })
@@ -236,21 +256,34 @@ impl Registrar {
         ] {
             for doc in self.store.find(c, &by_pack).await? {
                 if let Some(id) = doc.get("id").and_then(Value::as_str) {
-                    writes.push(Write::Delete { collection: c, id: id.to_string() });
+                    writes.push(Write::Delete {
+                        collection: c,
+                        id: id.to_string(),
+                    });
                 }
             }
         }
         // Triggers of the pack's trigger types, and parameterised triggers no rule uses anymore.
         for doc in self.store.find(Collection::Triggers, &by_pack).await? {
             if let Some(id) = doc.get("id").and_then(Value::as_str) {
-                writes.push(Write::Delete { collection: Collection::Triggers, id: id.to_string() });
+                writes.push(Write::Delete {
+                    collection: Collection::Triggers,
+                    id: id.to_string(),
+                });
             }
         }
         let mut found = false;
-        for doc in self.store.find(Collection::Packs, &Query::all().eq("ref", pack_ref)).await? {
+        for doc in self
+            .store
+            .find(Collection::Packs, &Query::all().eq("ref", pack_ref))
+            .await?
+        {
             if let Some(id) = doc.get("id").and_then(Value::as_str) {
                 found = true;
-                writes.push(Write::Delete { collection: Collection::Packs, id: id.to_string() });
+                writes.push(Write::Delete {
+                    collection: Collection::Packs,
+                    id: id.to_string(),
+                });
             }
         }
         if !found && writes.is_empty() {
@@ -264,11 +297,17 @@ impl Registrar {
     /// Deletes parameterised triggers that no rule references anymore.
     async fn gc_triggers(&self) -> Result<(), PackError> {
         let rules = repo::<Rule>(&*self.store).find(&Query::all()).await?;
-        let used: HashSet<String> = rules.iter().filter_map(|r| r.trigger.trigger_ref.clone()).collect();
+        let used: HashSet<String> = rules
+            .iter()
+            .filter_map(|r| r.trigger.trigger_ref.clone())
+            .collect();
         let mut writes = Vec::new();
         for t in repo::<Trigger>(&*self.store).find(&Query::all()).await? {
             if !t.parameters.is_empty() && !used.contains(&t.trigger_ref) {
-                writes.push(Write::Delete { collection: Collection::Triggers, id: t.id });
+                writes.push(Write::Delete {
+                    collection: Collection::Triggers,
+                    id: t.id,
+                });
             }
         }
         if !writes.is_empty() {
@@ -277,11 +316,18 @@ impl Registrar {
         Ok(())
     }
 
-    async fn add_builtin_types(&self, batch: &mut Batch, report: &mut RegisterReport) -> Result<(), PackError> {
+    async fn add_builtin_types(
+        &self,
+        batch: &mut Batch,
+        report: &mut RegisterReport,
+    ) -> Result<(), PackError> {
         let runners = builtin::runner_types().map_err(|e| PackError::InvalidContent(vec![e]))?;
         let rrepo = repo::<RunnerType>(&*self.store);
         for mut r in runners {
-            if let Some(old) = rrepo.find_one(Query::all().eq("name", r.name.as_str())).await? {
+            if let Some(old) = rrepo
+                .find_one(Query::all().eq("name", r.name.as_str()))
+                .await?
+            {
                 r.id = old.id;
             }
             batch.writes.push(Repo::<RunnerType>::to_write(&mut r)?);
@@ -289,7 +335,10 @@ impl Registrar {
         report.add("runners", batch.writes.len());
         let prepo = repo::<PolicyType>(&*self.store);
         for mut p in builtin::policy_types() {
-            if let Some(old) = prepo.find_one(Query::all().eq("ref", p.policy_type_ref.as_str())).await? {
+            if let Some(old) = prepo
+                .find_one(Query::all().eq("ref", p.policy_type_ref.as_str()))
+                .await?
+            {
                 p.id = old.id;
             }
             batch.writes.push(Repo::<PolicyType>::to_write(&mut p)?);
@@ -305,24 +354,43 @@ impl Registrar {
         if !file.is_file() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| vec![ContentError::new(&file, "", format!("cannot read file: {e}"))])?;
+        let text = std::fs::read_to_string(&file).map_err(|e| {
+            vec![ContentError::new(
+                &file,
+                "",
+                format!("cannot read file: {e}"),
+            )]
+        })?;
         let values = match schema::parse_yaml(&file, &text).map_err(|e| vec![e])? {
             Value::Object(m) => m,
             Value::Null => JsonMap::new(),
-            _ => return Err(vec![ContentError::new(&file, "", "expected a mapping of config values")]),
+            _ => {
+                return Err(vec![ContentError::new(
+                    &file,
+                    "",
+                    "expected a mapping of config values",
+                )])
+            }
         };
         let values = match &p.config_schema {
             Some(s) => schema::validate_config(&file, &s.attributes, &values)?,
             None => values,
         };
-        Ok(Some(Config { id: String::new(), pack: p.pack.pack_ref.clone(), values }))
+        Ok(Some(Config {
+            id: String::new(),
+            pack: p.pack.pack_ref.clone(),
+            values,
+        }))
     }
 
     /// Checks what the JSON Schemas cannot: that runner types, trigger types and policy types a
     /// pack refers to exist, that runner parameters are only overridden where allowed, and that
     /// rule criteria use known operators.
-    async fn check_references(&self, p: &LoadedPack, batch: &Batch) -> Result<Vec<ContentError>, PackError> {
+    async fn check_references(
+        &self,
+        p: &LoadedPack,
+        batch: &Batch,
+    ) -> Result<Vec<ContentError>, PackError> {
         let mut errs = Vec::new();
         let runners: HashMap<String, RunnerType> = {
             let mut m: HashMap<String, RunnerType> = repo::<RunnerType>(&*self.store)
@@ -332,7 +400,11 @@ impl Registrar {
                 .map(|r| (r.name.clone(), r))
                 .collect();
             for w in &batch.writes {
-                if let Write::Put { collection: Collection::RunnerTypes, doc } = w {
+                if let Write::Put {
+                    collection: Collection::RunnerTypes,
+                    doc,
+                } = w
+                {
                     if let Ok(r) = serde_json::from_value::<RunnerType>(doc.clone()) {
                         m.insert(r.name.clone(), r);
                     }
@@ -351,13 +423,19 @@ impl Registrar {
                     format!(
                         "unknown runner type \"{}\" (known: {})",
                         a.runner_type,
-                        known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                        known
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 ));
                 continue;
             };
             for (name, spec) in &a.parameters {
-                let Some(rspec) = runner.runner_parameters.get(name) else { continue };
+                let Some(rspec) = runner.runner_parameters.get(name) else {
+                    continue;
+                };
                 let (Ok(Value::Object(ov)), Ok(Value::Object(rv))) =
                     (serde_json::to_value(spec), serde_json::to_value(rspec))
                 else {
@@ -398,7 +476,11 @@ impl Registrar {
                 )),
                 Some(tt) if !tt.parameters_schema.is_empty() => {
                     let schema = Value::Object(tt.parameters_schema.clone());
-                    if let Err(mut e) = schema::validate_instance(&schema, &file, &Value::Object(r.trigger.parameters.clone())) {
+                    if let Err(mut e) = schema::validate_instance(
+                        &schema,
+                        &file,
+                        &Value::Object(r.trigger.parameters.clone()),
+                    ) {
                         for x in &mut e {
                             x.field = format!("/trigger/parameters{}", x.field);
                         }
@@ -420,8 +502,10 @@ impl Registrar {
             }
         }
 
-        let known_policy_types: HashMap<String, PolicyType> =
-            builtin::policy_types().into_iter().map(|p| (p.policy_type_ref.clone(), p)).collect();
+        let known_policy_types: HashMap<String, PolicyType> = builtin::policy_types()
+            .into_iter()
+            .map(|p| (p.policy_type_ref.clone(), p))
+            .collect();
         for pol in &p.policies {
             let file = p.dir.join(pol.metadata_file.as_deref().unwrap_or(""));
             if let Some(pt) = known_policy_types.get(&pol.policy_type) {
@@ -430,9 +514,11 @@ impl Registrar {
                     "properties": pt.parameters,
                     "additionalProperties": false,
                 });
-                if let Err(mut e) =
-                    schema::validate_instance(&schema, &file, &Value::Object(pol.parameters.clone()))
-                {
+                if let Err(mut e) = schema::validate_instance(
+                    &schema,
+                    &file,
+                    &Value::Object(pol.parameters.clone()),
+                ) {
                     for x in &mut e {
                         x.field = format!("/parameters{}", x.field);
                     }
@@ -447,7 +533,11 @@ impl Registrar {
                     format!(
                         "unknown policy type \"{}\" (known: {})",
                         pol.policy_type,
-                        known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                        known
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 ));
             }
@@ -477,11 +567,19 @@ impl Registrar {
         report.packs.push(pref.to_string());
 
         if types.actions {
-            self.sync_kind(batch, pref, p.actions.clone(), "actions", report).await?;
+            self.sync_kind(batch, pref, p.actions.clone(), "actions", report)
+                .await?;
         }
         if types.triggers || types.sensors {
             // Trigger types come from triggers/ and from sensors; both flags cover them.
-            self.sync_kind(batch, pref, p.trigger_types.clone(), "trigger_types", report).await?;
+            self.sync_kind(
+                batch,
+                pref,
+                p.trigger_types.clone(),
+                "trigger_types",
+                report,
+            )
+            .await?;
             for tt in &p.trigger_types {
                 if tt.parameters_schema.is_empty() {
                     // StackStorm's "shadow trigger": one trigger per parameterless trigger type.
@@ -490,7 +588,12 @@ impl Registrar {
                         name: tt.name.clone(),
                         pack: tt.pack.clone(),
                         trigger_ref: tt.trigger_type_ref.clone(),
-                        uid: format!("trigger:{}:{}:{}", tt.pack, tt.name, params_hash(&JsonMap::new())),
+                        uid: format!(
+                            "trigger:{}:{}:{}",
+                            tt.pack,
+                            tt.name,
+                            params_hash(&JsonMap::new())
+                        ),
                         trigger_type: tt.trigger_type_ref.clone(),
                         parameters: JsonMap::new(),
                         ref_count: 0,
@@ -501,7 +604,8 @@ impl Registrar {
             }
         }
         if types.sensors {
-            self.sync_kind(batch, pref, p.sensors.clone(), "sensors", report).await?;
+            self.sync_kind(batch, pref, p.sensors.clone(), "sensors", report)
+                .await?;
         }
         if types.rules {
             let mut rules = p.rules.clone();
@@ -513,16 +617,20 @@ impl Registrar {
             self.sync_kind(batch, pref, rules, "rules", report).await?;
         }
         if types.policies {
-            self.sync_kind(batch, pref, p.policies.clone(), "policies", report).await?;
+            self.sync_kind(batch, pref, p.policies.clone(), "policies", report)
+                .await?;
         }
         if types.aliases {
-            self.sync_kind(batch, pref, p.aliases.clone(), "aliases", report).await?;
+            self.sync_kind(batch, pref, p.aliases.clone(), "aliases", report)
+                .await?;
         }
         if types.configs {
             let schemas: Vec<_> = p.config_schema.iter().cloned().collect();
-            self.sync_by_pack(batch, pref, schemas, "config_schemas", report).await?;
+            self.sync_by_pack(batch, pref, schemas, "config_schemas", report)
+                .await?;
             let configs: Vec<_> = config.into_iter().collect();
-            self.sync_by_pack(batch, pref, configs, "configs", report).await?;
+            self.sync_by_pack(batch, pref, configs, "configs", report)
+                .await?;
         }
         Ok(())
     }
@@ -536,7 +644,10 @@ impl Registrar {
         kind: &str,
         report: &mut RegisterReport,
     ) -> Result<(), PackError> {
-        let existing = self.store.find(T::COLLECTION, &Query::all().eq("pack", pack_ref)).await?;
+        let existing = self
+            .store
+            .find(T::COLLECTION, &Query::all().eq("pack", pack_ref))
+            .await?;
         let mut old_ids: HashMap<String, String> = HashMap::new();
         for doc in existing {
             if let (Some(r), Some(id)) = (
@@ -555,7 +666,10 @@ impl Registrar {
             batch.writes.push(Repo::<T>::to_write(&mut item)?);
         }
         for (_, id) in old_ids {
-            batch.writes.push(Write::Delete { collection: T::COLLECTION, id });
+            batch.writes.push(Write::Delete {
+                collection: T::COLLECTION,
+                id,
+            });
         }
         Ok(())
     }
@@ -569,7 +683,10 @@ impl Registrar {
         kind: &str,
         report: &mut RegisterReport,
     ) -> Result<(), PackError> {
-        let existing = self.store.find(T::COLLECTION, &Query::all().eq("pack", pack_ref)).await?;
+        let existing = self
+            .store
+            .find(T::COLLECTION, &Query::all().eq("pack", pack_ref))
+            .await?;
         let mut old: Vec<String> = existing
             .iter()
             .filter_map(|d| d.get("id").and_then(Value::as_str).map(str::to_string))
@@ -582,7 +699,10 @@ impl Registrar {
             batch.writes.push(Repo::<T>::to_write(&mut item)?);
         }
         for id in old {
-            batch.writes.push(Write::Delete { collection: T::COLLECTION, id });
+            batch.writes.push(Write::Delete {
+                collection: T::COLLECTION,
+                id,
+            });
         }
         Ok(())
     }
@@ -613,15 +733,23 @@ fn params_hash(params: &JsonMap) -> String {
 /// The trigger a rule listens on: the shadow trigger of its type when it gives no parameters,
 /// otherwise one shared by every rule with the same type and parameters.
 fn trigger_for_rule(r: &Rule, batch: &Batch) -> Trigger {
-    let tref = ResourceRef::parse(&r.trigger.trigger_type)
-        .unwrap_or_else(|| ResourceRef::new(crate::model::DEFAULT_PACK, r.trigger.trigger_type.clone()));
+    let tref = ResourceRef::parse(&r.trigger.trigger_type).unwrap_or_else(|| {
+        ResourceRef::new(crate::model::DEFAULT_PACK, r.trigger.trigger_type.clone())
+    });
     let params = &r.trigger.parameters;
     let hash = params_hash(params);
     let name = if params.is_empty() {
         tref.name.clone()
     } else {
         let h = &hash;
-        format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
     };
     Trigger {
         id: String::new(),
@@ -632,6 +760,9 @@ fn trigger_for_rule(r: &Rule, batch: &Batch) -> Trigger {
         trigger_type: r.trigger.trigger_type.clone(),
         parameters: params.clone(),
         ref_count: 1,
-        description: batch.trigger_types.get(&r.trigger.trigger_type).and_then(|t| t.description.clone()),
+        description: batch
+            .trigger_types
+            .get(&r.trigger.trigger_type)
+            .and_then(|t| t.description.clone()),
     }
 }

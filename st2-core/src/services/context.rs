@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use crate::bus::Bus;
+use crate::datastore::Datastore;
 use crate::packs::PackPaths;
 use crate::runners::RunnerRegistry;
 use crate::store::Store;
-use crate::datastore::Datastore;
 use crate::template::{Decrypter, KvLookup, TemplateEngine};
 use tokio_util::sync::CancellationToken;
 

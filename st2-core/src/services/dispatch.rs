@@ -14,7 +14,10 @@ use crate::store::{repo, Repo, Write};
 pub const MAX_PAYLOAD_BYTES: usize = 4 * 1024 * 1024;
 
 /// Finds the trigger for a ref: a trigger document, or the shadow trigger of a trigger type.
-pub async fn resolve_trigger(ctx: &Ctx, trigger_ref: &str) -> Result<(Trigger, Option<TriggerType>), ServiceError> {
+pub async fn resolve_trigger(
+    ctx: &Ctx,
+    trigger_ref: &str,
+) -> Result<(Trigger, Option<TriggerType>), ServiceError> {
     let trigger = repo::<Trigger>(&*ctx.store).get_by_ref(trigger_ref).await?;
     let trigger = match trigger {
         Some(t) => t,
@@ -22,7 +25,10 @@ pub async fn resolve_trigger(ctx: &Ctx, trigger_ref: &str) -> Result<(Trigger, O
             let tt = repo::<TriggerType>(&*ctx.store)
                 .get_by_ref(trigger_ref)
                 .await?
-                .ok_or_else(|| ServiceError::NotFound { kind: "trigger", id: trigger_ref.to_string() })?;
+                .ok_or_else(|| ServiceError::NotFound {
+                    kind: "trigger",
+                    id: trigger_ref.to_string(),
+                })?;
             Trigger {
                 id: String::new(),
                 name: tt.name.clone(),
@@ -36,7 +42,9 @@ pub async fn resolve_trigger(ctx: &Ctx, trigger_ref: &str) -> Result<(Trigger, O
             }
         }
     };
-    let tt = repo::<TriggerType>(&*ctx.store).get_by_ref(&trigger.trigger_type).await?;
+    let tt = repo::<TriggerType>(&*ctx.store)
+        .get_by_ref(&trigger.trigger_type)
+        .await?;
     Ok((trigger, tt))
 }
 
@@ -48,7 +56,9 @@ pub async fn dispatch(
     payload: Value,
     trace_tag: Option<String>,
 ) -> Result<TriggerInstance, ServiceError> {
-    let size = serde_json::to_vec(&payload).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(&payload)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if size > MAX_PAYLOAD_BYTES {
         return Err(ServiceError::Invalid(format!(
             "payload of {size} bytes exceeds the limit of {MAX_PAYLOAD_BYTES} bytes"
@@ -92,7 +102,13 @@ pub async fn dispatch(
     let w_trace = Repo::<Trace>::to_write(&mut trace)?;
     ctx.store.apply(vec![w_ti, w_trace]).await?;
     let msg = json!({"trigger_instance": ti, "trace_id": trace.id});
-    ctx.bus.publish_json(names::TRIGGER_INSTANCES_DISPATCH, names::RK_TRIGGER_INSTANCE, &msg).await?;
+    ctx.bus
+        .publish_json(
+            names::TRIGGER_INSTANCES_DISPATCH,
+            names::RK_TRIGGER_INSTANCE,
+            &msg,
+        )
+        .await?;
     Ok(ti)
 }
 

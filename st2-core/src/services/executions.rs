@@ -7,7 +7,9 @@ use serde_json::{json, Value};
 use super::context::SYSTEM_USER;
 use super::{now_iso, Ctx, ServiceError};
 use crate::bus::names;
-use crate::model::{Action, Config, ConfigSchema, Execution, ExecutionStatus, JsonMap, LiveActionRef, RunnerType};
+use crate::model::{
+    Action, Config, ConfigSchema, Execution, ExecutionStatus, JsonMap, LiveActionRef, RunnerType,
+};
 use crate::store::{repo, Query, Repo};
 use crate::template::params::ParamRenderer;
 
@@ -39,35 +41,64 @@ pub struct ExecutionRequest {
 
 /// The pack config an action sees: the stored config, or the schema's defaults.
 pub async fn pack_config(ctx: &Ctx, pack: &str) -> Result<JsonMap, ServiceError> {
-    if let Some(c) = repo::<Config>(&*ctx.store).find_one(Query::all().eq("pack", pack)).await? {
+    if let Some(c) = repo::<Config>(&*ctx.store)
+        .find_one(Query::all().eq("pack", pack))
+        .await?
+    {
         return Ok(c.values);
     }
-    let Some(schema) = repo::<ConfigSchema>(&*ctx.store).find_one(Query::all().eq("pack", pack)).await? else {
+    let Some(schema) = repo::<ConfigSchema>(&*ctx.store)
+        .find_one(Query::all().eq("pack", pack))
+        .await?
+    else {
         return Ok(JsonMap::new());
     };
     let file = std::path::Path::new(pack);
-    Ok(crate::schema::validate_config(file, &schema.attributes, &JsonMap::new()).unwrap_or_default())
+    Ok(
+        crate::schema::validate_config(file, &schema.attributes, &JsonMap::new())
+            .unwrap_or_default(),
+    )
 }
 
 /// The action and its runner type, or a precise error.
-pub async fn load_action(ctx: &Ctx, action_ref: &str) -> Result<(Action, RunnerType), ServiceError> {
+pub async fn load_action(
+    ctx: &Ctx,
+    action_ref: &str,
+) -> Result<(Action, RunnerType), ServiceError> {
     let action = repo::<Action>(&*ctx.store)
         .get_by_ref_or_id(action_ref)
         .await?
-        .ok_or_else(|| ServiceError::NotFound { kind: "action", id: action_ref.to_string() })?;
+        .ok_or_else(|| ServiceError::NotFound {
+            kind: "action",
+            id: action_ref.to_string(),
+        })?;
     let runner = repo::<RunnerType>(&*ctx.store)
         .find_one(Query::all().eq("name", action.runner_type.as_str()))
         .await?
-        .ok_or_else(|| ServiceError::NotFound { kind: "runner type", id: action.runner_type.clone() })?;
+        .ok_or_else(|| ServiceError::NotFound {
+            kind: "runner type",
+            id: action.runner_type.clone(),
+        })?;
     Ok((action, runner))
 }
 
 /// The parameter renderer of an execution: runner + action specs, action and config context,
 /// datastore.
-pub fn renderer(ctx: &Ctx, action: &Action, runner: &RunnerType, context: &JsonMap, config: JsonMap) -> Result<ParamRenderer, ServiceError> {
-    let mut r = ParamRenderer::for_action(&ctx.engine, &action.action_ref, &runner.runner_parameters, &action.parameters)?
-        .action_context(context.clone())
-        .config_context(config);
+pub fn renderer(
+    ctx: &Ctx,
+    action: &Action,
+    runner: &RunnerType,
+    context: &JsonMap,
+    config: JsonMap,
+) -> Result<ParamRenderer, ServiceError> {
+    let mut r = ParamRenderer::for_action(
+        &ctx.engine,
+        &action.action_ref,
+        &runner.runner_parameters,
+        &action.parameters,
+    )?
+    .action_context(context.clone())
+    .config_context(config);
     if let Some(kv) = &ctx.kv {
         r = r.kv(kv.clone(), Some(SYSTEM_USER.to_string()));
     }
@@ -95,7 +126,9 @@ pub async fn request(ctx: &Ctx, req: ExecutionRequest) -> Result<Execution, Serv
     let user = req.user.clone().unwrap_or_else(|| SYSTEM_USER.to_string());
     let mut context = req.context.clone();
     context.insert("user".into(), Value::String(user.clone()));
-    context.entry("pack").or_insert_with(|| Value::String(action.pack.clone()));
+    context
+        .entry("pack")
+        .or_insert_with(|| Value::String(action.pack.clone()));
     let config = pack_config(ctx, &action.pack).await?;
     // Validate now (required, types, enum, immutable, templates): a bad request is refused
     // before anything is stored. Defaults are rendered again when the action runs.
@@ -113,7 +146,12 @@ pub async fn request(ctx: &Ctx, req: ExecutionRequest) -> Result<Execution, Serv
         parameters: live,
         result: None,
         context,
-        parent: req.context.get("parent").and_then(|p| p.get("execution_id")).and_then(Value::as_str).map(String::from),
+        parent: req
+            .context
+            .get("parent")
+            .and_then(|p| p.get("execution_id"))
+            .and_then(Value::as_str)
+            .map(String::from),
         children: Vec::new(),
         trigger: req.trigger,
         trigger_type: req.trigger_type,
@@ -144,8 +182,16 @@ pub async fn request(ctx: &Ctx, req: ExecutionRequest) -> Result<Execution, Serv
 /// `st2.execution`.
 pub async fn publish(ctx: &Ctx, exec: &Execution, execution_rk: &str) -> Result<(), ServiceError> {
     let doc = serde_json::to_value(exec).unwrap_or(Value::Null);
-    ctx.bus.publish_json(names::LIVEACTION_STATUS, exec.status.as_str(), &json!({"id": exec.id})).await?;
-    ctx.bus.publish_json(names::EXECUTION, execution_rk, &doc).await?;
+    ctx.bus
+        .publish_json(
+            names::LIVEACTION_STATUS,
+            exec.status.as_str(),
+            &json!({"id": exec.id}),
+        )
+        .await?;
+    ctx.bus
+        .publish_json(names::EXECUTION, execution_rk, &doc)
+        .await?;
     Ok(())
 }
 
@@ -160,7 +206,10 @@ pub async fn transition(
 ) -> Result<Option<Execution>, ServiceError> {
     let execs = repo::<Execution>(&*ctx.store);
     let Some(current) = execs.get(id).await? else {
-        return Err(ServiceError::NotFound { kind: "execution", id: id.to_string() });
+        return Err(ServiceError::NotFound {
+            kind: "execution",
+            id: id.to_string(),
+        });
     };
     if !from.contains(&current.status) {
         return Ok(None);
@@ -181,7 +230,10 @@ pub async fn transition(
         }
     }
     let expected = [Value::String(current.status.as_str().into())];
-    let Some(updated) = execs.compare_and_set(id, "status", &expected, patch).await? else {
+    let Some(updated) = execs
+        .compare_and_set(id, "status", &expected, patch)
+        .await?
+    else {
         return Ok(None);
     };
     publish(ctx, &updated, names::RK_UPDATE).await?;
@@ -194,7 +246,10 @@ pub async fn cancel(ctx: &Ctx, id: &str) -> Result<Execution, ServiceError> {
     use ExecutionStatus::*;
     for _ in 0..5 {
         let Some(current) = repo::<Execution>(&*ctx.store).get(id).await? else {
-            return Err(ServiceError::NotFound { kind: "execution", id: id.to_string() });
+            return Err(ServiceError::NotFound {
+                kind: "execution",
+                id: id.to_string(),
+            });
         };
         if current.status.is_completed() || current.status == Canceling {
             return Ok(current);
@@ -205,7 +260,11 @@ pub async fn cancel(ctx: &Ctx, id: &str) -> Result<Execution, ServiceError> {
                 current.status
             )));
         }
-        let target = if current.status == Running || current.status == Pausing || current.status == Paused || current.status == Resuming {
+        let target = if current.status == Running
+            || current.status == Pausing
+            || current.status == Paused
+            || current.status == Resuming
+        {
             Canceling
         } else {
             Canceled
@@ -214,5 +273,8 @@ pub async fn cancel(ctx: &Ctx, id: &str) -> Result<Execution, ServiceError> {
             return Ok(e);
         }
     }
-    Err(ServiceError::Conflict { id: id.to_string(), expected: "cancelable".into() })
+    Err(ServiceError::Conflict {
+        id: id.to_string(),
+        expected: "cancelable".into(),
+    })
 }

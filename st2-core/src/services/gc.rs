@@ -37,7 +37,8 @@ pub struct GarbageCollector {
 }
 
 fn older(ts: Option<&str>, cutoff: DateTime<Utc>) -> bool {
-    ts.and_then(|t| DateTime::parse_from_rfc3339(t).ok()).is_some_and(|t| t < cutoff)
+    ts.and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .is_some_and(|t| t < cutoff)
 }
 
 impl GarbageCollector {
@@ -49,7 +50,8 @@ impl GarbageCollector {
     /// Runs a pass every `collection_interval` seconds until shutdown.
     pub fn start(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(self.cfg.collection_interval.max(1)));
+            let mut tick =
+                tokio::time::interval(Duration::from_secs(self.cfg.collection_interval.max(1)));
             loop {
                 tokio::select! {
                     _ = self.ctx.shutdown.cancelled() => break,
@@ -65,9 +67,17 @@ impl GarbageCollector {
         })
     }
 
-    async fn purge(&self, c: Collection, field: &str, ttl_days: Option<u64>, now: DateTime<Utc>, only_completed: bool) -> Result<usize, ServiceError> {
+    async fn purge(
+        &self,
+        c: Collection,
+        field: &str,
+        ttl_days: Option<u64>,
+        now: DateTime<Utc>,
+        only_completed: bool,
+    ) -> Result<usize, ServiceError> {
         let Some(days) = ttl_days else { return Ok(0) };
-        let cutoff = now - chrono::Duration::days(i64::try_from(days).unwrap_or(i64::MAX / 86_400_000));
+        let cutoff =
+            now - chrono::Duration::days(i64::try_from(days).unwrap_or(i64::MAX / 86_400_000));
         let docs = self.ctx.store.find(c, &Query::all()).await?;
         let mut writes = Vec::new();
         for d in docs {
@@ -78,7 +88,10 @@ impl GarbageCollector {
                     .is_some_and(|s| s.is_completed());
             if done && older(d.get(field).and_then(Value::as_str), cutoff) {
                 if let Some(id) = d.get("id").and_then(Value::as_str) {
-                    writes.push(Write::Delete { collection: c, id: id.to_string() });
+                    writes.push(Write::Delete {
+                        collection: c,
+                        id: id.to_string(),
+                    });
                 }
             }
         }
@@ -92,10 +105,42 @@ impl GarbageCollector {
     /// One collection pass as of `now`.
     pub async fn collect(&self, now: DateTime<Utc>) -> Result<GcReport, ServiceError> {
         let mut r = GcReport {
-            executions: self.purge(Collection::Executions, "end_timestamp", self.cfg.action_executions_ttl, now, true).await?,
-            trigger_instances: self.purge(Collection::TriggerInstances, "occurrence_time", self.cfg.trigger_instances_ttl, now, false).await?,
-            rule_enforcements: self.purge(Collection::RuleEnforcements, "enforced_at", self.cfg.rule_enforcements_ttl, now, false).await?,
-            traces: self.purge(Collection::Traces, "start_timestamp", self.cfg.traces_ttl, now, false).await?,
+            executions: self
+                .purge(
+                    Collection::Executions,
+                    "end_timestamp",
+                    self.cfg.action_executions_ttl,
+                    now,
+                    true,
+                )
+                .await?,
+            trigger_instances: self
+                .purge(
+                    Collection::TriggerInstances,
+                    "occurrence_time",
+                    self.cfg.trigger_instances_ttl,
+                    now,
+                    false,
+                )
+                .await?,
+            rule_enforcements: self
+                .purge(
+                    Collection::RuleEnforcements,
+                    "enforced_at",
+                    self.cfg.rule_enforcements_ttl,
+                    now,
+                    false,
+                )
+                .await?,
+            traces: self
+                .purge(
+                    Collection::Traces,
+                    "start_timestamp",
+                    self.cfg.traces_ttl,
+                    now,
+                    false,
+                )
+                .await?,
             ..GcReport::default()
         };
         let expired: Vec<Token> = repo::<Token>(&*self.ctx.store)
@@ -112,5 +157,55 @@ impl GarbageCollector {
             r.keys = ds.purge_expired().await.unwrap_or(0);
         }
         Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::TriggerInstance;
+    use crate::store::EmbeddedStore;
+
+    fn ctx(store: Arc<dyn crate::store::Store>) -> Ctx {
+        Ctx {
+            store,
+            bus: Arc::new(crate::bus::MemoryBus::new()),
+            engine: crate::template::TemplateEngine::new(),
+            runners: Arc::new(crate::runners::RunnerRegistry::new()),
+            kv: None,
+            paths: crate::packs::PackPaths::under_data_dir(std::path::Path::new("unused"), None),
+            node_id: "test".into(),
+            api_url: None,
+            decrypter: None,
+            datastore: None,
+            shutdown: tokio_util::sync::CancellationToken::new(),
+        }
+    }
+
+    fn ti(id: &str, when: &str) -> TriggerInstance {
+        TriggerInstance {
+            id: id.into(),
+            trigger: "core.st2.webhook".into(),
+            payload: serde_json::json!({}),
+            occurrence_time: when.into(),
+            status: "processed".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn purges_only_what_is_older_than_its_ttl() {
+        let store: Arc<dyn crate::store::Store> = Arc::new(EmbeddedStore::open_in_memory().expect("store"));
+        let tis = repo::<TriggerInstance>(&*store);
+        tis.save(ti("old", "2026-01-01T00:00:00.000000Z")).await.expect("save");
+        tis.save(ti("new", "2026-01-09T00:00:00.000000Z")).await.expect("save");
+        let cfg = GarbageCollectorConfig { trigger_instances_ttl: Some(7), ..Default::default() };
+        let gc = GarbageCollector::new(ctx(store.clone()), cfg);
+        let now = DateTime::parse_from_rfc3339("2026-01-10T00:00:00Z").expect("date").with_timezone(&Utc);
+        let report = gc.collect(now).await.expect("collect");
+        assert_eq!(report.trigger_instances, 1);
+        assert!(tis.get("old").await.expect("get").is_none());
+        assert!(tis.get("new").await.expect("get").is_some());
+        // No TTL configured: executions are kept.
+        assert_eq!(report.executions, 0);
     }
 }

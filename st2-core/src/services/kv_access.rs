@@ -33,12 +33,26 @@ fn owner(key: &KvKey) -> Option<&str> {
 
 #[async_trait]
 impl DatastoreAccess for ActionDatastore {
-    async fn get_value(&self, key: &KvKey, decrypt: bool) -> Result<Option<String>, DatastoreError> {
-        let pair = self.0.get(&key.name, scope(key.scope), owner(key), decrypt).await.map_err(err)?;
+    async fn get_value(
+        &self,
+        key: &KvKey,
+        decrypt: bool,
+    ) -> Result<Option<String>, DatastoreError> {
+        let pair = self
+            .0
+            .get(&key.name, scope(key.scope), owner(key), decrypt)
+            .await
+            .map_err(err)?;
         Ok(pair.map(|p| p.value))
     }
 
-    async fn set_value(&self, key: &KvKey, value: &str, ttl: Option<u64>, encrypt: bool) -> Result<(), DatastoreError> {
+    async fn set_value(
+        &self,
+        key: &KvKey,
+        value: &str,
+        ttl: Option<u64>,
+        encrypt: bool,
+    ) -> Result<(), DatastoreError> {
         let mut req = SetKey::new(key.name.clone(), value).scope(scope(key.scope));
         if key.scope == KvScope::User {
             req = req.user(key.user.clone());
@@ -54,10 +68,20 @@ impl DatastoreAccess for ActionDatastore {
     }
 
     async fn delete_value(&self, key: &KvKey) -> Result<bool, DatastoreError> {
-        Ok(self.0.delete(&key.name, scope(key.scope), owner(key)).await.map_err(err)?.is_some())
+        Ok(self
+            .0
+            .delete(&key.name, scope(key.scope), owner(key))
+            .await
+            .map_err(err)?
+            .is_some())
     }
 
-    async fn list_values(&self, s: KvScope, user: &str, prefix: Option<&str>) -> Result<Vec<KeyValuePair>, DatastoreError> {
+    async fn list_values(
+        &self,
+        s: KvScope,
+        user: &str,
+        prefix: Option<&str>,
+    ) -> Result<Vec<KeyValuePair>, DatastoreError> {
         let q = ListKeys {
             scope: Some(scope(s)),
             user: (s == KvScope::User).then(|| user.to_string()),

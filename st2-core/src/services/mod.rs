@@ -31,5 +31,7 @@ pub use error::ServiceError;
 
 /// StackStorm's timestamp format: ISO-8601 UTC with microseconds and `Z`.
 pub fn now_iso() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
 }

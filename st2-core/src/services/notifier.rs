@@ -31,7 +31,15 @@ impl Notifier {
 
     /// Subscribes, then consumes execution updates in a task until the bus closes.
     pub async fn start(self: Arc<Self>) -> Result<tokio::task::JoinHandle<()>, ServiceError> {
-        let sub = self.ctx.bus.subscribe(SubscribeSpec::work(names::NOTIFIER_WORK, names::EXECUTION, [names::RK_UPDATE])).await?;
+        let sub = self
+            .ctx
+            .bus
+            .subscribe(SubscribeSpec::work(
+                names::NOTIFIER_WORK,
+                names::EXECUTION,
+                [names::RK_UPDATE],
+            ))
+            .await?;
         Ok(tokio::spawn(self.consume(sub)))
     }
 
@@ -62,16 +70,42 @@ impl Notifier {
         let claimed = self
             .ctx
             .store
-            .compare_and_set(crate::store::Collection::Executions, &exec.id, "notified", &[Value::Null, json!(false)], patch)
+            .compare_and_set(
+                crate::store::Collection::Executions,
+                &exec.id,
+                "notified",
+                &[Value::Null, json!(false)],
+                patch,
+            )
             .await?;
         if claimed.is_none() {
             return Ok(());
         }
-        let action_ref = exec.action.get("ref").and_then(Value::as_str).unwrap_or_default().to_string();
-        let runner_ref = exec.runner.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-        let specs = exec.action.get("parameters").cloned().and_then(|p| serde_json::from_value(p).ok()).unwrap_or_default();
+        let action_ref = exec
+            .action
+            .get("ref")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let runner_ref = exec
+            .runner
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let specs = exec
+            .action
+            .get("parameters")
+            .cloned()
+            .and_then(|p| serde_json::from_value(p).ok())
+            .unwrap_or_default();
         let params = crate::template::params::mask_secrets(&exec.parameters, &specs);
-        let trace_tag = exec.context.get("trace_context").and_then(|t| t.get("trace_tag")).and_then(Value::as_str).map(String::from);
+        let trace_tag = exec
+            .context
+            .get("trace_context")
+            .and_then(|t| t.get("trace_tag"))
+            .and_then(Value::as_str)
+            .map(String::from);
         let payload = json!({
             "execution_id": exec.id,
             "status": exec.status.as_str(),
@@ -82,19 +116,36 @@ impl Notifier {
             "parameters": params,
             "result": exec.result.clone().unwrap_or(Value::Null),
         });
-        if let Err(e) = dispatch::dispatch(&self.ctx, ACTION_TRIGGER, payload, trace_tag.clone()).await {
+        if let Err(e) =
+            dispatch::dispatch(&self.ctx, ACTION_TRIGGER, payload, trace_tag.clone()).await
+        {
             match e {
-                ServiceError::NotFound { .. } => tracing::debug!("no action trigger type registered"),
+                ServiceError::NotFound { .. } => {
+                    tracing::debug!("no action trigger type registered")
+                }
                 other => return Err(other),
             }
         }
-        if let Some(notify) = exec.action.get("notify").cloned().and_then(|n| serde_json::from_value::<Notify>(n).ok()) {
-            self.notify(exec, &notify, &action_ref, &runner_ref, trace_tag).await?;
+        if let Some(notify) = exec
+            .action
+            .get("notify")
+            .cloned()
+            .and_then(|n| serde_json::from_value::<Notify>(n).ok())
+        {
+            self.notify(exec, &notify, &action_ref, &runner_ref, trace_tag)
+                .await?;
         }
         self.retry(exec, &action_ref).await
     }
 
-    async fn notify(&self, exec: &Execution, notify: &Notify, action_ref: &str, runner_ref: &str, trace_tag: Option<String>) -> Result<(), ServiceError> {
+    async fn notify(
+        &self,
+        exec: &Execution,
+        notify: &Notify,
+        action_ref: &str,
+        runner_ref: &str,
+        trace_tag: Option<String>,
+    ) -> Result<(), ServiceError> {
         let mut subs: Vec<&NotifySubSchema> = notify.on_complete.iter().collect();
         match exec.status {
             ExecutionStatus::Succeeded => subs.extend(notify.on_success.iter()),
@@ -106,7 +157,11 @@ impl Notifier {
             .with("action_context", Value::Object(exec.context.clone()));
         for sub in subs {
             let message = match &sub.message {
-                Some(m) => self.ctx.engine.render_str(m, &ctx).unwrap_or_else(|e| e.to_string()),
+                Some(m) => self
+                    .ctx
+                    .engine
+                    .render_str(m, &ctx)
+                    .unwrap_or_else(|e| e.to_string()),
                 None => String::new(),
             };
             let data = match &sub.data {
@@ -140,17 +195,39 @@ impl Notifier {
             _ => return Ok(()),
         };
         let policies: Vec<Policy> = repo::<Policy>(&*self.ctx.store)
-            .find(&Query::all().eq("resource_ref", action_ref).eq("policy_type", "action.retry").eq("enabled", true))
+            .find(
+                &Query::all()
+                    .eq("resource_ref", action_ref)
+                    .eq("policy_type", "action.retry")
+                    .eq("enabled", true),
+            )
             .await?;
-        let Some(p) = policies.into_iter().find(|p| p.parameters.get("retry_on").and_then(Value::as_str) == Some(on)) else {
+        let Some(p) = policies
+            .into_iter()
+            .find(|p| p.parameters.get("retry_on").and_then(Value::as_str) == Some(on))
+        else {
             return Ok(());
         };
-        let max = p.parameters.get("max_retry_count").and_then(Value::as_u64).unwrap_or(2);
-        let done = exec.context.get("policies").and_then(|x| x.get("retry")).and_then(|r| r.get("retry_count")).and_then(Value::as_u64).unwrap_or(0);
+        let max = p
+            .parameters
+            .get("max_retry_count")
+            .and_then(Value::as_u64)
+            .unwrap_or(2);
+        let done = exec
+            .context
+            .get("policies")
+            .and_then(|x| x.get("retry"))
+            .and_then(|r| r.get("retry_count"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
         if done >= max {
             return Ok(());
         }
-        let delay = p.parameters.get("delay").and_then(Value::as_f64).unwrap_or(0.0);
+        let delay = p
+            .parameters
+            .get("delay")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
         let mut context = exec.context.clone();
         context.remove("user");
         context.insert(
@@ -160,13 +237,17 @@ impl Notifier {
         let req = ExecutionRequest {
             action_ref: action_ref.to_string(),
             parameters: exec.parameters.clone(),
-            user: exec.context.get("user").and_then(Value::as_str).map(String::from),
+            user: exec
+                .context
+                .get("user")
+                .and_then(Value::as_str)
+                .map(String::from),
             context,
             trigger: exec.trigger.clone(),
             trigger_type: exec.trigger_type.clone(),
             trigger_instance: exec.trigger_instance.clone(),
             rule: exec.rule.clone(),
-            delay: (delay > 0.0).then(|| (delay * 1000.0) as u64),
+            delay: (delay > 0.0).then_some((delay * 1000.0) as u64),
         };
         executions::request(&self.ctx, req).await?;
         Ok(())

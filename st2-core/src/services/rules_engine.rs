@@ -12,7 +12,9 @@ use tokio::sync::RwLock;
 use super::executions::{self, ExecutionRequest};
 use super::{dispatch, now_iso, Ctx, ServiceError};
 use crate::bus::{names, SubscribeSpec, Subscription};
-use crate::model::{JsonMap, Rule, RuleEnforcement, TraceComponent, Trigger, TriggerInstance, TriggerType};
+use crate::model::{
+    JsonMap, Rule, RuleEnforcement, TraceComponent, Trigger, TriggerInstance, TriggerType,
+};
 use crate::rules::{MatchContext, RuleSet};
 use crate::store::{repo, Query, Repo};
 use crate::template::RenderContext;
@@ -30,14 +32,19 @@ pub struct RulesEngine {
 impl RulesEngine {
     /// A rules engine with the enabled rules of the store loaded.
     pub async fn new(ctx: Ctx) -> Result<Arc<Self>, ServiceError> {
-        let me = Arc::new(Self { ctx, rules: RwLock::new(Arc::new(RuleSet::default())) });
+        let me = Arc::new(Self {
+            ctx,
+            rules: RwLock::new(Arc::new(RuleSet::default())),
+        });
         me.reload().await?;
         Ok(me)
     }
 
     /// Reloads every enabled rule from the store and recompiles the rule set.
     pub async fn reload(&self) -> Result<(), ServiceError> {
-        let rules: Vec<Rule> = repo::<Rule>(&*self.ctx.store).find(&Query::all().eq("enabled", true)).await?;
+        let rules: Vec<Rule> = repo::<Rule>(&*self.ctx.store)
+            .find(&Query::all().eq("enabled", true))
+            .await?;
         let (set, errors) = RuleSet::build(rules, &self.ctx.engine);
         for (rule, error) in errors {
             tracing::warn!(rule = %rule, error = %error, "rule not loaded");
@@ -52,7 +59,11 @@ impl RulesEngine {
         let sub = self
             .ctx
             .bus
-            .subscribe(SubscribeSpec::work(names::RULES_ENGINE_WORK, names::TRIGGER_INSTANCES_DISPATCH, ["#"]))
+            .subscribe(SubscribeSpec::work(
+                names::RULES_ENGINE_WORK,
+                names::TRIGGER_INSTANCES_DISPATCH,
+                ["#"],
+            ))
             .await?;
         Ok(tokio::spawn(self.consume(sub)))
     }
@@ -95,27 +106,48 @@ impl RulesEngine {
 
     /// Processes one dispatched trigger instance message (`{trigger_instance, trace_id}`).
     pub async fn process(&self, msg: &Value) -> Result<(), ServiceError> {
-        let ti: TriggerInstance = serde_json::from_value(msg.get("trigger_instance").cloned().unwrap_or(Value::Null))
-            .map_err(|e| ServiceError::Invalid(format!("bad trigger instance message: {e}")))?;
-        let trace_id = msg.get("trace_id").and_then(Value::as_str).map(str::to_string);
+        let ti: TriggerInstance =
+            serde_json::from_value(msg.get("trigger_instance").cloned().unwrap_or(Value::Null))
+                .map_err(|e| ServiceError::Invalid(format!("bad trigger instance message: {e}")))?;
+        let trace_id = msg
+            .get("trace_id")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let tis = repo::<TriggerInstance>(&*self.ctx.store);
         let mut patch = JsonMap::new();
         patch.insert("status".into(), json!("processing"));
         // A redelivered instance still `processing` (we crashed mid-way) is processed again.
         let claimed = tis
-            .compare_and_set(&ti.id, "status", &[json!("pending"), json!("processing")], patch)
+            .compare_and_set(
+                &ti.id,
+                "status",
+                &[json!("pending"), json!("processing")],
+                patch,
+            )
             .await?;
         if claimed.is_none() {
             return Ok(()); // already processed
         }
         let outcome = self.enforce(&ti, trace_id.as_deref()).await;
         let mut patch = JsonMap::new();
-        patch.insert("status".into(), json!(if outcome.is_ok() { "processed" } else { "processing_failed" }));
-        tis.compare_and_set(&ti.id, "status", &[json!("processing")], patch).await?;
+        patch.insert(
+            "status".into(),
+            json!(if outcome.is_ok() {
+                "processed"
+            } else {
+                "processing_failed"
+            }),
+        );
+        tis.compare_and_set(&ti.id, "status", &[json!("processing")], patch)
+            .await?;
         outcome
     }
 
-    async fn enforce(&self, ti: &TriggerInstance, trace_id: Option<&str>) -> Result<(), ServiceError> {
+    async fn enforce(
+        &self,
+        ti: &TriggerInstance,
+        trace_id: Option<&str>,
+    ) -> Result<(), ServiceError> {
         let set = Arc::clone(&*self.rules.read().await);
         let mut render_ctx = RenderContext::new();
         if let Some(kv) = &self.ctx.kv {
@@ -139,25 +171,30 @@ impl RulesEngine {
         if matched.is_empty() {
             return Ok(());
         }
-        let (trigger, tt) = dispatch::resolve_trigger(&self.ctx, &ti.trigger).await.unwrap_or_else(|_| {
-            (
-                Trigger {
-                    id: String::new(),
-                    name: ti.trigger.clone(),
-                    pack: String::new(),
-                    trigger_ref: ti.trigger.clone(),
-                    uid: String::new(),
-                    trigger_type: ti.trigger.clone(),
-                    parameters: JsonMap::new(),
-                    ref_count: 0,
-                    description: None,
-                },
-                None::<TriggerType>,
-            )
-        });
+        let (trigger, tt) = dispatch::resolve_trigger(&self.ctx, &ti.trigger)
+            .await
+            .unwrap_or_else(|_| {
+                (
+                    Trigger {
+                        id: String::new(),
+                        name: ti.trigger.clone(),
+                        pack: String::new(),
+                        trigger_ref: ti.trigger.clone(),
+                        uid: String::new(),
+                        trigger_type: ti.trigger.clone(),
+                        parameters: JsonMap::new(),
+                        ref_count: 0,
+                        description: None,
+                    },
+                    None::<TriggerType>,
+                )
+            });
         let trigger_ctx = render_ctx.clone().with("trigger", ti.payload.clone());
         let trace_tag = match trace_id {
-            Some(id) => repo::<crate::model::Trace>(&*self.ctx.store).get(id).await?.map(|t| t.trace_tag),
+            Some(id) => repo::<crate::model::Trace>(&*self.ctx.store)
+                .get(id)
+                .await?
+                .map(|t| t.trace_tag),
             None => None,
         };
         for rule in matched {
@@ -169,15 +206,30 @@ impl RulesEngine {
                 Ok(Value::Object(m)) => m,
                 Ok(_) => JsonMap::new(),
                 Err(e) => {
-                    self.record(ti, rule, None, Some(format!("Failed to render parameters of action \"{}\": {e}", rule.action.action_ref))).await?;
+                    self.record(
+                        ti,
+                        rule,
+                        None,
+                        Some(format!(
+                            "Failed to render parameters of action \"{}\": {e}",
+                            rule.action.action_ref
+                        )),
+                    )
+                    .await?;
                     continue;
                 }
             };
             let mut context = JsonMap::new();
-            context.insert("trigger_instance".into(), json!({"id": ti.id, "name": Value::Null}));
+            context.insert(
+                "trigger_instance".into(),
+                json!({"id": ti.id, "name": Value::Null}),
+            );
             context.insert("rule".into(), json!({"id": rule.id, "name": rule.name}));
             if let Some(id) = trace_id {
-                context.insert("trace_context".into(), json!({"id_": id, "trace_tag": trace_tag}));
+                context.insert(
+                    "trace_context".into(),
+                    json!({"id_": id, "trace_tag": trace_tag}),
+                );
             }
             let req = ExecutionRequest {
                 action_ref: rule.action.action_ref.clone(),
@@ -212,7 +264,13 @@ impl RulesEngine {
         Ok(())
     }
 
-    async fn record(&self, ti: &TriggerInstance, rule: &Rule, execution_id: Option<String>, failure: Option<String>) -> Result<(), ServiceError> {
+    async fn record(
+        &self,
+        ti: &TriggerInstance,
+        rule: &Rule,
+        execution_id: Option<String>,
+        failure: Option<String>,
+    ) -> Result<(), ServiceError> {
         if let Some(reason) = &failure {
             tracing::info!(rule = %rule.rule_ref, trigger_instance = %ti.id, reason = %reason, "rule enforcement failed");
         }
@@ -221,7 +279,11 @@ impl RulesEngine {
             trigger_instance_id: ti.id.clone(),
             execution_id,
             rule: json!({"id": rule.id, "ref": rule.rule_ref, "uid": rule.uid}),
-            status: if failure.is_some() { "failed".into() } else { "succeeded".into() },
+            status: if failure.is_some() {
+                "failed".into()
+            } else {
+                "succeeded".into()
+            },
             failure_reason: failure,
             enforced_at: now_iso(),
         };

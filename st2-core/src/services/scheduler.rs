@@ -18,8 +18,12 @@ use crate::store::{repo, Query};
 pub const DELAYED_SWEEP: Duration = Duration::from_millis(500);
 
 /// Statuses that occupy a concurrency slot.
-const ACTIVE: [ExecutionStatus; 4] =
-    [ExecutionStatus::Scheduled, ExecutionStatus::Running, ExecutionStatus::Canceling, ExecutionStatus::Pausing];
+const ACTIVE: [ExecutionStatus; 4] = [
+    ExecutionStatus::Scheduled,
+    ExecutionStatus::Running,
+    ExecutionStatus::Canceling,
+    ExecutionStatus::Pausing,
+];
 
 /// What a policy decided for one execution.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,20 +45,33 @@ pub struct Scheduler {
 impl Scheduler {
     /// A scheduler over the shared context.
     pub fn new(ctx: Ctx) -> Arc<Self> {
-        Arc::new(Self { ctx, lock: tokio::sync::Mutex::new(()) })
+        Arc::new(Self {
+            ctx,
+            lock: tokio::sync::Mutex::new(()),
+        })
     }
 
     /// Subscribes, then consumes `requested` executions and completions in a task until the bus
     /// closes.
     pub async fn start(self: Arc<Self>) -> Result<tokio::task::JoinHandle<()>, ServiceError> {
-        let req = self.ctx.bus.subscribe(SubscribeSpec::work(names::ACTIONRUNNER_REQ, names::LIVEACTION_STATUS, ["requested"])).await?;
+        let req = self
+            .ctx
+            .bus
+            .subscribe(SubscribeSpec::work(
+                names::ACTIONRUNNER_REQ,
+                names::LIVEACTION_STATUS,
+                ["requested"],
+            ))
+            .await?;
         // Completions free slots: re-examine delayed executions then.
         let done = self
             .ctx
             .bus
-            .subscribe(SubscribeSpec::broadcast("st2.scheduler.completions", names::LIVEACTION_STATUS, [
-                "succeeded", "failed", "timeout", "canceled", "abandoned",
-            ]))
+            .subscribe(SubscribeSpec::broadcast(
+                "st2.scheduler.completions",
+                names::LIVEACTION_STATUS,
+                ["succeeded", "failed", "timeout", "canceled", "abandoned"],
+            ))
             .await?;
         Ok(tokio::spawn(self.consume(req, done)))
     }
@@ -87,7 +104,9 @@ impl Scheduler {
     /// Re-examines every delayed execution, oldest first.
     pub async fn sweep_delayed(&self) {
         let q = Query::all().eq("status", "delayed").sort("id", false);
-        let Ok(delayed) = repo::<Execution>(&*self.ctx.store).find(&q).await else { return };
+        let Ok(delayed) = repo::<Execution>(&*self.ctx.store).find(&q).await else {
+            return;
+        };
         for e in delayed {
             if let Err(err) = self.schedule(&e.id).await {
                 tracing::warn!(execution = %e.id, error = %err, "rescheduling failed");
@@ -98,8 +117,13 @@ impl Scheduler {
     /// Applies the policies to one `requested` or `delayed` execution.
     pub async fn schedule(&self, id: &str) -> Result<(), ServiceError> {
         let _one_at_a_time = self.lock.lock().await;
-        let Some(exec) = repo::<Execution>(&*self.ctx.store).get(id).await? else { return Ok(()) };
-        if !matches!(exec.status, ExecutionStatus::Requested | ExecutionStatus::Delayed) {
+        let Some(exec) = repo::<Execution>(&*self.ctx.store).get(id).await? else {
+            return Ok(());
+        };
+        if !matches!(
+            exec.status,
+            ExecutionStatus::Requested | ExecutionStatus::Delayed
+        ) {
             return Ok(());
         }
         if let (Some(delay), ExecutionStatus::Requested) = (exec.delay, exec.status) {
@@ -110,14 +134,30 @@ impl Scheduler {
                     c.insert("delay_applied".into(), json!(true));
                     Value::Object(c)
                 });
-                transition(&self.ctx, id, &[ExecutionStatus::Requested], ExecutionStatus::Delayed, patch).await?;
+                transition(
+                    &self.ctx,
+                    id,
+                    &[ExecutionStatus::Requested],
+                    ExecutionStatus::Delayed,
+                    patch,
+                )
+                .await?;
                 let ctx = self.ctx.clone();
                 let id = id.to_string();
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_millis(delay)).await;
                     let mut patch = JsonMap::new();
                     patch.insert("delay".into(), json!(0));
-                    let _ = ctx.store.compare_and_set(crate::store::Collection::Executions, &id, "status", &[json!("delayed")], patch).await;
+                    let _ = ctx
+                        .store
+                        .compare_and_set(
+                            crate::store::Collection::Executions,
+                            &id,
+                            "status",
+                            &[json!("delayed")],
+                            patch,
+                        )
+                        .await;
                 });
                 return Ok(());
             }
@@ -125,9 +165,18 @@ impl Scheduler {
         if exec.status == ExecutionStatus::Delayed && exec.delay.unwrap_or(0) > 0 {
             return Ok(()); // still waiting out its own delay
         }
-        let action_ref = exec.action.get("ref").and_then(Value::as_str).unwrap_or_default().to_string();
+        let action_ref = exec
+            .action
+            .get("ref")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let policies: Vec<Policy> = repo::<Policy>(&*self.ctx.store)
-            .find(&Query::all().eq("resource_ref", action_ref.as_str()).eq("enabled", true))
+            .find(
+                &Query::all()
+                    .eq("resource_ref", action_ref.as_str())
+                    .eq("enabled", true),
+            )
             .await?;
         let mut decision = Decision::Schedule;
         for p in &policies {
@@ -142,10 +191,24 @@ impl Scheduler {
         let from = [exec.status];
         match decision {
             Decision::Schedule => {
-                transition(&self.ctx, id, &from, ExecutionStatus::Scheduled, JsonMap::new()).await?;
+                transition(
+                    &self.ctx,
+                    id,
+                    &from,
+                    ExecutionStatus::Scheduled,
+                    JsonMap::new(),
+                )
+                .await?;
             }
             Decision::Delay if exec.status == ExecutionStatus::Requested => {
-                transition(&self.ctx, id, &from, ExecutionStatus::Delayed, JsonMap::new()).await?;
+                transition(
+                    &self.ctx,
+                    id,
+                    &from,
+                    ExecutionStatus::Delayed,
+                    JsonMap::new(),
+                )
+                .await?;
             }
             Decision::Delay => {}
             Decision::Cancel(reason) => {
@@ -157,18 +220,36 @@ impl Scheduler {
         Ok(())
     }
 
-    async fn count_active(&self, action_ref: &str, attrs: Option<(&[String], &JsonMap)>) -> Result<u64, ServiceError> {
+    async fn count_active(
+        &self,
+        action_ref: &str,
+        attrs: Option<(&[String], &JsonMap)>,
+    ) -> Result<u64, ServiceError> {
         let statuses: Vec<Value> = ACTIVE.iter().map(|s| json!(s.as_str())).collect();
-        let mut q = Query::all().eq("action.ref", action_ref).is_in("status", statuses);
+        let mut q = Query::all()
+            .eq("action.ref", action_ref)
+            .is_in("status", statuses);
         if let Some((names, params)) = attrs {
             for n in names {
-                q = q.eq(format!("parameters.{n}"), params.get(n).cloned().unwrap_or(Value::Null));
+                q = q.eq(
+                    format!("parameters.{n}"),
+                    params.get(n).cloned().unwrap_or(Value::Null),
+                );
             }
         }
-        Ok(self.ctx.store.count(crate::store::Collection::Executions, &q).await?)
+        Ok(self
+            .ctx
+            .store
+            .count(crate::store::Collection::Executions, &q)
+            .await?)
     }
 
-    async fn apply(&self, p: &Policy, exec: &Execution, action_ref: &str) -> Result<Decision, ServiceError> {
+    async fn apply(
+        &self,
+        p: &Policy,
+        exec: &Execution,
+        action_ref: &str,
+    ) -> Result<Decision, ServiceError> {
         let over = |action: Option<&Value>, what: String| match action.and_then(Value::as_str) {
             Some("cancel") => Decision::Cancel(what),
             _ => Decision::Delay,
@@ -176,43 +257,99 @@ impl Scheduler {
         let threshold = p.parameters.get("threshold").and_then(Value::as_u64);
         match p.policy_type.as_str() {
             "action.concurrency" => {
-                let Some(t) = threshold else { return Ok(Decision::Schedule) };
+                let Some(t) = threshold else {
+                    return Ok(Decision::Schedule);
+                };
                 if self.count_active(action_ref, None).await? >= t {
-                    return Ok(over(p.parameters.get("action"), format!("concurrency threshold {t} of policy {} reached", p.policy_ref)));
+                    return Ok(over(
+                        p.parameters.get("action"),
+                        format!(
+                            "concurrency threshold {t} of policy {} reached",
+                            p.policy_ref
+                        ),
+                    ));
                 }
             }
             "action.concurrency.attr" => {
-                let Some(t) = threshold else { return Ok(Decision::Schedule) };
+                let Some(t) = threshold else {
+                    return Ok(Decision::Schedule);
+                };
                 let attrs: Vec<String> = p
                     .parameters
                     .get("attributes")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(String::from)
+                            .collect()
+                    })
                     .unwrap_or_default();
-                if self.count_active(action_ref, Some((&attrs, &exec.parameters))).await? >= t {
-                    return Ok(over(p.parameters.get("action"), format!("concurrency threshold {t} of policy {} reached", p.policy_ref)));
+                if self
+                    .count_active(action_ref, Some((&attrs, &exec.parameters)))
+                    .await?
+                    >= t
+                {
+                    return Ok(over(
+                        p.parameters.get("action"),
+                        format!(
+                            "concurrency threshold {t} of policy {} reached",
+                            p.policy_ref
+                        ),
+                    ));
                 }
             }
             "action.ratelimit" => {
-                let limit = p.parameters.get("limit").and_then(Value::as_u64).unwrap_or(u64::MAX);
-                let interval = p.parameters.get("interval").and_then(Value::as_f64).unwrap_or(60.0);
-                let since = chrono::Utc::now() - chrono::Duration::milliseconds((interval * 1000.0) as i64);
+                let limit = p
+                    .parameters
+                    .get("limit")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(u64::MAX);
+                let interval = p
+                    .parameters
+                    .get("interval")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(60.0);
+                let since =
+                    chrono::Utc::now() - chrono::Duration::milliseconds((interval * 1000.0) as i64);
                 let recent: Vec<Execution> = repo::<Execution>(&*self.ctx.store)
-                    .find(&Query::all().eq("action.ref", action_ref).is_in(
-                        "status",
-                        ["scheduled", "running", "succeeded", "failed", "timeout", "canceling"].iter().map(|s| json!(s)).collect(),
-                    ))
+                    .find(
+                        &Query::all().eq("action.ref", action_ref).is_in(
+                            "status",
+                            [
+                                "scheduled",
+                                "running",
+                                "succeeded",
+                                "failed",
+                                "timeout",
+                                "canceling",
+                            ]
+                            .iter()
+                            .map(|s| json!(s))
+                            .collect(),
+                        ),
+                    )
                     .await?;
                 let started = recent
                     .iter()
                     .filter(|e| e.id != exec.id)
-                    .filter_map(|e| e.log.iter().find(|l| l.get("status") == Some(&json!("scheduled"))))
+                    .filter_map(|e| {
+                        e.log
+                            .iter()
+                            .find(|l| l.get("status") == Some(&json!("scheduled")))
+                    })
                     .filter_map(|l| l.get("timestamp").and_then(Value::as_str))
                     .filter_map(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
                     .filter(|t| *t >= since)
                     .count() as u64;
                 if started >= limit {
-                    return Ok(over(p.parameters.get("action"), format!("rate limit {limit}/{interval}s of policy {} reached", p.policy_ref)));
+                    return Ok(over(
+                        p.parameters.get("action"),
+                        format!(
+                            "rate limit {limit}/{interval}s of policy {} reached",
+                            p.policy_ref
+                        ),
+                    ));
                 }
             }
             _ => {} // retry is applied when an execution ends (see the worker)

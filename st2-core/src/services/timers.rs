@@ -28,7 +28,11 @@ pub struct TimersService {
 impl TimersService {
     /// A timers service on the system clock.
     pub fn new(ctx: Ctx) -> Arc<Self> {
-        Arc::new(Self { ctx, engine: TimerEngine::new(Arc::new(SystemClock)), known: Default::default() })
+        Arc::new(Self {
+            ctx,
+            engine: TimerEngine::new(Arc::new(SystemClock)),
+            known: Default::default(),
+        })
     }
 
     /// Loads the timer triggers, then runs the engine and the reloader in tasks.
@@ -53,7 +57,9 @@ impl TimersService {
                 let ctx = ctx.clone();
                 let tag = trace_tag(&trigger);
                 tokio::spawn(async move {
-                    if let Err(e) = dispatch::dispatch(&ctx, &trigger.trigger_ref, payload, Some(tag)).await {
+                    if let Err(e) =
+                        dispatch::dispatch(&ctx, &trigger.trigger_ref, payload, Some(tag)).await
+                    {
                         tracing::warn!(trigger = %trigger.trigger_ref, error = %e, "timer dispatch failed");
                     }
                 });
@@ -70,7 +76,9 @@ impl TimersService {
     /// Schedules new or changed timer triggers and drops removed ones.
     pub async fn reload(&self) -> Result<(), ServiceError> {
         let types: Vec<Value> = TIMER_TRIGGER_TYPES.iter().map(|t| json!(t)).collect();
-        let triggers: Vec<Trigger> = repo::<Trigger>(&*self.ctx.store).find(&Query::all().is_in("type", types)).await?;
+        let triggers: Vec<Trigger> = repo::<Trigger>(&*self.ctx.store)
+            .find(&Query::all().is_in("type", types))
+            .await?;
         let mut known = self.known.lock().await;
         let mut seen = HashMap::new();
         for t in triggers.into_iter().filter(|t| !t.parameters.is_empty()) {
@@ -80,8 +88,12 @@ impl TimersService {
                 continue;
             }
             match self.engine.add(t.clone()) {
-                Ok(next) => tracing::info!(trigger = %t.trigger_ref, next = ?next, "timer scheduled"),
-                Err(e) => tracing::warn!(trigger = %t.trigger_ref, error = %e, "timer not scheduled"),
+                Ok(next) => {
+                    tracing::info!(trigger = %t.trigger_ref, next = ?next, "timer scheduled")
+                }
+                Err(e) => {
+                    tracing::warn!(trigger = %t.trigger_ref, error = %e, "timer not scheduled")
+                }
             }
         }
         for gone in known.keys().filter(|k| !seen.contains_key(*k)) {

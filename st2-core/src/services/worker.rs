@@ -17,6 +17,9 @@ use crate::model::{Execution, ExecutionStatus, JsonMap};
 use crate::runners::{OutputChunk, RunContext, RunOutcome};
 use crate::store::repo;
 
+/// How long a graceful shutdown waits for running executions before canceling them.
+pub const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Default number of executions one worker runs at once.
 pub const DEFAULT_CONCURRENCY: usize = 64;
 
@@ -25,12 +28,19 @@ pub struct Worker {
     ctx: Ctx,
     running: Mutex<HashMap<String, CancellationToken>>,
     slots: Arc<Semaphore>,
+    slots_total: usize,
 }
 
 impl Worker {
     /// A worker running at most `concurrency` executions at once.
     pub fn new(ctx: Ctx, concurrency: usize) -> Arc<Self> {
-        Arc::new(Self { ctx, running: Mutex::new(HashMap::new()), slots: Arc::new(Semaphore::new(concurrency.max(1))) })
+        let n = concurrency.max(1);
+        Arc::new(Self {
+            ctx,
+            running: Mutex::new(HashMap::new()),
+            slots: Arc::new(Semaphore::new(n)),
+            slots_total: n,
+        })
     }
 
     /// Subscribes, then consumes scheduled executions and cancel requests in a task until the
@@ -40,12 +50,23 @@ impl Worker {
         let work = self
             .ctx
             .bus
-            .subscribe(SubscribeSpec::work(names::ACTIONRUNNER_WORK, names::LIVEACTION_STATUS, ["scheduled"]).with_prefetch(prefetch))
+            .subscribe(
+                SubscribeSpec::work(
+                    names::ACTIONRUNNER_WORK,
+                    names::LIVEACTION_STATUS,
+                    ["scheduled"],
+                )
+                .with_prefetch(prefetch),
+            )
             .await?;
         let cancels = self
             .ctx
             .bus
-            .subscribe(SubscribeSpec::broadcast(names::ACTIONRUNNER_CANCEL, names::LIVEACTION_STATUS, ["canceling"]))
+            .subscribe(SubscribeSpec::broadcast(
+                names::ACTIONRUNNER_CANCEL,
+                names::LIVEACTION_STATUS,
+                ["canceling"],
+            ))
             .await?;
         Ok(tokio::spawn(self.consume(work, cancels)))
     }
@@ -53,6 +74,7 @@ impl Worker {
     async fn consume(self: Arc<Self>, mut work: Subscription, mut cancels: Subscription) {
         loop {
             tokio::select! {
+                _ = self.ctx.shutdown.cancelled() => break,
                 d = work.next() => {
                     let Some(d) = d else { break };
                     let Ok(d) = d else { continue };
@@ -78,6 +100,27 @@ impl Worker {
                 }
             }
         }
+        self.drain(DRAIN_GRACE).await;
+    }
+
+    /// Graceful shutdown: lets running executions finish for up to `grace`, then cancels the
+    /// rest and waits for their runners to stop (their status becomes `canceled`).
+    pub async fn drain(&self, grace: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        let total = self.slots_total;
+        let busy = |w: &Self| total - w.slots.available_permits();
+        while busy(self) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        if busy(self) > 0 {
+            let tokens: Vec<CancellationToken> =
+                self.running.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+            tracing::warn!(count = tokens.len(), "shutdown: canceling executions still running");
+            for t in tokens {
+                t.cancel();
+            }
+            let _ = self.slots.acquire_many(u32::try_from(total).unwrap_or(u32::MAX)).await;
+        }
     }
 
     /// Stops the runner of an execution this worker is running; false if it runs none.
@@ -96,51 +139,104 @@ impl Worker {
     pub async fn execute(&self, id: &str) -> Result<(), ServiceError> {
         let mut claim = JsonMap::new();
         claim.insert("lease_owner".into(), json!(self.ctx.node_id));
-        let Some(exec) = transition(&self.ctx, id, &[ExecutionStatus::Scheduled], ExecutionStatus::Running, claim).await? else {
+        let Some(exec) = transition(
+            &self.ctx,
+            id,
+            &[ExecutionStatus::Scheduled],
+            ExecutionStatus::Running,
+            claim,
+        )
+        .await?
+        else {
             return Ok(()); // canceled meanwhile, or claimed by another worker
         };
         let token = CancellationToken::new();
-        self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_string(), token.clone());
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), token.clone());
         let outcome = self.run_action(&exec, token).await;
-        self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
         let (status, result) = match outcome {
             Ok(o) => (o.status, o.result),
             Err(e) => (ExecutionStatus::Failed, json!({"error": e.to_string()})),
         };
         let mut patch = JsonMap::new();
         patch.insert("result".into(), result);
-        let done = transition(&self.ctx, id, &[ExecutionStatus::Running, ExecutionStatus::Canceling], status, patch.clone()).await?;
+        let done = transition(
+            &self.ctx,
+            id,
+            &[ExecutionStatus::Running, ExecutionStatus::Canceling],
+            status,
+            patch.clone(),
+        )
+        .await?;
         if done.is_none() {
             // Status moved to canceling between our read and write: settle as canceled.
-            transition(&self.ctx, id, &[ExecutionStatus::Canceling], ExecutionStatus::Canceled, patch).await?;
+            transition(
+                &self.ctx,
+                id,
+                &[ExecutionStatus::Canceling],
+                ExecutionStatus::Canceled,
+                patch,
+            )
+            .await?;
         }
         Ok(())
     }
 
-    async fn run_action(&self, exec: &Execution, cancel: CancellationToken) -> Result<RunOutcome, ServiceError> {
-        let action_ref = exec.action.get("ref").and_then(Value::as_str).unwrap_or_default();
+    async fn run_action(
+        &self,
+        exec: &Execution,
+        cancel: CancellationToken,
+    ) -> Result<RunOutcome, ServiceError> {
+        let action_ref = exec
+            .action
+            .get("ref")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let (action, runner_type) = load_action(&self.ctx, action_ref).await?;
         let config = pack_config(&self.ctx, &action.pack).await?;
-        let r = renderer(&self.ctx, &action, &runner_type, &exec.context, config.clone())?;
+        let r = renderer(
+            &self.ctx,
+            &action,
+            &runner_type,
+            &exec.context,
+            config.clone(),
+        )?;
         let params = r.render_final(&exec.parameters)?;
         let (runner_params, action_params) = r.split(&params);
-        let runner = self
-            .ctx
-            .runners
-            .get(&runner_type.name)
-            .ok_or_else(|| ServiceError::NotFound { kind: "runner", id: runner_type.name.clone() })?;
+        let runner =
+            self.ctx
+                .runners
+                .get(&runner_type.name)
+                .ok_or_else(|| ServiceError::NotFound {
+                    kind: "runner",
+                    id: runner_type.name.clone(),
+                })?;
         let pack_dir = self.ctx.paths.find_pack(&action.pack);
-        let venv = Some(self.ctx.paths.virtualenv(&action.pack)).filter(|v| v.join("bin").join("python").exists());
+        let venv = Some(self.ctx.paths.virtualenv(&action.pack))
+            .filter(|v| v.join("bin").join("python").exists());
         let (output, mut chunks) = tokio::sync::mpsc::channel::<OutputChunk>(256);
         let bus = self.ctx.bus.clone();
         let exec_id = exec.id.clone();
         let forward = tokio::spawn(async move {
             while let Some(chunk) = chunks.recv().await {
                 let msg = json!({"execution_id": exec_id, "output_type": chunk.stream.as_str(), "data": chunk.data});
-                let _ = bus.publish_json(names::EXECUTION_OUTPUT, names::RK_CREATE, &msg).await;
+                let _ = bus
+                    .publish_json(names::EXECUTION_OUTPUT, names::RK_CREATE, &msg)
+                    .await;
             }
         });
-        let user = exec.context.get("user").and_then(Value::as_str).unwrap_or(super::context::SYSTEM_USER).to_string();
+        let user = exec
+            .context
+            .get("user")
+            .and_then(Value::as_str)
+            .unwrap_or(super::context::SYSTEM_USER)
+            .to_string();
         let run_ctx = RunContext {
             execution_id: exec.id.clone(),
             action,
@@ -154,11 +250,10 @@ impl Worker {
             auth_token: None,
             output,
             cancel,
-            datastore: self
-                .ctx
-                .datastore
-                .clone()
-                .map(|d| Arc::new(super::kv_access::ActionDatastore(d)) as Arc<dyn crate::runners::DatastoreAccess>),
+            datastore: self.ctx.datastore.clone().map(|d| {
+                Arc::new(super::kv_access::ActionDatastore(d))
+                    as Arc<dyn crate::runners::DatastoreAccess>
+            }),
         };
         let outcome = runner.run(run_ctx).await;
         let _ = forward.await;
@@ -173,22 +268,46 @@ pub async fn reclaim_on_start(ctx: &Ctx) -> Result<usize, ServiceError> {
     use crate::store::Query;
     let mut n = 0;
     let execs = repo::<Execution>(&*ctx.store);
-    for e in execs.find(&Query::all().is_in("status", vec![json!("running"), json!("canceling"), json!("pausing")])).await? {
+    for e in execs
+        .find(&Query::all().is_in(
+            "status",
+            vec![json!("running"), json!("canceling"), json!("pausing")],
+        ))
+        .await?
+    {
         let mut patch = JsonMap::new();
-        patch.insert("result".into(), json!({"error": "the runner of this execution went away (process restarted)"}));
-        if transition(ctx, &e.id, &[e.status], ExecutionStatus::Abandoned, patch).await?.is_some() {
+        patch.insert(
+            "result".into(),
+            json!({"error": "the runner of this execution went away (process restarted)"}),
+        );
+        if transition(ctx, &e.id, &[e.status], ExecutionStatus::Abandoned, patch)
+            .await?
+            .is_some()
+        {
             n += 1;
         }
     }
-    for e in execs.find(&Query::all().is_in("status", vec![json!("requested"), json!("scheduled")])).await? {
+    for e in execs
+        .find(&Query::all().is_in("status", vec![json!("requested"), json!("scheduled")]))
+        .await?
+    {
         executions::publish(ctx, &e, names::RK_UPDATE).await?;
         n += 1;
     }
     // Trigger instances not fully processed go back to the rules engine.
     let tis = repo::<crate::model::TriggerInstance>(&*ctx.store);
-    for ti in tis.find(&Query::all().is_in("status", vec![json!("pending"), json!("processing")])).await? {
+    for ti in tis
+        .find(&Query::all().is_in("status", vec![json!("pending"), json!("processing")]))
+        .await?
+    {
         let msg = json!({"trigger_instance": ti});
-        ctx.bus.publish_json(names::TRIGGER_INSTANCES_DISPATCH, names::RK_TRIGGER_INSTANCE, &msg).await?;
+        ctx.bus
+            .publish_json(
+                names::TRIGGER_INSTANCES_DISPATCH,
+                names::RK_TRIGGER_INSTANCE,
+                &msg,
+            )
+            .await?;
         n += 1;
     }
     Ok(n)

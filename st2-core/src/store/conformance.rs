@@ -26,22 +26,38 @@ pub type Check = fn(Arc<dyn Store>) -> CheckFuture;
 
 /// Every check, by name, in the order [`run_all`] runs them.
 pub const CHECKS: &[(&str, Check)] = &[
-    ("round_trip_every_model", |s| Box::pin(round_trip_every_model(s))),
+    ("round_trip_every_model", |s| {
+        Box::pin(round_trip_every_model(s))
+    }),
     ("missing_documents", |s| Box::pin(missing_documents(s))),
     ("replace_and_delete", |s| Box::pin(replace_and_delete(s))),
-    ("find_eq_top_level_and_dotted", |s| Box::pin(find_eq_top_level_and_dotted(s))),
-    ("eq_null_matches_missing", |s| Box::pin(eq_null_matches_missing(s))),
+    ("find_eq_top_level_and_dotted", |s| {
+        Box::pin(find_eq_top_level_and_dotted(s))
+    }),
+    ("eq_null_matches_missing", |s| {
+        Box::pin(eq_null_matches_missing(s))
+    }),
     ("eq_typed_scalars", |s| Box::pin(eq_typed_scalars(s))),
-    ("eq_objects_and_arrays", |s| Box::pin(eq_objects_and_arrays(s))),
+    ("eq_objects_and_arrays", |s| {
+        Box::pin(eq_objects_and_arrays(s))
+    }),
     ("find_in", |s| Box::pin(find_in(s))),
-    ("find_prefix_is_literal", |s| Box::pin(find_prefix_is_literal(s))),
-    ("find_agrees_with_query_matches", |s| Box::pin(find_agrees_with_query_matches(s))),
+    ("find_prefix_is_literal", |s| {
+        Box::pin(find_prefix_is_literal(s))
+    }),
+    ("find_agrees_with_query_matches", |s| {
+        Box::pin(find_agrees_with_query_matches(s))
+    }),
     ("sorting", |s| Box::pin(sorting(s))),
     ("paging_and_count", |s| Box::pin(paging_and_count(s))),
     ("get_by_ref_and_id", |s| Box::pin(get_by_ref_and_id(s))),
     ("apply_is_atomic", |s| Box::pin(apply_is_atomic(s))),
-    ("compare_and_set_basics", |s| Box::pin(compare_and_set_basics(s))),
-    ("compare_and_set_race", |s| Box::pin(compare_and_set_race(s))),
+    ("compare_and_set_basics", |s| {
+        Box::pin(compare_and_set_basics(s))
+    }),
+    ("compare_and_set_race", |s| {
+        Box::pin(compare_and_set_race(s))
+    }),
 ];
 
 /// Runs every check of [`CHECKS`], each on a fresh store from `make`. Panics naming the first
@@ -129,9 +145,12 @@ fn rule(pack: &str, name: &str, trigger_type: &str) -> Rule {
             trigger_ref: None,
             description: None,
         },
-        criteria: [("trigger.body.x".to_string(), json!({"type": "equals", "pattern": 1}))]
-            .into_iter()
-            .collect(),
+        criteria: [(
+            "trigger.body.x".to_string(),
+            json!({"type": "equals", "pattern": 1}),
+        )]
+        .into_iter()
+        .collect(),
         action: RuleAction {
             action_ref: "core.local".into(),
             parameters: [("cmd".to_string(), json!("echo {{ trigger.body }}"))]
@@ -160,7 +179,9 @@ fn execution(id: &str, status: ExecutionStatus) -> Execution {
         status,
         parameters: [("cmd".to_string(), json!("date"))].into_iter().collect(),
         result: None,
-        context: [("user".to_string(), json!("stanley"))].into_iter().collect(),
+        context: [("user".to_string(), json!("stanley"))]
+            .into_iter()
+            .collect(),
         parent: None,
         children: vec![],
         trigger: None,
@@ -240,13 +261,21 @@ fn sensor(pack: &str, class_name: &str, trigger_types: &[&str]) -> Sensor {
 
 /// Puts a model document through its typed repository; returns it with its id.
 async fn save<T: Document>(store: &dyn Store, doc: T) -> T {
-    repo::<T>(store).save(doc).await.unwrap_or_else(|e| panic!("save {:?}: {e}", T::COLLECTION))
+    repo::<T>(store)
+        .save(doc)
+        .await
+        .unwrap_or_else(|e| panic!("save {:?}: {e}", T::COLLECTION))
 }
 
 /// Ids of the documents a query finds, in result order.
 async fn ids(store: &dyn Store, coll: Collection, q: &Query) -> Vec<String> {
-    let docs = store.find(coll, q).await.unwrap_or_else(|e| panic!("find {q:?}: {e}"));
-    docs.iter().map(|d| d["id"].as_str().unwrap_or_default().to_string()).collect()
+    let docs = store
+        .find(coll, q)
+        .await
+        .unwrap_or_else(|e| panic!("find {q:?}: {e}"));
+    docs.iter()
+        .map(|d| d["id"].as_str().unwrap_or_default().to_string())
+        .collect()
 }
 
 /// Ids a query finds, sorted (for checks that do not care about order).
@@ -257,7 +286,10 @@ async fn id_set(store: &dyn Store, coll: Collection, q: &Query) -> Vec<String> {
 }
 
 async fn count(store: &dyn Store, coll: Collection, q: &Query) -> u64 {
-    store.count(coll, q).await.unwrap_or_else(|e| panic!("count {q:?}: {e}"))
+    store
+        .count(coll, q)
+        .await
+        .unwrap_or_else(|e| panic!("count {q:?}: {e}"))
 }
 
 fn strs(v: &[&str]) -> Vec<String> {
@@ -279,7 +311,11 @@ async fn round_trip<T: Document + PartialEq + Debug>(store: &dyn Store, doc: T) 
     assert_eq!(got.as_ref(), Some(&saved), "{coll:?}: typed round trip");
     let raw = store.get(coll, saved.id()).await.expect("raw get");
     let want = serde_json::to_value(&saved).expect("model serialises");
-    assert_eq!(raw, Some(want), "{coll:?}: stored JSON differs from the serialised model");
+    assert_eq!(
+        raw,
+        Some(want),
+        "{coll:?}: stored JSON differs from the serialised model"
+    );
     for other in Collection::ALL.into_iter().filter(|c| *c != coll) {
         let leaked = store.get(other, saved.id()).await.expect("raw get");
         assert!(leaked.is_none(), "{coll:?} document visible in {other:?}");
@@ -428,7 +464,11 @@ pub async fn round_trip_every_model(store: Arc<dyn Store>) {
     round_trip(s, pair).await;
     round_trip(
         s,
-        Config { id: String::new(), pack: "demo".into(), values: patch(json!({"a": 1})) },
+        Config {
+            id: String::new(),
+            pack: "demo".into(),
+            values: patch(json!({"a": 1})),
+        },
     )
     .await;
     round_trip(
@@ -486,20 +526,42 @@ pub async fn round_trip_every_model(store: Arc<dyn Store>) {
         },
     )
     .await;
-    round_trip(s, User { id: String::new(), name: "stanley".into(), password_hash: None }).await;
+    round_trip(
+        s,
+        User {
+            id: String::new(),
+            name: "stanley".into(),
+            password_hash: None,
+        },
+    )
+    .await;
 }
 
 /// Reads of what is not there: `None`, empty results, zero counts.
 pub async fn missing_documents(store: Arc<dyn Store>) {
     let s = &*store;
     for coll in Collection::ALL {
-        assert_eq!(s.get(coll, "nope").await.expect("get"), None, "{coll:?}: get of missing id");
-        assert!(ids(s, coll, &Query::all()).await.is_empty(), "{coll:?}: empty store finds");
-        assert_eq!(count(s, coll, &Query::all()).await, 0, "{coll:?}: empty store counts");
+        assert_eq!(
+            s.get(coll, "nope").await.expect("get"),
+            None,
+            "{coll:?}: get of missing id"
+        );
+        assert!(
+            ids(s, coll, &Query::all()).await.is_empty(),
+            "{coll:?}: empty store finds"
+        );
+        assert_eq!(
+            count(s, coll, &Query::all()).await,
+            0,
+            "{coll:?}: empty store counts"
+        );
     }
     let typed = repo::<Execution>(s).get("nope").await.expect("typed get");
     assert!(typed.is_none(), "typed get of missing id");
-    assert!(!s.delete(Collection::Actions, "nope").await.expect("delete"), "delete of missing id");
+    assert!(
+        !s.delete(Collection::Actions, "nope").await.expect("delete"),
+        "delete of missing id"
+    );
 }
 
 /// Saving an existing id replaces the document; delete reports whether it existed.
@@ -509,14 +571,31 @@ pub async fn replace_and_delete(store: Arc<dyn Store>) {
     a.description = Some("changed".into());
     a.enabled = false;
     let a = save(s, a).await;
-    assert_eq!(count(s, Collection::Actions, &Query::all()).await, 1, "replace keeps one doc");
+    assert_eq!(
+        count(s, Collection::Actions, &Query::all()).await,
+        1,
+        "replace keeps one doc"
+    );
     let got = repo::<Action>(s).get(&a.id).await.expect("get");
     assert_eq!(got.as_ref(), Some(&a), "replace stores the new version");
 
-    assert!(repo::<Action>(s).delete(&a.id).await.expect("delete"), "delete of existing id");
-    assert!(!repo::<Action>(s).delete(&a.id).await.expect("delete"), "second delete");
-    assert!(repo::<Action>(s).get(&a.id).await.expect("get").is_none(), "deleted doc is gone");
-    assert_eq!(count(s, Collection::Actions, &Query::all()).await, 0, "count after delete");
+    assert!(
+        repo::<Action>(s).delete(&a.id).await.expect("delete"),
+        "delete of existing id"
+    );
+    assert!(
+        !repo::<Action>(s).delete(&a.id).await.expect("delete"),
+        "second delete"
+    );
+    assert!(
+        repo::<Action>(s).get(&a.id).await.expect("get").is_none(),
+        "deleted doc is gone"
+    );
+    assert_eq!(
+        count(s, Collection::Actions, &Query::all()).await,
+        0,
+        "count after delete"
+    );
 }
 
 /// `Eq` on top-level, dotted and `id` fields.
@@ -535,12 +614,23 @@ pub async fn find_eq_top_level_and_dotted(store: Arc<dyn Store>) {
     let coll = Collection::Rules;
     let cases: &[(Query, &[&str])] = &[
         (Query::all().eq("pack", "linux"), &["r2", "r3"]),
-        (Query::all().eq("trigger.type", "core.st2.webhook"), &["r1", "r3"]),
+        (
+            Query::all().eq("trigger.type", "core.st2.webhook"),
+            &["r1", "r3"],
+        ),
         (Query::all().eq("action.ref", "linux.file_touch"), &["r3"]),
         (Query::all().eq("trigger.parameters.url", "r2"), &["r2"]),
-        (Query::all().eq("pack", "linux").eq("trigger.type", "core.st2.webhook"), &["r3"]),
+        (
+            Query::all()
+                .eq("pack", "linux")
+                .eq("trigger.type", "core.st2.webhook"),
+            &["r3"],
+        ),
         (Query::all().eq("pack", "nope"), &[]),
-        (Query::all().eq("trigger.type.deeper", "core.st2.webhook"), &[]),
+        (
+            Query::all().eq("trigger.type.deeper", "core.st2.webhook"),
+            &[],
+        ),
         (Query::all().eq("id", "r2"), &["r2"]),
         (Query::all().eq("id", "r2").eq("pack", "core"), &[]),
         (Query::all().eq("ref", "linux.r3"), &["r3"]),
@@ -560,8 +650,14 @@ pub async fn eq_null_matches_missing(store: Arc<dyn Store>) {
     save(s, child).await;
     save(s, execution("root", ExecutionStatus::Running)).await;
     let coll = Collection::Executions;
-    assert_eq!(id_set(s, coll, &Query::all().eq("parent", Value::Null)).await, strs(&["root"]));
-    assert_eq!(id_set(s, coll, &Query::all().eq("parent", "root")).await, strs(&["child"]));
+    assert_eq!(
+        id_set(s, coll, &Query::all().eq("parent", Value::Null)).await,
+        strs(&["root"])
+    );
+    assert_eq!(
+        id_set(s, coll, &Query::all().eq("parent", "root")).await,
+        strs(&["child"])
+    );
     assert_eq!(
         id_set(s, coll, &Query::all().eq("no_such_field", Value::Null)).await,
         strs(&["child", "root"]),
@@ -581,7 +677,10 @@ pub async fn eq_null_matches_missing(store: Arc<dyn Store>) {
         (Query::all().eq("metadata", Value::Null), &["t-null"]),
         (Query::all().eq("metadata.source", Value::Null), &["t-null"]),
         (Query::all().eq("metadata.source", "cli"), &["t-obj"]),
-        (Query::all().is_in("metadata", vec![Value::Null, json!("x")]), &["t-null"]),
+        (
+            Query::all().is_in("metadata", vec![Value::Null, json!("x")]),
+            &["t-null"],
+        ),
     ];
     for (q, want) in cases {
         assert_eq!(id_set(s, coll, q).await, strs(want), "find {q:?}");
@@ -605,8 +704,14 @@ pub async fn eq_typed_scalars(store: Arc<dyn Store>) {
         (Query::all().eq("enabled", 1), &[]),
         (Query::all().eq("enabled", 0), &[]),
         (Query::all().eq("enabled", "true"), &[]),
-        (Query::all().eq("parameters.cmd.required", true), &["off", "on"]),
-        (Query::all().eq("parameters.cmd.position", 0), &["off", "on"]),
+        (
+            Query::all().eq("parameters.cmd.required", true),
+            &["off", "on"],
+        ),
+        (
+            Query::all().eq("parameters.cmd.position", 0),
+            &["off", "on"],
+        ),
         (Query::all().eq("parameters.cmd.position", false), &[]),
     ];
     for (q, want) in cases {
@@ -639,9 +744,18 @@ pub async fn eq_typed_scalars(store: Arc<dyn Store>) {
     fast.elapsed_seconds = Some(0.1);
     save(s, fast).await;
     let coll = Collection::Executions;
-    assert_eq!(id_set(s, coll, &Query::all().eq("elapsed_seconds", 2.5)).await, strs(&["slow"]));
-    assert_eq!(id_set(s, coll, &Query::all().eq("elapsed_seconds", 0.1)).await, strs(&["fast"]));
-    assert_eq!(id_set(s, coll, &Query::all().eq("elapsed_seconds", "2.5")).await, strs(&[]));
+    assert_eq!(
+        id_set(s, coll, &Query::all().eq("elapsed_seconds", 2.5)).await,
+        strs(&["slow"])
+    );
+    assert_eq!(
+        id_set(s, coll, &Query::all().eq("elapsed_seconds", 0.1)).await,
+        strs(&["fast"])
+    );
+    assert_eq!(
+        id_set(s, coll, &Query::all().eq("elapsed_seconds", "2.5")).await,
+        strs(&[])
+    );
 }
 
 /// `Eq` with an object or array value compares whole JSON values.
@@ -655,9 +769,18 @@ pub async fn eq_objects_and_arrays(store: Arc<dyn Store>) {
     save(s, two).await;
     let coll = Collection::Sensors;
     let cases: &[(Query, &[&str])] = &[
-        (Query::all().eq("trigger_types", json!(["demo.a"])), &["one"]),
-        (Query::all().eq("trigger_types", json!(["demo.a", "demo.b"])), &["two"]),
-        (Query::all().eq("trigger_types", json!(["demo.b", "demo.a"])), &[]),
+        (
+            Query::all().eq("trigger_types", json!(["demo.a"])),
+            &["one"],
+        ),
+        (
+            Query::all().eq("trigger_types", json!(["demo.a", "demo.b"])),
+            &["two"],
+        ),
+        (
+            Query::all().eq("trigger_types", json!(["demo.b", "demo.a"])),
+            &[],
+        ),
         (Query::all().eq("trigger_types", json!([])), &[]),
         (Query::all().eq("trigger_types", "[\"demo.a\"]"), &[]),
         (Query::all().eq("trigger_types", "demo.a"), &[]),
@@ -671,11 +794,26 @@ pub async fn eq_objects_and_arrays(store: Arc<dyn Store>) {
     save(s, r).await;
     let coll = Collection::Rules;
     let cases: &[(Query, &[&str])] = &[
-        (Query::all().eq("trigger.parameters", json!({"url": "r"})), &["r"]),
-        (Query::all().eq("trigger.parameters", json!({"url": "x"})), &[]),
-        (Query::all().eq("trigger.parameters", json!({"url": "r", "more": 1})), &[]),
-        (Query::all().eq("trigger.parameters", "{\"url\":\"r\"}"), &[]),
-        (Query::all().eq("type", json!({"ref": "standard", "parameters": {}})), &["r"]),
+        (
+            Query::all().eq("trigger.parameters", json!({"url": "r"})),
+            &["r"],
+        ),
+        (
+            Query::all().eq("trigger.parameters", json!({"url": "x"})),
+            &[],
+        ),
+        (
+            Query::all().eq("trigger.parameters", json!({"url": "r", "more": 1})),
+            &[],
+        ),
+        (
+            Query::all().eq("trigger.parameters", "{\"url\":\"r\"}"),
+            &[],
+        ),
+        (
+            Query::all().eq("type", json!({"ref": "standard", "parameters": {}})),
+            &["r"],
+        ),
     ];
     for (q, want) in cases {
         assert_eq!(id_set(s, coll, q).await, strs(want), "find {q:?}");
@@ -686,18 +824,35 @@ pub async fn eq_objects_and_arrays(store: Arc<dyn Store>) {
 pub async fn find_in(store: Arc<dyn Store>) {
     let s = &*store;
     use ExecutionStatus::*;
-    for (id, st) in [("a", Requested), ("b", Running), ("c", Succeeded), ("d", Failed)] {
+    for (id, st) in [
+        ("a", Requested),
+        ("b", Running),
+        ("c", Succeeded),
+        ("d", Failed),
+    ] {
         save(s, execution(id, st)).await;
     }
     let coll = Collection::Executions;
     let cases: &[(Query, &[&str])] = &[
-        (Query::all().is_in("status", vec![json!("requested"), json!("running")]), &["a", "b"]),
+        (
+            Query::all().is_in("status", vec![json!("requested"), json!("running")]),
+            &["a", "b"],
+        ),
         (Query::all().is_in("status", vec![json!("failed")]), &["d"]),
         (Query::all().is_in("status", vec![]), &[]),
-        (Query::all().is_in("status", vec![json!(1), json!(true), json!(null)]), &[]),
-        (Query::all().is_in("id", vec![json!("a"), json!("c"), json!("zz")]), &["a", "c"]),
+        (
+            Query::all().is_in("status", vec![json!(1), json!(true), json!(null)]),
+            &[],
+        ),
+        (
+            Query::all().is_in("id", vec![json!("a"), json!("c"), json!("zz")]),
+            &["a", "c"],
+        ),
         (Query::all().is_in("id", vec![json!("a"), json!(1)]), &["a"]),
-        (Query::all().is_in("parent", vec![json!("x"), Value::Null]), &["a", "b", "c", "d"]),
+        (
+            Query::all().is_in("parent", vec![json!("x"), Value::Null]),
+            &["a", "b", "c", "d"],
+        ),
         (
             Query::all()
                 .is_in("status", vec![json!("running"), json!("failed")])
@@ -737,9 +892,17 @@ pub async fn find_prefix_is_literal(store: Arc<dyn Store>) {
         (Query::all().prefix("name", "%"), &[]),
         (Query::all().prefix("name", "stanley:"), &["k6", "k7"]),
         (Query::all().prefix("name", "é"), &["k8"]),
-        (Query::all().prefix("name", ""), &["k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8"]),
+        (
+            Query::all().prefix("name", ""),
+            &["k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8"],
+        ),
         (Query::all().prefix("user", ""), &[]),
-        (Query::all().prefix("name", "stanley:").prefix("uid", "key_value_pair:"), &["k6", "k7"]),
+        (
+            Query::all()
+                .prefix("name", "stanley:")
+                .prefix("uid", "key_value_pair:"),
+            &["k6", "k7"],
+        ),
     ];
     for (q, want) in cases {
         assert_eq!(id_set(s, coll, q).await, strs(want), "find {q:?}");
@@ -748,7 +911,10 @@ pub async fn find_prefix_is_literal(store: Arc<dyn Store>) {
     // A prefix on a non-string field matches nothing.
     save(s, trigger("t", "x", 12)).await;
     let q = Query::all().prefix("ref_count", "1");
-    assert!(ids(s, Collection::Triggers, &q).await.is_empty(), "prefix on a number");
+    assert!(
+        ids(s, Collection::Triggers, &q).await.is_empty(),
+        "prefix on a number"
+    );
 }
 
 /// For a table of queries, the backend returns exactly what [`Query::matches`] accepts.
@@ -756,8 +922,9 @@ pub async fn find_agrees_with_query_matches(store: Arc<dyn Store>) {
     let s = &*store;
     use ExecutionStatus::*;
     let mut all = Vec::new();
-    for (i, st) in
-        [Requested, Scheduled, Running, Succeeded, Failed, Running].into_iter().enumerate()
+    for (i, st) in [Requested, Scheduled, Running, Succeeded, Failed, Running]
+        .into_iter()
+        .enumerate()
     {
         let mut ex = execution(&format!("ex{i}"), st);
         if i % 2 == 0 {
@@ -778,10 +945,15 @@ pub async fn find_agrees_with_query_matches(store: Arc<dyn Store>) {
         Query::all().eq("delay", Value::Null),
         Query::all().eq("liveaction.action_is_workflow", true),
         Query::all().eq("liveaction.runner_info", json!({})),
-        Query::all().is_in("status", vec![json!("requested"), json!("failed"), json!(3)]),
+        Query::all().is_in(
+            "status",
+            vec![json!("requested"), json!("failed"), json!(3)],
+        ),
         Query::all().prefix("status", "s"),
         Query::all().prefix("id", "ex"),
-        Query::all().eq("context.user", "stanley").eq("parent", Value::Null),
+        Query::all()
+            .eq("context.user", "stanley")
+            .eq("parent", Value::Null),
     ];
     for q in queries {
         let mut want: Vec<String> = all
@@ -790,7 +962,11 @@ pub async fn find_agrees_with_query_matches(store: Arc<dyn Store>) {
             .map(|d| d["id"].as_str().unwrap_or_default().to_string())
             .collect();
         want.sort();
-        assert_eq!(id_set(s, Collection::Executions, &q).await, want, "find {q:?}");
+        assert_eq!(
+            id_set(s, Collection::Executions, &q).await,
+            want,
+            "find {q:?}"
+        );
     }
     // The reference semantics themselves, so the table above cannot pass vacuously.
     let q = Query::all().eq("parent", Value::Null);
@@ -800,7 +976,12 @@ pub async fn find_agrees_with_query_matches(store: Arc<dyn Store>) {
 /// Sorting on string, number and dotted fields, both ways; `id` ascending by default.
 pub async fn sorting(store: Arc<dyn Store>) {
     let s = &*store;
-    for (id, name, refs) in [("t3", "b", 3), ("t1", "ab", 10), ("t2", "c", 1), ("t4", "a", 2)] {
+    for (id, name, refs) in [
+        ("t3", "b", 3),
+        ("t1", "ab", 10),
+        ("t2", "c", 1),
+        ("t4", "a", 2),
+    ] {
         save(s, trigger(id, name, refs)).await;
     }
     let coll = Collection::Triggers;
@@ -809,11 +990,19 @@ pub async fn sorting(store: Arc<dyn Store>) {
         (Query::all().sort("id", true), &["t4", "t3", "t2", "t1"]),
         (Query::all().sort("name", false), &["t4", "t1", "t3", "t2"]),
         (Query::all().sort("name", true), &["t2", "t3", "t1", "t4"]),
-        (Query::all().sort("ref_count", false), &["t2", "t4", "t3", "t1"]),
-        (Query::all().sort("ref_count", true), &["t1", "t3", "t4", "t2"]),
+        (
+            Query::all().sort("ref_count", false),
+            &["t2", "t4", "t3", "t1"],
+        ),
+        (
+            Query::all().sort("ref_count", true),
+            &["t1", "t3", "t4", "t2"],
+        ),
         (Query::all().sort("ref", true), &["t2", "t3", "t1", "t4"]),
         (
-            Query::all().sort("ref_count", true).eq("type", "core.st2.webhook"),
+            Query::all()
+                .sort("ref_count", true)
+                .eq("type", "core.st2.webhook"),
             &["t1", "t3", "t4", "t2"],
         ),
     ];
@@ -831,9 +1020,17 @@ pub async fn sorting(store: Arc<dyn Store>) {
         save(s, r).await;
     }
     let q = Query::all().sort("trigger.type", false);
-    assert_eq!(ids(s, Collection::Rules, &q).await, strs(&["r2", "r1", "r3"]), "dotted sort asc");
+    assert_eq!(
+        ids(s, Collection::Rules, &q).await,
+        strs(&["r2", "r1", "r3"]),
+        "dotted sort asc"
+    );
     let q = Query::all().sort("trigger.type", true);
-    assert_eq!(ids(s, Collection::Rules, &q).await, strs(&["r3", "r1", "r2"]), "dotted sort desc");
+    assert_eq!(
+        ids(s, Collection::Rules, &q).await,
+        strs(&["r3", "r1", "r2"]),
+        "dotted sort desc"
+    );
 }
 
 /// `limit`/`offset` page the sorted result; `count` ignores sort and paging.
@@ -854,20 +1051,41 @@ pub async fn paging_and_count(store: Arc<dyn Store>) {
         (page(7, Some(3)), &[]),
         (page(100, None), &[]),
         (page(5, None), &["kv5", "kv6"]),
-        (page(0, Some(100)), &["kv0", "kv1", "kv2", "kv3", "kv4", "kv5", "kv6"]),
-        (Query::all().sort("ttl", false).page(1, Some(2)), &["kv5", "kv4"]),
-        (Query::all().sort("ttl", true).page(1, Some(2)), &["kv1", "kv2"]),
-        (Query::all().prefix("name", "key").sort("name", true).page(2, Some(1)), &["kv4"]),
+        (
+            page(0, Some(100)),
+            &["kv0", "kv1", "kv2", "kv3", "kv4", "kv5", "kv6"],
+        ),
+        (
+            Query::all().sort("ttl", false).page(1, Some(2)),
+            &["kv5", "kv4"],
+        ),
+        (
+            Query::all().sort("ttl", true).page(1, Some(2)),
+            &["kv1", "kv2"],
+        ),
+        (
+            Query::all()
+                .prefix("name", "key")
+                .sort("name", true)
+                .page(2, Some(1)),
+            &["kv4"],
+        ),
     ];
     for (q, want) in cases {
         assert_eq!(ids(s, coll, q).await, strs(want), "find {q:?}");
     }
     let q = Query::all().sort("ttl", true).page(2, Some(1));
     assert_eq!(count(s, coll, &q).await, 7, "count ignores paging and sort");
-    let q = Query::all().is_in("name", vec![json!("key1"), json!("key2")]).page(1, Some(1));
+    let q = Query::all()
+        .is_in("name", vec![json!("key1"), json!("key2")])
+        .page(1, Some(1));
     assert_eq!(count(s, coll, &q).await, 2, "count applies filters only");
     let q = Query::all().page(0, Some(2));
-    assert_eq!(repo::<KeyValuePair>(s).count(&q).await.expect("count"), 7, "typed count");
+    assert_eq!(
+        repo::<KeyValuePair>(s).count(&q).await.expect("count"),
+        7,
+        "typed count"
+    );
 }
 
 /// `Repo::get_by_ref` and `get_by_ref_or_id` (id wins over ref).
@@ -882,19 +1100,41 @@ pub async fn get_by_ref_and_id(store: Arc<dyn Store>) {
 
     let by_ref = r.get_by_ref("core.local").await.expect("get_by_ref");
     assert_eq!(by_ref.as_ref(), Some(&local), "get_by_ref");
-    assert!(r.get_by_ref("core.nope").await.expect("get_by_ref").is_none(), "missing ref");
-    assert!(r.get_by_ref(&local.id).await.expect("get_by_ref").is_none(), "an id is not a ref");
+    assert!(
+        r.get_by_ref("core.nope")
+            .await
+            .expect("get_by_ref")
+            .is_none(),
+        "missing ref"
+    );
+    assert!(
+        r.get_by_ref(&local.id).await.expect("get_by_ref").is_none(),
+        "an id is not a ref"
+    );
 
     let got = r.get_by_ref_or_id(&local.id).await.expect("by id");
     assert_eq!(got.as_ref(), Some(&local), "get_by_ref_or_id with an id");
     let got = r.get_by_ref_or_id("core.local").await.expect("by ref");
     assert_eq!(got.as_ref(), Some(&local), "get_by_ref_or_id with a ref");
-    let got = r.get_by_ref_or_id("core.remote").await.expect("by id first");
-    assert_eq!(got.as_ref(), Some(&odd), "an id matching another doc's ref wins");
+    let got = r
+        .get_by_ref_or_id("core.remote")
+        .await
+        .expect("by id first");
+    assert_eq!(
+        got.as_ref(),
+        Some(&odd),
+        "an id matching another doc's ref wins"
+    );
     let got = r.get_by_ref("core.remote").await.expect("by ref");
     assert_eq!(got.as_ref(), Some(&remote), "get_by_ref ignores ids");
-    assert!(r.get_by_ref_or_id("nope").await.expect("missing").is_none(), "missing ref or id");
-    let other = repo::<Rule>(s).get_by_ref_or_id("core.local").await.expect("other collection");
+    assert!(
+        r.get_by_ref_or_id("nope").await.expect("missing").is_none(),
+        "missing ref or id"
+    );
+    let other = repo::<Rule>(s)
+        .get_by_ref_or_id("core.local")
+        .await
+        .expect("other collection");
     assert!(other.is_none(), "refs are per collection");
 }
 
@@ -911,22 +1151,35 @@ pub async fn apply_is_atomic(store: Arc<dyn Store>) {
     };
     let snapshot = |s: Arc<dyn Store>| async move {
         let mut out = Vec::new();
-        for coll in [Collection::Actions, Collection::Rules, Collection::Executions] {
+        for coll in [
+            Collection::Actions,
+            Collection::Rules,
+            Collection::Executions,
+        ] {
             out.push(s.find(coll, &Query::all()).await.expect("find"));
         }
         out
     };
     let before = snapshot(store.clone()).await;
 
-    let put = |coll, doc: Value| Write::Put { collection: coll, doc };
+    let put = |coll, doc: Value| Write::Put {
+        collection: coll,
+        doc,
+    };
     let new_action = |id: &str| {
         let mut a = action("core", id);
         a.id = id.into();
-        put(Collection::Actions, serde_json::to_value(a).expect("serialise"))
+        put(
+            Collection::Actions,
+            serde_json::to_value(a).expect("serialise"),
+        )
     };
     let new_execution = |id: &str| {
         let ex = execution(id, ExecutionStatus::Requested);
-        put(Collection::Executions, serde_json::to_value(ex).expect("serialise"))
+        put(
+            Collection::Executions,
+            serde_json::to_value(ex).expect("serialise"),
+        )
     };
     let invalid_docs = [
         json!([1, 2]),
@@ -941,8 +1194,14 @@ pub async fn apply_is_atomic(store: Arc<dyn Store>) {
         let mut batch = vec![
             new_action("a1"),
             new_execution("e1"),
-            Write::Delete { collection: Collection::Actions, id: keep.id.clone() },
-            Write::Delete { collection: Collection::Rules, id: keep_rule.id.clone() },
+            Write::Delete {
+                collection: Collection::Actions,
+                id: keep.id.clone(),
+            },
+            Write::Delete {
+                collection: Collection::Rules,
+                id: keep_rule.id.clone(),
+            },
             new_action("a2"),
         ];
         // The invalid put goes first, in the middle or last.
@@ -951,21 +1210,40 @@ pub async fn apply_is_atomic(store: Arc<dyn Store>) {
             Err(StoreError::InvalidDocument { .. }) => {}
             other => panic!("batch with invalid put {bad} gave {other:?}, not InvalidDocument"),
         }
-        assert_eq!(snapshot(store.clone()).await, before, "failed batch ({bad}) wrote something");
+        assert_eq!(
+            snapshot(store.clone()).await,
+            before,
+            "failed batch ({bad}) wrote something"
+        );
     }
 
     s.apply(vec![]).await.expect("an empty batch is fine");
     s.apply(vec![
         new_action("a1"),
         new_execution("e1"),
-        Write::Delete { collection: Collection::Actions, id: keep.id.clone() },
-        Write::Delete { collection: Collection::Rules, id: "not-there".into() },
+        Write::Delete {
+            collection: Collection::Actions,
+            id: keep.id.clone(),
+        },
+        Write::Delete {
+            collection: Collection::Rules,
+            id: "not-there".into(),
+        },
     ])
     .await
     .expect("valid batch");
-    assert_eq!(id_set(s, Collection::Actions, &Query::all()).await, strs(&["a1"]));
-    assert_eq!(id_set(s, Collection::Executions, &Query::all()).await, strs(&["e1"]));
-    assert_eq!(id_set(s, Collection::Rules, &Query::all()).await, strs(&["keep-rule"]));
+    assert_eq!(
+        id_set(s, Collection::Actions, &Query::all()).await,
+        strs(&["a1"])
+    );
+    assert_eq!(
+        id_set(s, Collection::Executions, &Query::all()).await,
+        strs(&["e1"])
+    );
+    assert_eq!(
+        id_set(s, Collection::Rules, &Query::all()).await,
+        strs(&["keep-rule"])
+    );
 
     // Later writes of a batch win over earlier ones.
     let mut v1 = action("core", "twice");
@@ -973,16 +1251,31 @@ pub async fn apply_is_atomic(store: Arc<dyn Store>) {
     let mut v2 = v1.clone();
     v2.description = Some("second".into());
     s.apply(vec![
-        put(Collection::Actions, serde_json::to_value(&v1).expect("serialise")),
-        put(Collection::Actions, serde_json::to_value(&v2).expect("serialise")),
+        put(
+            Collection::Actions,
+            serde_json::to_value(&v1).expect("serialise"),
+        ),
+        put(
+            Collection::Actions,
+            serde_json::to_value(&v2).expect("serialise"),
+        ),
         new_action("gone"),
-        Write::Delete { collection: Collection::Actions, id: "gone".into() },
+        Write::Delete {
+            collection: Collection::Actions,
+            id: "gone".into(),
+        },
     ])
     .await
     .expect("ordered batch");
     let got = repo::<Action>(s).get("twice").await.expect("get");
     assert_eq!(got, Some(v2), "the last put of an id wins");
-    assert!(s.get(Collection::Actions, "gone").await.expect("get").is_none(), "put then delete");
+    assert!(
+        s.get(Collection::Actions, "gone")
+            .await
+            .expect("get")
+            .is_none(),
+        "put then delete"
+    );
 }
 
 /// Compare-and-set: success merges the patch; mismatch and missing documents give `None`.
@@ -993,29 +1286,54 @@ pub async fn compare_and_set_basics(store: Arc<dyn Store>) {
     let r = repo::<Execution>(s);
 
     let p = patch(json!({"status": "scheduled", "lease_owner": "w1"}));
-    let got = s.compare_and_set(coll, "ex", "status", &[json!("requested")], p).await;
-    let doc = got.expect("cas").expect("cas on a matching status succeeds");
+    let got = s
+        .compare_and_set(coll, "ex", "status", &[json!("requested")], p)
+        .await;
+    let doc = got
+        .expect("cas")
+        .expect("cas on a matching status succeeds");
     assert_eq!(doc["status"], "scheduled");
     assert_eq!(doc["lease_owner"], "w1");
-    assert_eq!(doc["parameters"], json!({"cmd": "date"}), "untouched fields are kept");
-    assert_eq!(s.get(coll, "ex").await.expect("get"), Some(doc.clone()), "returned doc is stored");
+    assert_eq!(
+        doc["parameters"],
+        json!({"cmd": "date"}),
+        "untouched fields are kept"
+    );
+    assert_eq!(
+        s.get(coll, "ex").await.expect("get"),
+        Some(doc.clone()),
+        "returned doc is stored"
+    );
 
     let p = patch(json!({"status": "running"}));
-    let got = s.compare_and_set(coll, "ex", "status", &[json!("requested")], p).await;
+    let got = s
+        .compare_and_set(coll, "ex", "status", &[json!("requested")], p)
+        .await;
     assert_eq!(got.expect("cas"), None, "cas on a stale status fails");
-    assert_eq!(s.get(coll, "ex").await.expect("get"), Some(doc), "failed cas changes nothing");
+    assert_eq!(
+        s.get(coll, "ex").await.expect("get"),
+        Some(doc),
+        "failed cas changes nothing"
+    );
 
     let p = patch(json!({"status": "running"}));
-    let ok = r.compare_and_set("ex", "status", &[json!("delayed"), json!("scheduled")], p).await;
+    let ok = r
+        .compare_and_set("ex", "status", &[json!("delayed"), json!("scheduled")], p)
+        .await;
     let ex = ok.expect("typed cas").expect("any expected value matches");
     assert_eq!(ex.status, ExecutionStatus::Running);
     assert_eq!(ex.lease_owner.as_deref(), Some("w1"));
     assert_eq!(ex.action, original.action);
 
     let p = patch(json!({"status": "running"}));
-    let got = s.compare_and_set(coll, "nope", "status", &[json!("requested")], p).await;
+    let got = s
+        .compare_and_set(coll, "nope", "status", &[json!("requested")], p)
+        .await;
     assert_eq!(got.expect("cas"), None, "cas on a missing document");
-    assert!(s.get(coll, "nope").await.expect("get").is_none(), "cas does not create documents");
+    assert!(
+        s.get(coll, "nope").await.expect("get").is_none(),
+        "cas does not create documents"
+    );
 
     let p = patch(json!({"status": "failed"}));
     let got = s.compare_and_set(coll, "ex", "status", &[], p).await;
@@ -1023,19 +1341,30 @@ pub async fn compare_and_set_basics(store: Arc<dyn Store>) {
 
     // Dotted fields.
     let p = patch(json!({"result": {"ok": true}}));
-    let got = s.compare_and_set(coll, "ex", "liveaction.action", &[json!("core.local")], p).await;
+    let got = s
+        .compare_and_set(coll, "ex", "liveaction.action", &[json!("core.local")], p)
+        .await;
     let doc = got.expect("cas").expect("cas on a dotted field");
     assert_eq!(doc["result"], json!({"ok": true}));
     let p = patch(json!({"result": null}));
-    let got = s.compare_and_set(coll, "ex", "liveaction.action", &[json!("other")], p).await;
+    let got = s
+        .compare_and_set(coll, "ex", "liveaction.action", &[json!("other")], p)
+        .await;
     assert_eq!(got.expect("cas"), None, "dotted mismatch");
 
     // A missing field equals null: the lease pattern.
     save(s, execution("free", ExecutionStatus::Scheduled)).await;
     let take = |owner: &str| patch(json!({"lease_owner": owner}));
-    let got = s.compare_and_set(coll, "free", "lease_owner", &[Value::Null], take("a")).await;
-    assert!(got.expect("cas").is_some(), "missing field matches expected null");
-    let got = s.compare_and_set(coll, "free", "lease_owner", &[Value::Null], take("b")).await;
+    let got = s
+        .compare_and_set(coll, "free", "lease_owner", &[Value::Null], take("a"))
+        .await;
+    assert!(
+        got.expect("cas").is_some(),
+        "missing field matches expected null"
+    );
+    let got = s
+        .compare_and_set(coll, "free", "lease_owner", &[Value::Null], take("b"))
+        .await;
     assert_eq!(got.expect("cas"), None, "taken lease");
     let got = s.get(coll, "free").await.expect("get").expect("exists");
     assert_eq!(got["lease_owner"], "a");
@@ -1051,7 +1380,10 @@ pub async fn compare_and_set_race(store: Arc<dyn Store>) {
 /// win, every handle must see the winner's marker, and the chain
 /// scheduled → running → succeeded must then go through while a stale CAS fails.
 pub async fn cas_race(stores: &[Arc<dyn Store>], contenders: usize) {
-    assert!(!stores.is_empty() && contenders >= 2, "cas_race needs stores and contenders");
+    assert!(
+        !stores.is_empty() && contenders >= 2,
+        "cas_race needs stores and contenders"
+    );
     let coll = Collection::Executions;
     let id = new_id();
     save(&*stores[0], execution(&id, ExecutionStatus::Requested)).await;
@@ -1066,7 +1398,9 @@ pub async fn cas_race(stores: &[Arc<dyn Store>], contenders: usize) {
             let marker = format!("worker-{i}");
             let p = patch(json!({"status": "scheduled", "lease_owner": marker}));
             barrier.wait().await;
-            let won = store.compare_and_set(coll, &id, "status", &[json!("requested")], p).await;
+            let won = store
+                .compare_and_set(coll, &id, "status", &[json!("requested")], p)
+                .await;
             (marker, won)
         }));
     }
@@ -1075,19 +1409,35 @@ pub async fn cas_race(stores: &[Arc<dyn Store>], contenders: usize) {
         let (marker, won) = t.await.expect("contender task");
         match won {
             Ok(Some(doc)) => {
-                assert_eq!(doc["lease_owner"], marker.as_str(), "winner gets its own patch");
+                assert_eq!(
+                    doc["lease_owner"],
+                    marker.as_str(),
+                    "winner gets its own patch"
+                );
                 winners.push(marker);
             }
             Ok(None) => {}
             Err(e) => panic!("{marker}: compare_and_set failed instead of losing: {e}"),
         }
     }
-    assert_eq!(winners.len(), 1, "exactly one contender must win, got {winners:?}");
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one contender must win, got {winners:?}"
+    );
     let winner = &winners[0];
     for (n, s) in stores.iter().enumerate() {
-        let ex = repo::<Execution>(&**s).get(&id).await.expect("get").expect("exists");
+        let ex = repo::<Execution>(&**s)
+            .get(&id)
+            .await
+            .expect("get")
+            .expect("exists");
         assert_eq!(ex.status, ExecutionStatus::Scheduled, "handle {n}");
-        assert_eq!(ex.lease_owner.as_ref(), Some(winner), "handle {n} sees the winner's marker");
+        assert_eq!(
+            ex.lease_owner.as_ref(),
+            Some(winner),
+            "handle {n} sees the winner's marker"
+        );
     }
 
     let step = |n: usize, from: &str, to: &str| {
@@ -1095,17 +1445,46 @@ pub async fn cas_race(stores: &[Arc<dyn Store>], contenders: usize) {
         let (id, from, to) = (id.clone(), json!(from), json!(to));
         async move {
             let p = patch(json!({"status": to}));
-            s.compare_and_set(coll, &id, "status", &[from], p).await.expect("cas")
+            s.compare_and_set(coll, &id, "status", &[from], p)
+                .await
+                .expect("cas")
         }
     };
-    assert!(step(1, "scheduled", "running").await.is_some(), "scheduled → running");
-    assert!(step(2, "requested", "scheduled").await.is_none(), "stale cas from requested");
-    assert!(step(3, "scheduled", "running").await.is_none(), "stale cas from scheduled");
-    assert!(step(4, "running", "succeeded").await.is_some(), "running → succeeded");
-    assert!(step(5, "requested", "running").await.is_none(), "stale cas after completion");
+    assert!(
+        step(1, "scheduled", "running").await.is_some(),
+        "scheduled → running"
+    );
+    assert!(
+        step(2, "requested", "scheduled").await.is_none(),
+        "stale cas from requested"
+    );
+    assert!(
+        step(3, "scheduled", "running").await.is_none(),
+        "stale cas from scheduled"
+    );
+    assert!(
+        step(4, "running", "succeeded").await.is_some(),
+        "running → succeeded"
+    );
+    assert!(
+        step(5, "requested", "running").await.is_none(),
+        "stale cas after completion"
+    );
     for (n, s) in stores.iter().enumerate() {
-        let ex = repo::<Execution>(&**s).get(&id).await.expect("get").expect("exists");
-        assert_eq!(ex.status, ExecutionStatus::Succeeded, "handle {n} sees the final status");
-        assert_eq!(ex.lease_owner.as_ref(), Some(winner), "later patches keep the marker");
+        let ex = repo::<Execution>(&**s)
+            .get(&id)
+            .await
+            .expect("get")
+            .expect("exists");
+        assert_eq!(
+            ex.status,
+            ExecutionStatus::Succeeded,
+            "handle {n} sees the final status"
+        );
+        assert_eq!(
+            ex.lease_owner.as_ref(),
+            Some(winner),
+            "later patches keep the marker"
+        );
     }
 }

@@ -52,7 +52,10 @@ impl fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.path {
             Some(p) => f.debug_struct("EmbeddedStore").field("path", p).finish(),
-            None => f.debug_struct("EmbeddedStore").field("path", &":memory:").finish(),
+            None => f
+                .debug_struct("EmbeddedStore")
+                .field("path", &":memory:")
+                .finish(),
         }
     }
 }
@@ -61,8 +64,10 @@ impl EmbeddedStore {
     /// Opens (creating it if needed) the store file at `path`; its directory must exist.
     /// Creates the tables and indexes that are missing.
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path)
-            .map_err(backend(format!("cannot open store file {}", path.display())))?;
+        let conn = Connection::open(path).map_err(backend(format!(
+            "cannot open store file {}",
+            path.display()
+        )))?;
         Self::init(conn, Some(path.to_path_buf()))
     }
 
@@ -74,7 +79,8 @@ impl EmbeddedStore {
     }
 
     fn init(mut conn: Connection, path: Option<PathBuf>) -> Result<Self> {
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(backend("cannot set busy timeout".into()))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(backend("cannot set busy timeout".into()))?;
         let mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
             .map_err(backend("cannot switch to WAL mode".into()))?;
@@ -91,7 +97,10 @@ impl EmbeddedStore {
         register_functions(&conn)?;
         create_schema(&mut conn)?;
         tracing::debug!(path = ?path, "opened embedded store");
-        Ok(Self { conn: Arc::new(Mutex::new(conn)), path })
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
+        })
     }
 
     /// Runs `f` on the connection in a blocking task.
@@ -130,7 +139,9 @@ fn register_functions(conn: &Connection) -> Result<()> {
         };
         Ok(matches!((parse(0), parse(1)), (Some(a), Some(b)) if a == b))
     })
-    .map_err(backend(format!("cannot register SQL function {JSON_EQ_FN}")))
+    .map_err(backend(format!(
+        "cannot register SQL function {JSON_EQ_FN}"
+    )))
 }
 
 /// Creates every missing table and index, in one transaction so that two processes opening a
@@ -151,7 +162,8 @@ fn create_schema(conn: &mut Connection) -> Result<()> {
                 "CREATE INDEX IF NOT EXISTS \"{index}\" ON \"{table}\" (json_extract(doc, {path}));\n"
             ));
         }
-        tx.execute_batch(&sql).map_err(backend(format!("cannot create table {table}")))?;
+        tx.execute_batch(&sql)
+            .map_err(backend(format!("cannot create table {table}")))?;
     }
     tx.commit().map_err(backend("cannot commit schema".into()))
 }
@@ -200,18 +212,23 @@ impl SqlWhere {
                 Filter::In(field, vs) if field == "id" && vs.iter().all(Value::is_string) => {
                     let marks = vec!["?"; vs.len()].join(", ");
                     let ids = vs.iter().filter_map(Value::as_str);
-                    w.params.extend(ids.map(|id| SqlValue::Text(id.to_string())));
+                    w.params
+                        .extend(ids.map(|id| SqlValue::Text(id.to_string())));
                     format!("id IN ({marks})")
                 }
                 Filter::In(field, vs) => {
-                    let ors = vs.iter().map(|v| w.eq(field, v)).collect::<Result<Vec<_>>>()?;
+                    let ors = vs
+                        .iter()
+                        .map(|v| w.eq(field, v))
+                        .collect::<Result<Vec<_>>>()?;
                     format!("({})", ors.join(" OR "))
                 }
                 Filter::Prefix(field, prefix) => {
                     let x = extract(field)?;
                     let t = json_type(field)?;
                     w.params.push(SqlValue::Text(prefix.clone()));
-                    w.params.push(SqlValue::Integer(prefix.chars().count() as i64));
+                    w.params
+                        .push(SqlValue::Integer(prefix.chars().count() as i64));
                     w.params.push(SqlValue::Text(prefix.clone()));
                     // `>=` lets an index narrow the scan; `substr` decides (LIKE would treat
                     // `%` and `_` as wildcards).
@@ -295,8 +312,15 @@ fn decode(collection: Collection, text: &str) -> Result<Value> {
 
 /// One validated write, ready for SQL.
 enum Op {
-    Put { collection: Collection, id: String, text: String },
-    Delete { collection: Collection, id: String },
+    Put {
+        collection: Collection,
+        id: String,
+        text: String,
+    },
+    Delete {
+        collection: Collection,
+        id: String,
+    },
 }
 
 /// Checks a write before anything of its batch is written.
@@ -304,15 +328,23 @@ fn prepare(write: Write) -> Result<Op> {
     match write {
         Write::Delete { collection, id } => Ok(Op::Delete { collection, id }),
         Write::Put { collection, doc } => {
-            let invalid =
-                |reason: &str| StoreError::InvalidDocument { collection, reason: reason.into() };
-            let obj = doc.as_object().ok_or_else(|| invalid("document is not a JSON object"))?;
+            let invalid = |reason: &str| StoreError::InvalidDocument {
+                collection,
+                reason: reason.into(),
+            };
+            let obj = doc
+                .as_object()
+                .ok_or_else(|| invalid("document is not a JSON object"))?;
             let id = match obj.get("id") {
                 Some(Value::String(id)) if !id.is_empty() => id.clone(),
                 _ => return Err(invalid("document has no non-empty string `id`")),
             };
             let text = serde_json::to_string(&doc).map_err(|e| invalid(&e.to_string()))?;
-            Ok(Op::Put { collection, id, text })
+            Ok(Op::Put {
+                collection,
+                id,
+                text,
+            })
         }
     }
 }
@@ -326,7 +358,9 @@ impl Store for EmbeddedStore {
             let text: Option<String> = conn
                 .prepare_cached(&sql)
                 .and_then(|mut st| st.query_row([&id], |row| row.get(0)).optional())
-                .map_err(backend(format!("cannot read {collection:?} document {id:?}")))?;
+                .map_err(backend(format!(
+                    "cannot read {collection:?} document {id:?}"
+                )))?;
             text.map(|t| decode(collection, &t)).transpose()
         })
         .await
@@ -334,7 +368,9 @@ impl Store for EmbeddedStore {
 
     async fn find(&self, collection: Collection, query: &Query) -> Result<Vec<Value>> {
         let mut w = SqlWhere::build(&query.filters)?;
-        let limit = query.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let limit = query
+            .limit
+            .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
         let offset = i64::try_from(query.offset).unwrap_or(i64::MAX);
         w.params.push(SqlValue::Integer(limit));
         w.params.push(SqlValue::Integer(offset));
@@ -348,8 +384,10 @@ impl Store for EmbeddedStore {
             let texts = conn
                 .prepare_cached(&sql)
                 .and_then(|mut st| {
-                    st.query_map(params_from_iter(w.params.iter()), |row| row.get::<_, String>(0))?
-                        .collect::<rusqlite::Result<Vec<_>>>()
+                    st.query_map(params_from_iter(w.params.iter()), |row| {
+                        row.get::<_, String>(0)
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()
                 })
                 .map_err(backend(format!("cannot query {collection:?}")))?;
             texts.iter().map(|t| decode(collection, t)).collect()
@@ -371,7 +409,10 @@ impl Store for EmbeddedStore {
     }
 
     async fn apply(&self, writes: Vec<Write>) -> Result<()> {
-        let ops = writes.into_iter().map(prepare).collect::<Result<Vec<_>>>()?;
+        let ops = writes
+            .into_iter()
+            .map(prepare)
+            .collect::<Result<Vec<_>>>()?;
         if ops.is_empty() {
             return Ok(());
         }
@@ -381,7 +422,11 @@ impl Store for EmbeddedStore {
                 .map_err(backend("cannot start write transaction".into()))?;
             for op in &ops {
                 match op {
-                    Op::Put { collection, id, text } => {
+                    Op::Put {
+                        collection,
+                        id,
+                        text,
+                    } => {
                         let sql = format!(
                             "INSERT INTO \"{}\" (id, doc) VALUES (?1, ?2) \
                              ON CONFLICT(id) DO UPDATE SET doc = excluded.doc",
@@ -399,7 +444,8 @@ impl Store for EmbeddedStore {
                     }
                 }
             }
-            tx.commit().map_err(backend("cannot commit write batch".into()))
+            tx.commit()
+                .map_err(backend("cannot commit write batch".into()))
         })
         .await
     }
@@ -419,7 +465,10 @@ impl Store for EmbeddedStore {
             // between the check and the write.
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend(format!("cannot start compare-and-set on {}", what())))?;
+                .map_err(backend(format!(
+                    "cannot start compare-and-set on {}",
+                    what()
+                )))?;
             let sql = format!("SELECT doc FROM \"{}\" WHERE id = ?", collection.name());
             let text: Option<String> = tx
                 .prepare_cached(&sql)
@@ -431,7 +480,10 @@ impl Store for EmbeddedStore {
             if !expected.contains(current) {
                 return Ok(None);
             }
-            if patch.get("id").is_some_and(|new| new.as_str() != Some(id.as_str())) {
+            if patch
+                .get("id")
+                .is_some_and(|new| new.as_str() != Some(id.as_str()))
+            {
                 return Err(StoreError::InvalidDocument {
                     collection,
                     reason: format!("compare-and-set on {id:?} may not change its id"),
@@ -441,13 +493,18 @@ impl Store for EmbeddedStore {
                 StoreError::Backend(format!("stored {} is not a JSON object", what()))
             })?;
             obj.extend(patch);
-            let text = serde_json::to_string(&doc)
-                .map_err(|e| StoreError::InvalidDocument { collection, reason: e.to_string() })?;
+            let text = serde_json::to_string(&doc).map_err(|e| StoreError::InvalidDocument {
+                collection,
+                reason: e.to_string(),
+            })?;
             let sql = format!("UPDATE \"{}\" SET doc = ? WHERE id = ?", collection.name());
             tx.prepare_cached(&sql)
                 .and_then(|mut st| st.execute([&text, &id]))
                 .map_err(backend(format!("cannot write {}", what())))?;
-            tx.commit().map_err(backend(format!("cannot commit compare-and-set on {}", what())))?;
+            tx.commit().map_err(backend(format!(
+                "cannot commit compare-and-set on {}",
+                what()
+            )))?;
             Ok(Some(doc))
         })
         .await
@@ -498,12 +555,24 @@ mod tests {
                 Query::all().eq("status", "requested"),
                 "executions_status_idx",
             ),
-            (Collection::Actions, Query::all().eq("ref", "core.local"), "actions_ref_idx"),
-            (Collection::Rules, Query::all().prefix("pack", "co"), "rules_pack_idx"),
+            (
+                Collection::Actions,
+                Query::all().eq("ref", "core.local"),
+                "actions_ref_idx",
+            ),
+            (
+                Collection::Rules,
+                Query::all().prefix("pack", "co"),
+                "rules_pack_idx",
+            ),
         ];
         for (coll, q, index) in cases {
             let w = SqlWhere::build(&q.filters).expect("valid query");
-            let sql = format!("EXPLAIN QUERY PLAN SELECT doc FROM \"{}\" {}", coll.name(), w.sql);
+            let sql = format!(
+                "EXPLAIN QUERY PLAN SELECT doc FROM \"{}\" {}",
+                coll.name(),
+                w.sql
+            );
             let mut st = conn.prepare(&sql).expect("plan statement");
             let plan: Vec<String> = st
                 .query_map(params_from_iter(w.params.iter()), |r| r.get::<_, String>(3))

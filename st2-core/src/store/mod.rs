@@ -82,7 +82,11 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes one document; true if it existed.
     async fn delete(&self, collection: Collection, id: &str) -> Result<bool> {
         let existed = self.get(collection, id).await?.is_some();
-        self.apply(vec![Write::Delete { collection, id: id.to_string() }]).await?;
+        self.apply(vec![Write::Delete {
+            collection,
+            id: id.to_string(),
+        }])
+        .await?;
         Ok(existed)
     }
 }

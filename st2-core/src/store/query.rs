@@ -55,13 +55,17 @@ impl Query {
 
     /// Adds `field starts with prefix`.
     pub fn prefix(mut self, field: impl Into<String>, prefix: impl Into<String>) -> Self {
-        self.filters.push(Filter::Prefix(field.into(), prefix.into()));
+        self.filters
+            .push(Filter::Prefix(field.into(), prefix.into()));
         self
     }
 
     /// Sorts by `field`.
     pub fn sort(mut self, field: impl Into<String>, descending: bool) -> Self {
-        self.sort = Some(Sort { field: field.into(), descending });
+        self.sort = Some(Sort {
+            field: field.into(),
+            descending,
+        });
         self
     }
 

@@ -16,12 +16,17 @@ pub struct Repo<'s, T> {
 impl<'s, T: Document> Repo<'s, T> {
     /// A repository over `store`.
     pub fn new(store: &'s dyn Store) -> Self {
-        Self { store, _t: PhantomData }
+        Self {
+            store,
+            _t: PhantomData,
+        }
     }
 
     fn decode(v: Value) -> Result<T> {
-        serde_json::from_value(v)
-            .map_err(|source| StoreError::Decode { collection: T::COLLECTION, source })
+        serde_json::from_value(v).map_err(|source| StoreError::Decode {
+            collection: T::COLLECTION,
+            source,
+        })
     }
 
     /// Serialises a document for a [`Write::Put`], giving it an id if it has none.
@@ -33,12 +38,19 @@ impl<'s, T: Document> Repo<'s, T> {
             collection: T::COLLECTION,
             reason: e.to_string(),
         })?;
-        Ok(Write::Put { collection: T::COLLECTION, doc: v })
+        Ok(Write::Put {
+            collection: T::COLLECTION,
+            doc: v,
+        })
     }
 
     /// By id.
     pub async fn get(&self, id: &str) -> Result<Option<T>> {
-        self.store.get(T::COLLECTION, id).await?.map(Self::decode).transpose()
+        self.store
+            .get(T::COLLECTION, id)
+            .await?
+            .map(Self::decode)
+            .transpose()
     }
 
     /// By `ref` field (`pack.name`).
@@ -63,7 +75,12 @@ impl<'s, T: Document> Repo<'s, T> {
 
     /// All matches of a query.
     pub async fn find(&self, query: &Query) -> Result<Vec<T>> {
-        self.store.find(T::COLLECTION, query).await?.into_iter().map(Self::decode).collect()
+        self.store
+            .find(T::COLLECTION, query)
+            .await?
+            .into_iter()
+            .map(Self::decode)
+            .collect()
     }
 
     /// Count of matches.

@@ -35,7 +35,10 @@ fn generate(base: &Path, packs: usize) -> std::io::Result<()> {
             )?;
         }
         for s in 0..SENSORS {
-            std::fs::write(dir.join(format!("sensors/sensor_{s}.py")), "class S: pass\n")?;
+            std::fs::write(
+                dir.join(format!("sensors/sensor_{s}.py")),
+                "class S: pass\n",
+            )?;
             std::fs::write(
                 dir.join(format!("sensors/sensor_{s}.yaml")),
                 format!(
@@ -60,9 +63,11 @@ fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
@@ -70,7 +75,11 @@ fn peak_rss_mib() -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let packs: usize = std::env::args().nth(1).map(|s| s.parse()).transpose()?.unwrap_or(100);
+    let packs: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(100);
     let tmp = tempfile::tempdir()?;
     let packs_dir = tmp.path().join("packs");
     generate(&packs_dir, packs)?;
@@ -83,7 +92,10 @@ async fn main() -> anyhow::Result<()> {
     let reg = Registrar::new(
         store.clone(),
         paths,
-        RegisterOptions { types: ContentTypes::ALL, ..Default::default() },
+        RegisterOptions {
+            types: ContentTypes::ALL,
+            ..Default::default()
+        },
     );
     println!("| run | packs | actions | rules | sensors | wall (s) | peak RSS (MiB) |");
     println!("|---|---|---|---|---|---|---|");
