@@ -447,3 +447,19 @@ async fn graceful_shutdown_drains_running_work() {
     let after = repo::<Execution>(&*store).get(&running.id).await.expect("q").expect("exists");
     assert_eq!(after.status, ExecutionStatus::Succeeded, "the running sleep finished before shutdown returned");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_parameters_are_encrypted_at_rest() {
+    let h = start().await;
+    let mut params = serde_json::Map::new();
+    params.insert("token".into(), json!("hunter2"));
+    let req = st2_core::services::executions::ExecutionRequest { action_ref: "e2e.secret_echo".into(), parameters: params, ..Default::default() };
+    let exec = st2_core::services::executions::request(&h.platform.ctx, req).await.expect("request");
+    let stored = exec.parameters["token"].as_str().expect("string").to_string();
+    assert!(stored.starts_with(st2_core::services::executions::ENCRYPTED_PARAM_PREFIX), "{stored}");
+    assert!(!stored.contains("hunter2"));
+    let done = h.wait_for("e2e.secret_echo", |e| e.id == exec.id && e.status.is_completed()).await;
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{:?}", done.result);
+    assert_eq!(done.result.expect("result")["stdout"], "hunter2", "the action got the clear value");
+    h.platform.shutdown().await;
+}

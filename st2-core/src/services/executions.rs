@@ -13,6 +13,43 @@ use crate::model::{
 use crate::store::{repo, Query, Repo};
 use crate::template::params::ParamRenderer;
 
+/// Prefix of a secret parameter value encrypted at rest (beyond StackStorm, which stores secret
+/// parameters in clear): `st2enc:` + the datastore cipher's hex of the JSON value.
+pub const ENCRYPTED_PARAM_PREFIX: &str = "st2enc:";
+
+/// Encrypts the values of `secret` parameters with the datastore key (no key: unchanged).
+pub fn seal_secrets(ctx: &Ctx, params: &mut JsonMap, specs: &crate::model::ParamMap) {
+    let Some(key) = ctx.datastore.as_ref().and_then(|d| d.key()) else { return };
+    for (name, spec) in specs {
+        if !spec.secret {
+            continue;
+        }
+        if let Some(v) = params.get_mut(name) {
+            if v.is_null() || v.as_str().is_some_and(|s| s.starts_with(ENCRYPTED_PARAM_PREFIX)) {
+                continue;
+            }
+            let plain = serde_json::to_string(v).unwrap_or_default();
+            *v = Value::String(format!("{ENCRYPTED_PARAM_PREFIX}{}", key.encrypt(&plain)));
+        }
+    }
+}
+
+/// Decrypts values sealed by [`seal_secrets`]; a value that cannot be decrypted is an error.
+pub fn open_secrets(ctx: &Ctx, params: &JsonMap) -> Result<JsonMap, ServiceError> {
+    let mut out = params.clone();
+    for (name, v) in out.iter_mut() {
+        let Some(hex) = v.as_str().and_then(|s| s.strip_prefix(ENCRYPTED_PARAM_PREFIX)) else { continue };
+        let key = ctx.datastore.as_ref().and_then(|d| d.key()).ok_or_else(|| {
+            ServiceError::Invalid(format!("parameter \"{name}\" is encrypted but no datastore key is configured"))
+        })?;
+        let plain = key
+            .decrypt(hex)
+            .map_err(|e| ServiceError::Invalid(format!("cannot decrypt parameter \"{name}\": {e}")))?;
+        *v = serde_json::from_str(&plain).unwrap_or(Value::String(plain));
+    }
+    Ok(out)
+}
+
 /// Runner types whose actions are workflows.
 pub const WORKFLOW_RUNNERS: &[&str] = &["orquesta", "action-chain"];
 
@@ -133,8 +170,9 @@ pub async fn request(ctx: &Ctx, req: ExecutionRequest) -> Result<Execution, Serv
     // Validate now (required, types, enum, immutable, templates): a bad request is refused
     // before anything is stored. Defaults are rendered again when the action runs.
     let r = renderer(ctx, &action, &runner, &context, config)?;
-    let live = r.render_live(&req.parameters)?;
+    let mut live = r.render_live(&req.parameters)?;
     r.render_final(&live)?;
+    seal_secrets(ctx, &mut live, r.specs());
 
     let now = now_iso();
     let mut exec = Execution {

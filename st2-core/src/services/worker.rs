@@ -207,7 +207,7 @@ impl Worker {
             &exec.context,
             config.clone(),
         )?;
-        let params = r.render_final(&exec.parameters)?;
+        let params = r.render_final(&executions::open_secrets(&self.ctx, &exec.parameters)?)?;
         let (runner_params, action_params) = r.split(&params);
         let runner =
             self.ctx
