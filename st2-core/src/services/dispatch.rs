@@ -86,18 +86,35 @@ pub async fn dispatch(
         status: "pending".into(),
     };
     let w_ti = Repo::<TriggerInstance>::to_write(&mut ti)?;
-    let mut trace = Trace {
-        id: String::new(),
-        trace_tag: trace_tag.unwrap_or_else(|| format!("trigger_instance-{}", ti.id)),
-        trigger_instances: vec![TraceComponent {
-            object_id: ti.id.clone(),
-            component_ref: ti.trigger.clone(),
-            updated_at: now.clone(),
-            caused_by: json!({}),
-        }],
-        rules: Vec::new(),
-        action_executions: Vec::new(),
-        start_timestamp: now,
+    let component = TraceComponent {
+        object_id: ti.id.clone(),
+        component_ref: ti.trigger.clone(),
+        updated_at: now.clone(),
+        caused_by: json!({}),
+    };
+    // One trace per tag: a tagged event (e.g. the action trigger of an execution that a traced
+    // rule started) joins the trace that tag already has.
+    let existing = match &trace_tag {
+        Some(tag) => {
+            repo::<Trace>(&*ctx.store)
+                .find_one(crate::store::Query::all().eq("trace_tag", tag.as_str()))
+                .await?
+        }
+        None => None,
+    };
+    let mut trace = match existing {
+        Some(mut t) => {
+            t.trigger_instances.push(component);
+            t
+        }
+        None => Trace {
+            id: String::new(),
+            trace_tag: trace_tag.unwrap_or_else(|| format!("trigger_instance-{}", ti.id)),
+            trigger_instances: vec![component],
+            rules: Vec::new(),
+            action_executions: Vec::new(),
+            start_timestamp: now,
+        },
     };
     let w_trace = Repo::<Trace>::to_write(&mut trace)?;
     ctx.store.apply(vec![w_ti, w_trace]).await?;
