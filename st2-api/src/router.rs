@@ -72,7 +72,9 @@ pub fn router(state: AppState) -> Router {
         .nest("/v1", api)
         // Room for the largest trigger payload plus headers; dispatch enforces the exact limit
         // with a clear message.
-        .layer(axum::extract::DefaultBodyLimit::max(2 * st2_core::services::dispatch::MAX_PAYLOAD_BYTES))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            2 * st2_core::services::dispatch::MAX_PAYLOAD_BYTES,
+        ))
         .with_state(state)
 }
 

@@ -10,6 +10,8 @@
 //!   validation with precise errors.
 //! - [`packs`]: reading pack directories, registering their content (`st2ctl reload`), installing
 //!   and removing packs from git, pack indexes, virtualenvs.
+//! - [`pyfmt`]: Python text forms of JSON values (type names, `repr(float)`, `repr(str)`,
+//!   `str()` / `repr()`), shared by rules, templates and runners (pure).
 //! - [`rules`]: criteria operators (pure).
 //! - [`bus`]: the `Bus` trait (topic exchanges, work and broadcast queues, ack/nack, dead
 //!   letters), StackStorm's exchange and queue names, the in-process backend and its
@@ -32,6 +34,7 @@ pub mod error;
 pub mod model;
 pub mod packs;
 pub mod platform;
+pub mod pyfmt;
 pub mod rules;
 pub mod runners;
 pub mod schema;

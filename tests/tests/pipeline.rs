@@ -231,20 +231,36 @@ async fn bad_input_is_refused_or_recorded() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     // An oversize payload is refused before anything is stored.
     let big = "x".repeat(st2_core::services::dispatch::MAX_PAYLOAD_BYTES + 1);
-    let (status, body) = h.post("/api/v1/webhooks/e2e", json!({"level": "critical", "message": big})).await;
+    let (status, body) = h
+        .post(
+            "/api/v1/webhooks/e2e",
+            json!({"level": "critical", "message": big}),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(body["faultstring"].as_str().is_some_and(|s| s.contains("exceeds")));
+    assert!(body["faultstring"]
+        .as_str()
+        .is_some_and(|s| s.contains("exceeds")));
     // A rule pointing at an unknown action: a failed enforcement naming the action.
     let (status, _) = h.post("/api/v1/webhooks/ghost", json!({})).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let enf: Vec<RuleEnforcement> =
-            repo::<RuleEnforcement>(&*h.platform.ctx.store).find(&Query::all().eq("status", "failed")).await.expect("q");
-        if enf.iter().any(|e| e.failure_reason.as_deref().is_some_and(|r| r.contains("e2e.no_such_action"))) {
+        let enf: Vec<RuleEnforcement> = repo::<RuleEnforcement>(&*h.platform.ctx.store)
+            .find(&Query::all().eq("status", "failed"))
+            .await
+            .expect("q");
+        if enf.iter().any(|e| {
+            e.failure_reason
+                .as_deref()
+                .is_some_and(|r| r.contains("e2e.no_such_action"))
+        }) {
             break;
         }
-        assert!(Instant::now() < deadline, "no failed enforcement for the unknown action: {enf:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no failed enforcement for the unknown action: {enf:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // A rule whose parameters do not render: recorded as a failed enforcement with the reason.
@@ -258,7 +274,10 @@ async fn bad_input_is_refused_or_recorded() {
             .find(&Query::all())
             .await
             .expect("q");
-        if let Some(e) = enf.iter().find(|e| e.status == "failed" && e.rule["ref"] == "e2e.sleepy") {
+        if let Some(e) = enf
+            .iter()
+            .find(|e| e.status == "failed" && e.rule["ref"] == "e2e.sleepy")
+        {
             let reason = e.failure_reason.clone().unwrap_or_default();
             assert!(
                 reason.contains("seconds") || reason.contains("undefined"),
@@ -414,38 +433,83 @@ async fn concurrency_policy_delays_then_runs() {
     for _ in 0..2 {
         let mut params = serde_json::Map::new();
         params.insert("max_pause".into(), json!(1));
-        let req = st2_core::services::executions::ExecutionRequest { action_ref: "core.pause".into(), parameters: params, ..Default::default() };
-        ids.push(st2_core::services::executions::request(&h.platform.ctx, req).await.expect("request").id);
+        let req = st2_core::services::executions::ExecutionRequest {
+            action_ref: "core.pause".into(),
+            parameters: params,
+            ..Default::default()
+        };
+        ids.push(
+            st2_core::services::executions::request(&h.platform.ctx, req)
+                .await
+                .expect("request")
+                .id,
+        );
     }
     let mut done = Vec::new();
     for id in &ids {
-        done.push(h.wait_for("core.pause", |e| &e.id == id && e.status.is_completed()).await);
+        done.push(
+            h.wait_for("core.pause", |e| &e.id == id && e.status.is_completed())
+                .await,
+        );
     }
     for e in &done {
         assert_eq!(e.status, ExecutionStatus::Succeeded, "{:?}", e.result);
     }
     let statuses = |e: &Execution| -> Vec<String> {
-        e.log.iter().filter_map(|l| l["status"].as_str().map(String::from)).collect()
+        e.log
+            .iter()
+            .filter_map(|l| l["status"].as_str().map(String::from))
+            .collect()
     };
-    let delayed: Vec<&Execution> = done.iter().filter(|e| statuses(e).contains(&"delayed".to_string())).collect();
-    assert_eq!(delayed.len(), 1, "exactly one waited for the slot: {:?}", done.iter().map(statuses).collect::<Vec<_>>());
+    let delayed: Vec<&Execution> = done
+        .iter()
+        .filter(|e| statuses(e).contains(&"delayed".to_string()))
+        .collect();
+    assert_eq!(
+        delayed.len(),
+        1,
+        "exactly one waited for the slot: {:?}",
+        done.iter().map(statuses).collect::<Vec<_>>()
+    );
     let other = done.iter().find(|e| e.id != delayed[0].id).expect("other");
     let ts = |e: &Execution, s: &str| {
-        e.log.iter().find(|l| l["status"] == s).and_then(|l| l["timestamp"].as_str()).map(String::from).expect("timestamp")
+        e.log
+            .iter()
+            .find(|l| l["status"] == s)
+            .and_then(|l| l["timestamp"].as_str())
+            .map(String::from)
+            .expect("timestamp")
     };
-    assert!(ts(delayed[0], "running") >= ts(other, "succeeded"), "the delayed one ran only after the first finished");
+    assert!(
+        ts(delayed[0], "running") >= ts(other, "succeeded"),
+        "the delayed one ran only after the first finished"
+    );
     h.platform.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_drains_running_work() {
     let h = start().await;
-    h.post("/api/v1/webhooks/sleepy", json!({"seconds": 1, "timeout": 60})).await;
-    let running = h.wait_for("core.local", |e| e.status == ExecutionStatus::Running).await;
+    h.post(
+        "/api/v1/webhooks/sleepy",
+        json!({"seconds": 1, "timeout": 60}),
+    )
+    .await;
+    let running = h
+        .wait_for("core.local", |e| e.status == ExecutionStatus::Running)
+        .await;
     let store = h.platform.ctx.store.clone();
     h.platform.shutdown().await;
-    let after = repo::<Execution>(&*store).get(&running.id).await.expect("q").expect("exists");
-    assert_eq!(after.status, ExecutionStatus::Succeeded, "the running sleep finished before shutdown returned");
+    let after = repo::<Execution>(&*store)
+        .get(&running.id)
+        .await
+        .expect("q")
+        .expect("exists");
+    assert_eq!(
+        after.status,
+        ExecutionStatus::Succeeded,
+        "the running sleep finished before shutdown returned"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -453,13 +517,33 @@ async fn secret_parameters_are_encrypted_at_rest() {
     let h = start().await;
     let mut params = serde_json::Map::new();
     params.insert("token".into(), json!("hunter2"));
-    let req = st2_core::services::executions::ExecutionRequest { action_ref: "e2e.secret_echo".into(), parameters: params, ..Default::default() };
-    let exec = st2_core::services::executions::request(&h.platform.ctx, req).await.expect("request");
-    let stored = exec.parameters["token"].as_str().expect("string").to_string();
-    assert!(stored.starts_with(st2_core::services::executions::ENCRYPTED_PARAM_PREFIX), "{stored}");
+    let req = st2_core::services::executions::ExecutionRequest {
+        action_ref: "e2e.secret_echo".into(),
+        parameters: params,
+        ..Default::default()
+    };
+    let exec = st2_core::services::executions::request(&h.platform.ctx, req)
+        .await
+        .expect("request");
+    let stored = exec.parameters["token"]
+        .as_str()
+        .expect("string")
+        .to_string();
+    assert!(
+        stored.starts_with(st2_core::services::executions::ENCRYPTED_PARAM_PREFIX),
+        "{stored}"
+    );
     assert!(!stored.contains("hunter2"));
-    let done = h.wait_for("e2e.secret_echo", |e| e.id == exec.id && e.status.is_completed()).await;
+    let done = h
+        .wait_for("e2e.secret_echo", |e| {
+            e.id == exec.id && e.status.is_completed()
+        })
+        .await;
     assert_eq!(done.status, ExecutionStatus::Succeeded, "{:?}", done.result);
-    assert_eq!(done.result.expect("result")["stdout"], "hunter2", "the action got the clear value");
+    assert_eq!(
+        done.result.expect("result")["stdout"],
+        "hunter2",
+        "the action got the clear value"
+    );
     h.platform.shutdown().await;
 }

@@ -30,8 +30,9 @@ use super::jsonpath::{JsonPath, JsonPathError};
 use super::operators::{
     apply_prepared, search_misuse, Operator, OperatorError, PreparedRegex, SearchCondition,
 };
-use super::python::{py_iter, py_str, type_name};
+use super::python::py_iter;
 use crate::model::{JsonMap, Rule};
+use crate::pyfmt::{self, type_name, ControlEscapes};
 use crate::template::{
     is_jinja_expression, CompiledPattern, RenderContext, TemplateEngine, TemplateError,
 };
@@ -330,7 +331,7 @@ fn compile_criterion(
     }
     let type_name_text = match type_value {
         Json::String(s) => s.clone(),
-        other => py_str(other),
+        other => pyfmt::str(other, ControlEscapes::C0AndDel),
     };
     let op = type_value
         .as_str()

@@ -33,9 +33,8 @@ use serde_json::Value as Json;
 
 use super::dates::parse_datetime;
 use super::pyregex::{self, Flavor, PyRegex};
-use super::python::{
-    py_compare, py_eq, py_float, py_in, py_lower, py_str, str_method, type_name, CmpOp,
-};
+use super::python::{py_compare, py_eq, py_float, py_in, py_lower, str_method, CmpOp};
+use crate::pyfmt::{self, type_name, ControlEscapes};
 
 /// Every operator name StackStorm accepts, long names first, then short aliases.
 pub const OPERATORS: &[(&str, &str)] = &[
@@ -283,7 +282,10 @@ impl SearchCondition {
             Some("all") => Ok(SearchCondition::All),
             Some("all2any") => Ok(SearchCondition::All2Any),
             Some("any2any") => Ok(SearchCondition::Any2Any),
-            _ => Err(OperatorError::UnrecognizedCondition(py_str(condition))),
+            _ => Err(OperatorError::UnrecognizedCondition(pyfmt::str(
+                condition,
+                ControlEscapes::C0AndDel,
+            ))),
         }
     }
 
@@ -411,7 +413,8 @@ pub(crate) fn apply_prepared(
             regex.is_match(v)
         }
         TimeDiffLt | TimeDiffGt => {
-            let target = parse_datetime(&py_str(value), now).map_err(OperatorError::DateParse)?;
+            let target = parse_datetime(&pyfmt::str(value, ControlEscapes::C0AndDel), now)
+                .map_err(OperatorError::DateParse)?;
             let period = py_float(pattern)?;
             let elapsed = (now - target)
                 .num_microseconds()

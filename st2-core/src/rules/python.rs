@@ -3,28 +3,16 @@
 //!
 //! Owns equality (`==`: `1 == 1.0`, `True == 1`, no str/number coercion), ordering (`<`, `>`:
 //! numbers together, strings by code point, lists lexicographically, anything else a
-//! `TypeError`), membership (`in`), `str.lower()`, `float()`, `str()` and the exact messages of
-//! the exceptions Python raises. Pure functions; nothing here knows about rules.
+//! `TypeError`), membership (`in`), `str.lower()`, `float()`, `iter()` and the exact messages
+//! of the exceptions Python raises; `str()`, `repr()` and type names come from
+//! [`crate::pyfmt`]. Pure functions; nothing here knows about rules.
 
 use std::cmp::Ordering;
 
 use serde_json::Value as Json;
 
 use super::operators::OperatorError;
-
-/// Python's type name of a JSON-decoded value (`NoneType`, `bool`, `int`, `float`, `str`,
-/// `list`, `dict`).
-pub fn type_name(value: &Json) -> &'static str {
-    match value {
-        Json::Null => "NoneType",
-        Json::Bool(_) => "bool",
-        Json::Number(n) if n.is_f64() => "float",
-        Json::Number(_) => "int",
-        Json::String(_) => "str",
-        Json::Array(_) => "list",
-        Json::Object(_) => "dict",
-    }
-}
+use crate::pyfmt::{repr_str, type_name, ControlEscapes};
 
 /// A Python number (`bool` is an `int`).
 #[derive(Debug, Clone, Copy)]
@@ -202,7 +190,7 @@ pub fn py_float(value: &Json) -> Result<f64, OperatorError> {
         Json::String(s) => parse_float(s).ok_or_else(|| {
             OperatorError::Value(format!(
                 "could not convert string to float: {}",
-                py_repr_str(s)
+                repr_str(s, ControlEscapes::C0AndDel)
             ))
         }),
         other => Err(OperatorError::Type(format!(
@@ -269,114 +257,6 @@ pub fn py_iter(value: &Json) -> Result<Vec<std::borrow::Cow<'_, Json>>, Operator
             "'{}' object is not iterable",
             type_name(other)
         ))),
-    }
-}
-
-/// Python `repr()` of a string: single quotes unless the text has a single quote and no double
-/// quote, with backslash escapes.
-pub fn py_repr_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
-}
-
-/// Python `repr()` of a float (`1.0`, `1e+16`, `1e-05`, `inf`, `nan`).
-pub fn py_repr_float(f: f64) -> String {
-    if f.is_nan() {
-        return "nan".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "inf".into() } else { "-inf".into() };
-    }
-    if f == 0.0 {
-        return if f.is_sign_negative() {
-            "-0.0".into()
-        } else {
-            "0.0".into()
-        };
-    }
-    // Shortest round-trip digits and the decimal exponent.
-    let sci = format!("{f:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let negative = mantissa.starts_with('-');
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    let sign = if negative { "-" } else { "" };
-    if (-4..16).contains(&exp) {
-        let point = exp + 1; // digits before the decimal point
-        let body = if point <= 0 {
-            format!("0.{}{}", "0".repeat(point.unsigned_abs() as usize), digits)
-        } else if point as usize >= digits.len() {
-            format!("{}{}.0", digits, "0".repeat(point as usize - digits.len()))
-        } else {
-            let (int, frac) = digits.split_at(point as usize);
-            format!("{int}.{frac}")
-        };
-        format!("{sign}{body}")
-    } else {
-        let (first, rest) = digits.split_at(1.min(digits.len()));
-        let mant = if rest.is_empty() {
-            first.to_string()
-        } else {
-            format!("{first}.{rest}")
-        };
-        let esign = if exp < 0 { '-' } else { '+' };
-        format!("{sign}{mant}e{esign}{:02}", exp.unsigned_abs())
-    }
-}
-
-/// Python `repr()` of a JSON-decoded value (`None`, `True`, `'a'`, `[1, 'a']`, `{'k': 1}`).
-pub fn py_repr(value: &Json) -> String {
-    match value {
-        Json::String(s) => py_repr_str(s),
-        other => py_str(other),
-    }
-}
-
-/// Python `str()` of a JSON-decoded value: strings as they are, everything else as `repr()`.
-pub fn py_str(value: &Json) -> String {
-    match value {
-        Json::Null => "None".into(),
-        Json::Bool(true) => "True".into(),
-        Json::Bool(false) => "False".into(),
-        Json::Number(n) => match as_num(value) {
-            Some(Num::Float(f)) => py_repr_float(f),
-            _ => n.to_string(),
-        },
-        Json::String(s) => s.clone(),
-        Json::Array(items) => {
-            let inner: Vec<String> = items.iter().map(py_repr).collect();
-            format!("[{}]", inner.join(", "))
-        }
-        Json::Object(map) => {
-            let inner: Vec<String> = map
-                .iter()
-                .map(|(k, v)| format!("{}: {}", py_repr_str(k), py_repr(v)))
-                .collect();
-            format!("{{{}}}", inner.join(", "))
-        }
     }
 }
 
@@ -465,7 +345,7 @@ mod tests {
     }
 
     #[test]
-    fn float_and_str() {
+    fn float_parsing() {
         assert_eq!(py_float(&json!(" 60 ")).ok(), Some(60.0));
         assert_eq!(py_float(&json!("1_000.5")).ok(), Some(1000.5));
         assert_eq!(py_float(&json!("-Infinity")).ok(), Some(f64::NEG_INFINITY));
@@ -480,21 +360,5 @@ mod tests {
         );
         assert!(py_float(&json!("1__0")).is_err());
         assert!(py_float(&json!("_1")).is_err());
-        let strs = [
-            (json!(null), "None"),
-            (json!(true), "True"),
-            (json!(1.0), "1.0"),
-            (json!(1e16), "1e+16"),
-            (json!(1e15), "1000000000000000.0"),
-            (json!(0.0001), "0.0001"),
-            (json!(0.00001), "1e-05"),
-            (json!(-2.5), "-2.5"),
-            (json!(123), "123"),
-            (json!([1, "a", null]), "[1, 'a', None]"),
-            (json!({"a": "it's"}), "{'a': \"it's\"}"),
-        ];
-        for (v, want) in strs {
-            assert_eq!(py_str(&v), want);
-        }
     }
 }

@@ -5,14 +5,15 @@
 //!   (`true` → the bare `<kwarg_op><name>`, `false`, `null` and `""` → nothing), then the
 //!   parameters with a `position`, in position order, serialized by their declared type
 //!   (`serialize_positional_argument`) and quoted;
-//! - [`py_str`] is Python's `str()` of a JSON value, which is what named arguments carry
-//!   (`['a', 'b']`, `{'k': 1}`, `True`, `1e+20`).
+//! - [`py_str`] is Python's `str()` of a JSON value ([`crate::pyfmt::str`]), which is what
+//!   named arguments carry (`['a', 'b']`, `{'k': 1}`, `True`, `1e+20`).
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
 use crate::model::{Action, JsonMap, ParamType};
+use crate::pyfmt::{self, ControlEscapes};
 
 /// Python's `shlex.quote`: the string itself when it only has `[A-Za-z0-9_@%+=:,./-]`,
 /// `''` when empty, otherwise single-quoted with `'` written as `'"'"'`.
@@ -41,107 +42,9 @@ fn truthy(v: &Value) -> bool {
     }
 }
 
-/// Python's `repr()` of a float (`float_repr_style = 'short'`): the shortest round-trip
-/// digits, fixed notation for decimal exponents -5 < e < 16, otherwise `1e+20` style.
-fn py_float(f: f64) -> String {
-    if f.is_nan() {
-        return "nan".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "inf".into() } else { "-inf".into() };
-    }
-    // Rust's `{:e}` gives the shortest round-trip digits: "-1.2345e-7".
-    let sci = format!("{f:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let (sign, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => ("-", m),
-        None => ("", mantissa),
-    };
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    if !(-5 < exp && exp < 16) {
-        let (first, rest) = digits.split_at(1);
-        let frac = if rest.is_empty() {
-            String::new()
-        } else {
-            format!(".{rest}")
-        };
-        let esign = if exp < 0 { '-' } else { '+' };
-        return format!("{sign}{first}{frac}e{esign}{:02}", exp.abs());
-    }
-    let point = exp + 1; // digits before the decimal point
-    if point <= 0 {
-        let zeros = "0".repeat(usize::try_from(-point).unwrap_or(0));
-        return format!("{sign}0.{zeros}{digits}");
-    }
-    let point = usize::try_from(point).unwrap_or(0);
-    if digits.len() <= point {
-        let zeros = "0".repeat(point - digits.len());
-        format!("{sign}{digits}{zeros}.0")
-    } else {
-        let (int, frac) = digits.split_at(point);
-        format!("{sign}{int}.{frac}")
-    }
-}
-
-/// Python's `repr()` of a string: single quotes unless the text has `'` and no `"`.
-fn py_repr_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || (0x7f..=0x9f).contains(&(c as u32)) => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
-}
-
-/// Python's `repr()` of a JSON value (what `str()` shows inside containers).
-fn py_repr(v: &Value) -> String {
-    match v {
-        Value::String(s) => py_repr_str(s),
-        other => py_str(other),
-    }
-}
-
-/// Python's `str()` of a JSON value as StackStorm's Python sees it.
+/// Python's `str()` of a JSON value as StackStorm's Python sees it (CPython's escapes).
 pub(crate) fn py_str(v: &Value) -> String {
-    match v {
-        Value::Null => "None".into(),
-        Value::Bool(true) => "True".into(),
-        Value::Bool(false) => "False".into(),
-        Value::Number(n) if n.is_f64() => py_float(n.as_f64().unwrap_or(0.0)),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.clone(),
-        Value::Array(a) => {
-            let items: Vec<String> = a.iter().map(py_repr).collect();
-            format!("[{}]", items.join(", "))
-        }
-        Value::Object(o) => {
-            let items: Vec<String> = o
-                .iter()
-                .map(|(k, v)| format!("{}: {}", py_repr_str(k), py_repr(v)))
-                .collect();
-            format!("{{{}}}", items.join(", "))
-        }
-    }
+    pyfmt::str(v, ControlEscapes::All)
 }
 
 /// StackStorm's `serialize_positional_argument`: how a positional script argument is
@@ -268,35 +171,6 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(quote_unix(input), want, "{input:?}");
-        }
-    }
-
-    #[test]
-    fn python_str_of_values() {
-        let cases = [
-            (json!(null), "None"),
-            (json!(true), "True"),
-            (json!(5), "5"),
-            (json!(-3), "-3"),
-            (json!(1.5), "1.5"),
-            (json!(5.0), "5.0"),
-            (json!(0.1), "0.1"),
-            (json!(0.0001), "0.0001"),
-            (json!(0.00001), "1e-05"),
-            (json!(1e16), "1e+16"),
-            (json!(1e15), "1000000000000000.0"),
-            (json!(123456.789), "123456.789"),
-            (json!(-2.5e-7), "-2.5e-07"),
-            (json!("x y"), "x y"),
-            (json!(["a", 1, true, null]), "['a', 1, True, None]"),
-            (json!({"k": "v", "n": [1.5]}), "{'k': 'v', 'n': [1.5]}"),
-            (
-                json!(["it's", "a\"b", "x\ny"]),
-                "[\"it's\", 'a\"b', 'x\\ny']",
-            ),
-        ];
-        for (v, want) in cases {
-            assert_eq!(py_str(&v), want, "{v}");
         }
     }
 

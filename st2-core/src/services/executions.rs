@@ -19,13 +19,18 @@ pub const ENCRYPTED_PARAM_PREFIX: &str = "st2enc:";
 
 /// Encrypts the values of `secret` parameters with the datastore key (no key: unchanged).
 pub fn seal_secrets(ctx: &Ctx, params: &mut JsonMap, specs: &crate::model::ParamMap) {
-    let Some(key) = ctx.datastore.as_ref().and_then(|d| d.key()) else { return };
+    let Some(key) = ctx.datastore.as_ref().and_then(|d| d.key()) else {
+        return;
+    };
     for (name, spec) in specs {
         if !spec.secret {
             continue;
         }
         if let Some(v) = params.get_mut(name) {
-            if v.is_null() || v.as_str().is_some_and(|s| s.starts_with(ENCRYPTED_PARAM_PREFIX)) {
+            if v.is_null()
+                || v.as_str()
+                    .is_some_and(|s| s.starts_with(ENCRYPTED_PARAM_PREFIX))
+            {
                 continue;
             }
             let plain = serde_json::to_string(v).unwrap_or_default();
@@ -38,13 +43,24 @@ pub fn seal_secrets(ctx: &Ctx, params: &mut JsonMap, specs: &crate::model::Param
 pub fn open_secrets(ctx: &Ctx, params: &JsonMap) -> Result<JsonMap, ServiceError> {
     let mut out = params.clone();
     for (name, v) in out.iter_mut() {
-        let Some(hex) = v.as_str().and_then(|s| s.strip_prefix(ENCRYPTED_PARAM_PREFIX)) else { continue };
-        let key = ctx.datastore.as_ref().and_then(|d| d.key()).ok_or_else(|| {
-            ServiceError::Invalid(format!("parameter \"{name}\" is encrypted but no datastore key is configured"))
+        let Some(hex) = v
+            .as_str()
+            .and_then(|s| s.strip_prefix(ENCRYPTED_PARAM_PREFIX))
+        else {
+            continue;
+        };
+        let key = ctx
+            .datastore
+            .as_ref()
+            .and_then(|d| d.key())
+            .ok_or_else(|| {
+                ServiceError::Invalid(format!(
+                    "parameter \"{name}\" is encrypted but no datastore key is configured"
+                ))
+            })?;
+        let plain = key.decrypt(hex).map_err(|e| {
+            ServiceError::Invalid(format!("cannot decrypt parameter \"{name}\": {e}"))
         })?;
-        let plain = key
-            .decrypt(hex)
-            .map_err(|e| ServiceError::Invalid(format!("cannot decrypt parameter \"{name}\": {e}")))?;
         *v = serde_json::from_str(&plain).unwrap_or(Value::String(plain));
     }
     Ok(out)

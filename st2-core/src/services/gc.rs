@@ -194,13 +194,23 @@ mod tests {
 
     #[tokio::test]
     async fn purges_only_what_is_older_than_its_ttl() {
-        let store: Arc<dyn crate::store::Store> = Arc::new(EmbeddedStore::open_in_memory().expect("store"));
+        let store: Arc<dyn crate::store::Store> =
+            Arc::new(EmbeddedStore::open_in_memory().expect("store"));
         let tis = repo::<TriggerInstance>(&*store);
-        tis.save(ti("old", "2026-01-01T00:00:00.000000Z")).await.expect("save");
-        tis.save(ti("new", "2026-01-09T00:00:00.000000Z")).await.expect("save");
-        let cfg = GarbageCollectorConfig { trigger_instances_ttl: Some(7), ..Default::default() };
+        tis.save(ti("old", "2026-01-01T00:00:00.000000Z"))
+            .await
+            .expect("save");
+        tis.save(ti("new", "2026-01-09T00:00:00.000000Z"))
+            .await
+            .expect("save");
+        let cfg = GarbageCollectorConfig {
+            trigger_instances_ttl: Some(7),
+            ..Default::default()
+        };
         let gc = GarbageCollector::new(ctx(store.clone()), cfg);
-        let now = DateTime::parse_from_rfc3339("2026-01-10T00:00:00Z").expect("date").with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2026-01-10T00:00:00Z")
+            .expect("date")
+            .with_timezone(&Utc);
         let report = gc.collect(now).await.expect("collect");
         assert_eq!(report.trigger_instances, 1);
         assert!(tis.get("old").await.expect("get").is_none());

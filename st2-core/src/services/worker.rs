@@ -113,13 +113,24 @@ impl Worker {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         if busy(self) > 0 {
-            let tokens: Vec<CancellationToken> =
-                self.running.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
-            tracing::warn!(count = tokens.len(), "shutdown: canceling executions still running");
+            let tokens: Vec<CancellationToken> = self
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .cloned()
+                .collect();
+            tracing::warn!(
+                count = tokens.len(),
+                "shutdown: canceling executions still running"
+            );
             for t in tokens {
                 t.cancel();
             }
-            let _ = self.slots.acquire_many(u32::try_from(total).unwrap_or(u32::MAX)).await;
+            let _ = self
+                .slots
+                .acquire_many(u32::try_from(total).unwrap_or(u32::MAX))
+                .await;
         }
     }
 

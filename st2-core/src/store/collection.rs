@@ -107,7 +107,7 @@ impl Collection {
             Self::Triggers => &["ref", "type"],
             Self::TriggerInstances => &["trigger", "status"],
             Self::RuleEnforcements => &["trigger_instance_id", "execution_id"],
-            Self::Executions => &["status", "parent"],
+            Self::Executions => &["status", "parent", "action.ref"],
             Self::KeyValuePairs => &["name", "scope"],
             Self::Configs | Self::ConfigSchemas => &["pack"],
             Self::RunnerTypes => &["name"],

@@ -515,7 +515,7 @@ fn to_human_time_from_seconds(state: &State, value: &Value) -> Result<String, Er
         let shown = if value.is_integer() {
             value.to_string()
         } else {
-            python::float_repr(seconds)
+            crate::pyfmt::float_repr(seconds)
         };
         return Ok(format!("{shown}\u{3bc}s"));
     }

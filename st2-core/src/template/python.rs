@@ -1,6 +1,7 @@
 //! Python-compatible text forms, so rendered output matches what StackStorm's Jinja (CPython)
-//! produces: `str()` / `repr()` of values, `json.dumps`, `float.__repr__`, and the parsers
-//! StackStorm's parameter casts use (`int()`, `float()`, `ast.literal_eval`).
+//! produces: `str()` / `repr()` of values, `json.dumps`, and the parsers StackStorm's parameter
+//! casts use (`int()`, `float()`, `ast.literal_eval`). `float.__repr__` and `repr(str)` come
+//! from [`crate::pyfmt`].
 //!
 //! Pure functions over [`minijinja::Value`] and [`serde_json::Value`]; no template logic here.
 
@@ -10,38 +11,7 @@ use minijinja::value::{Value as MjValue, ValueKind};
 use serde_json::{Number, Value as Json};
 
 use crate::model::JsonMap;
-
-/// Python's `repr(float)`: shortest round-trip digits, `1.0` for integral values, exponent form
-/// (`1e+16`, `1.5e-05`) outside `1e-4 <= |f| < 1e16`.
-pub(crate) fn float_repr(f: f64) -> String {
-    if f.is_nan() {
-        return "nan".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "inf".into() } else { "-inf".into() };
-    }
-    if f == 0.0 {
-        return if f.is_sign_negative() {
-            "-0.0".into()
-        } else {
-            "0.0".into()
-        };
-    }
-    let sci = format!("{f:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    if (-4..16).contains(&exp) {
-        let plain = format!("{f}");
-        if plain.contains('.') {
-            plain
-        } else {
-            format!("{plain}.0")
-        }
-    } else {
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exp.abs())
-    }
-}
+use crate::pyfmt::{float_repr, write_repr_str, ControlEscapes};
 
 /// Writes Python's `str(value)`: strings as they are, everything else as `repr`.
 pub(crate) fn write_str(out: &mut impl fmt::Write, value: &MjValue) -> fmt::Result {
@@ -76,7 +46,9 @@ pub(crate) fn write_repr(out: &mut impl fmt::Write, value: &MjValue) -> fmt::Res
                 }
             }
         }
-        ValueKind::String => write_string_repr(out, value.as_str().unwrap_or_default()),
+        ValueKind::String => {
+            write_repr_str(out, value.as_str().unwrap_or_default(), ControlEscapes::All)
+        }
         ValueKind::Bytes => write!(out, "{value}"),
         ValueKind::Seq | ValueKind::Iterable => {
             out.write_char('[')?;
@@ -108,38 +80,6 @@ pub(crate) fn write_repr(out: &mut impl fmt::Write, value: &MjValue) -> fmt::Res
         // Plain objects (datastore lookups) and anything newer: their own rendering.
         _ => write!(out, "{value}"),
     }
-}
-
-/// Python's `repr(str)`: single quotes unless the text has a single quote and no double quote.
-fn write_string_repr(out: &mut impl fmt::Write, s: &str) -> fmt::Result {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    out.write_char(quote)?;
-    for c in s.chars() {
-        match c {
-            '\\' => out.write_str("\\\\")?,
-            '\n' => out.write_str("\\n")?,
-            '\r' => out.write_str("\\r")?,
-            '\t' => out.write_str("\\t")?,
-            c if c == quote => {
-                out.write_char('\\')?;
-                out.write_char(c)?;
-            }
-            c if c.is_control() => {
-                let code = c as u32;
-                if code < 0x100 {
-                    write!(out, "\\x{code:02x}")?;
-                } else {
-                    write!(out, "\\u{code:04x}")?;
-                }
-            }
-            c => out.write_char(c)?,
-        }
-    }
-    out.write_char(quote)
 }
 
 /// Converts a template value to JSON. Map keys become Python `str(key)`, datastore lookups
@@ -606,23 +546,6 @@ fn json_key(key: &Json) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn float_repr_matches_python() {
-        let table = [
-            (1.0, "1.0"),
-            (0.5, "0.5"),
-            (1e16, "1e+16"),
-            (1.5e-5, "1.5e-05"),
-            (0.0001, "0.0001"),
-            (123456.789, "123456.789"),
-            (-2.5, "-2.5"),
-            (1e22, "1e+22"),
-        ];
-        for (f, want) in table {
-            assert_eq!(float_repr(f), want, "{f}");
-        }
-    }
 
     #[test]
     fn repr_matches_python() {

@@ -65,7 +65,13 @@ const PYTHON_RUNS: usize = 20;
 const MEMORY_EXECUTIONS: usize = 1_000;
 const MEMORY_SAMPLE_FOR: Duration = Duration::from_secs(5);
 /// Longest wait for a batch of executions to complete.
-const DRAIN_CAP: Duration = Duration::from_secs(120);
+const DRAIN_CAP: Duration = Duration::from_secs(90);
+/// Longest wait for the next completion before a batch is declared stalled.
+const STALL_CAP: Duration = Duration::from_secs(15);
+/// Longest wait for a platform to shut down.
+const SHUTDOWN_CAP: Duration = Duration::from_secs(10);
+/// Longest a pipeline scenario may take, whatever happens inside.
+const SCENARIO_CAP: Duration = Duration::from_secs(300);
 
 /// Statuses an execution ends in.
 const COMPLETED: [&str; 5] = ["succeeded", "failed", "timeout", "canceled", "abandoned"];
@@ -121,6 +127,13 @@ fn row(id: &str, what: &str, figure: f64, unit: &str, target: Option<Target>, no
         fmt_num(figure),
         cell(notes)
     );
+}
+
+/// Progress on stderr (the table is on stdout), with the time since the start of the run.
+fn progress(what: impl std::fmt::Display) {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let t = START.get_or_init(Instant::now).elapsed().as_secs_f64();
+    eprintln!("bench-pipeline [{t:7.2} s] {what}");
 }
 
 fn header() {
@@ -457,6 +470,7 @@ impl Harness {
         let mut cfg = Config::default();
         cfg.system.data_dir = dir.path().to_path_buf();
         cfg.content.system_packs_base_path = Some(bundled_packs());
+        let t = Instant::now();
         let platform = Platform::start(&cfg, &["all".to_string()])
             .await
             .context("platform start")?;
@@ -483,6 +497,10 @@ impl Harness {
         } else {
             (String::new(), None)
         };
+        progress(format!(
+            "platform started in {:.2} s",
+            t.elapsed().as_secs_f64()
+        ));
         Ok(Harness {
             platform,
             token,
@@ -496,11 +514,21 @@ impl Harness {
         &self.platform.ctx
     }
 
+    /// Stops the platform, waiting at most [`SHUTDOWN_CAP`] (a wedged pipeline is reported,
+    /// not waited for).
     async fn stop(self) {
         if let Some(s) = self.server {
             s.abort();
         }
-        self.platform.shutdown().await;
+        if tokio::time::timeout(SHUTDOWN_CAP, self.platform.shutdown())
+            .await
+            .is_err()
+        {
+            progress(format!(
+                "platform shutdown did not finish in {} s; left behind",
+                SHUTDOWN_CAP.as_secs()
+            ));
+        }
     }
 }
 
@@ -542,14 +570,26 @@ async fn completions(ctx: &Ctx) -> anyhow::Result<mpsc::UnboundedReceiver<Done>>
     Ok(rx)
 }
 
-/// Receives up to `n` completions, waiting at most `cap`.
+/// Receives up to `n` completions, waiting at most `cap` in all and [`STALL_CAP`] for the next
+/// one (a pipeline that stops making progress is reported, not waited for).
 async fn collect(rx: &mut mpsc::UnboundedReceiver<Done>, n: usize, cap: Duration) -> Vec<Done> {
     let deadline = tokio::time::Instant::now() + cap;
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
-        match tokio::time::timeout_at(deadline, rx.recv()).await {
+        let next = deadline.min(tokio::time::Instant::now() + STALL_CAP);
+        match tokio::time::timeout_at(next, rx.recv()).await {
             Ok(Some(d)) => out.push(d),
-            _ => break,
+            Ok(None) => break,
+            Err(_) => {
+                if n > 1 {
+                    progress(format!(
+                        "{} of {n} executions completed; none for {} s: giving up",
+                        out.len(),
+                        STALL_CAP.as_secs()
+                    ));
+                }
+                break;
+            }
         }
     }
     out
@@ -642,14 +682,28 @@ async fn post_load(
     cap: Duration,
 ) -> Load {
     let next = Arc::new(AtomicUsize::new(0));
+    let accepted = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
+    let ticker = {
+        let accepted = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                progress(format!(
+                    "{} of {total} POSTs accepted",
+                    accepted.load(Ordering::Relaxed)
+                ));
+            }
+        })
+    };
     let mut tasks = Vec::new();
     for _ in 0..connections {
-        let (client, url, token, next) = (
+        let (client, url, token, next, accepted) = (
             client.clone(),
             url.to_string(),
             token.to_string(),
             Arc::clone(&next),
+            Arc::clone(&accepted),
         );
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
@@ -674,6 +728,7 @@ async fn post_load(
                     Ok(r) if r.status().as_u16() == 202 => {
                         let _ = r.bytes().await;
                         lat.push(t.elapsed());
+                        accepted.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(r) => {
                         failed += 1;
@@ -706,6 +761,7 @@ async fn post_load(
         }
     }
     load.wall = start.elapsed();
+    ticker.abort();
     load
 }
 
@@ -1256,17 +1312,27 @@ fn main() -> anyhow::Result<()> {
         println!();
         header();
     }
+    let capped =
+        |s: &str, f: std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>>| {
+            rt.block_on(async {
+                match tokio::time::timeout(SCENARIO_CAP, f).await {
+                    Ok(r) => r,
+                    Err(_) => bail!("{s} did not finish in {} s", SCENARIO_CAP.as_secs()),
+                }
+            })
+        };
     for s in selected {
+        progress(format!("scenario {s}"));
         let result = match s {
             "rules" => bench_rules(),
             "render" => bench_render(),
             "memory" if !child => memory_in_child(),
-            "memory" => rt.block_on(bench_memory()),
-            "webhook" => rt.block_on(bench_webhook()),
-            "latency" => rt.block_on(bench_latency()),
-            "noop" => rt.block_on(bench_noop()),
-            "local" => rt.block_on(bench_local()),
-            "python" => rt.block_on(bench_python()),
+            "memory" => capped(s, Box::pin(bench_memory())),
+            "webhook" => capped(s, Box::pin(bench_webhook())),
+            "latency" => capped(s, Box::pin(bench_latency())),
+            "noop" => capped(s, Box::pin(bench_noop())),
+            "local" => capped(s, Box::pin(bench_local())),
+            "python" => capped(s, Box::pin(bench_python())),
             _ => unreachable!("checked above"),
         };
         if let Err(e) = result {

@@ -15,7 +15,7 @@ use std::rc::Rc;
 
 use serde_json::Value as Json;
 
-use super::python::type_name;
+use crate::pyfmt::type_name;
 
 mod syntax;
 #[cfg(test)]

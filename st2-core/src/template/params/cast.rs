@@ -4,6 +4,7 @@
 use serde_json::{json, Value as Json};
 
 use crate::model::ParamType;
+use crate::pyfmt::{self, ControlEscapes};
 use crate::template::{python, NONE_MAGIC_VALUE};
 
 /// JSON-schema name of a type.
@@ -17,23 +18,6 @@ pub(super) fn type_name(t: ParamType) -> &'static str {
         ParamType::Object => "object",
         ParamType::Null => "null",
     }
-}
-
-/// Python's type name of a JSON value, for messages.
-fn py_type(v: &Json) -> &'static str {
-    match v {
-        Json::Null => "NoneType",
-        Json::Bool(_) => "bool",
-        Json::Number(n) if n.is_f64() => "float",
-        Json::Number(_) => "int",
-        Json::String(_) => "str",
-        Json::Array(_) => "list",
-        Json::Object(_) => "dict",
-    }
-}
-
-fn py_str(v: &Json) -> String {
-    python::to_str(&minijinja::Value::from_serialize(v))
 }
 
 /// StackStorm's casters (`util/casts.py`), applied to a rendered or given value. Null and the
@@ -50,14 +34,14 @@ pub fn cast_value(value: Json, param_type: Option<ParamType>) -> Result<Json, St
         (ParamType::String, v @ Json::String(_)) => Ok(v),
         (ParamType::String, v) => Err(format!(
             "Value \"{}\" must either be a string or None. Got \"{}\".",
-            py_str(&v),
-            py_type(&v)
+            pyfmt::str(&v, ControlEscapes::All),
+            pyfmt::type_name(&v)
         )),
         (ParamType::Integer, Json::String(s)) => {
             python::parse_int(&s).map(Json::from).ok_or_else(|| {
                 format!(
                     "invalid literal for int() with base 10: {}",
-                    py_str_repr(&s)
+                    pyfmt::repr_str(&s, ControlEscapes::All)
                 )
             })
         }
@@ -74,7 +58,12 @@ pub fn cast_value(value: Json, param_type: Option<ParamType>) -> Result<Json, St
         (ParamType::Number, Json::String(s)) => python::parse_float(&s)
             .and_then(serde_json::Number::from_f64)
             .map(Json::Number)
-            .ok_or_else(|| format!("could not convert string to float: {}", py_str_repr(&s))),
+            .ok_or_else(|| {
+                format!(
+                    "could not convert string to float: {}",
+                    pyfmt::repr_str(&s, ControlEscapes::All)
+                )
+            }),
         (ParamType::Number, Json::Bool(b)) => Ok(json!(if b { 1.0 } else { 0.0 })),
         (ParamType::Number, Json::Number(n)) => n
             .as_f64()
@@ -83,7 +72,7 @@ pub fn cast_value(value: Json, param_type: Option<ParamType>) -> Result<Json, St
             .ok_or_else(|| format!("cannot convert {n} to float")),
         (ParamType::Integer | ParamType::Number, v) => Err(format!(
             "argument must be a string or a number, not '{}'",
-            py_type(&v)
+            pyfmt::type_name(&v)
         )),
         (ParamType::Boolean, Json::String(s)) => {
             python::literal_eval(&capitalize(&s)).map_err(|e| format!("{e} ({s:?})"))
@@ -109,14 +98,6 @@ fn capitalize(s: &str) -> String {
             .collect(),
         None => String::new(),
     }
-}
-
-/// Python's `repr(str)`.
-fn py_str_repr(s: &str) -> String {
-    let mut out = String::new();
-    // Writing into a String cannot fail.
-    let _ = python::write_repr(&mut out, &minijinja::Value::from(s));
-    out
 }
 
 /// Equality the way Python compares JSON-ish values (`1 == 1.0`).
