@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use st2_core::services::Ctx;
 use st2_core::store::Store;
 
-use crate::{auth, webhooks};
+use crate::{auth, resources, webhooks};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -50,12 +50,24 @@ async fn root() -> Json<Value> {
 /// The authenticated `/api/v1` routes (also served under `/v1`).
 fn api_routes(state: &AppState) -> Router<AppState> {
     Router::new()
+        .route("/actions", get(resources::list_actions))
+        .route("/actions/{key}", get(resources::get_action))
+        .route("/runnertypes", get(resources::list_runners))
+        .route("/runnertypes/{key}", get(resources::get_runner))
+        .route("/executions", get(resources::list_executions).post(resources::create_execution))
+        .route("/executions/{id}", get(resources::get_execution).delete(resources::cancel_execution))
         .route("/webhooks", get(webhooks::list))
         .route("/webhooks/{*url}", post(webhooks::post))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_auth,
         ))
+}
+
+/// The API as served: [`router`] behind trailing-slash normalisation (StackStorm's client asks
+/// for `/runnertypes/?name=...` and `/executions/ID/`).
+pub fn service(state: AppState) -> tower_http::normalize_path::NormalizePath<Router> {
+    tower_http::normalize_path::NormalizePath::trim_trailing_slash(router(state))
 }
 
 /// The whole HTTP API.

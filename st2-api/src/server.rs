@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use st2_core::config::Config;
 use st2_core::platform::Platform;
 
-use crate::{router, AppState};
+use crate::AppState;
 
 /// Command-line settings of `st2d` (they override the config file and environment).
 #[derive(Debug, Clone, Default)]
@@ -69,10 +69,13 @@ pub async fn run(
         auth_enabled: cfg.auth.enable,
         token_ttl: cfg.auth.token_ttl,
     };
-    let app = router(state);
+    let app = crate::service(state);
     let addr = listener.local_addr()?;
     eprintln!("st2d: listening on http://{addr}/api/v1/");
-    axum::serve(listener, app)
+    axum::serve(
+        listener,
+        axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
+    )
         .with_graceful_shutdown(shutdown)
         .await?;
     platform.shutdown().await;

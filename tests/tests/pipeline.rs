@@ -9,7 +9,7 @@ use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use st2_api::{router, AppState};
+use st2_api::{service, AppState};
 use st2_core::config::Config;
 use st2_core::model::{Execution, ExecutionStatus, RuleEnforcement, TriggerInstance};
 use st2_core::platform::Platform;
@@ -18,7 +18,7 @@ use st2_tests::{bundled_packs, copy_dir, fixture_pack};
 
 struct Harness {
     platform: Platform,
-    app: axum::Router,
+    app: tower_http::normalize_path::NormalizePath<axum::Router>,
     token: String,
     _dir: tempfile::TempDir,
 }
@@ -50,7 +50,7 @@ async fn start_with(prepare: impl FnOnce(&std::path::Path)) -> Harness {
         token_ttl: 3600,
     };
     Harness {
-        app: router(state),
+        app: service(state),
         platform,
         token,
         _dir: dir,
@@ -73,6 +73,14 @@ impl Harness {
             status,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         )
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let req = Request::get(path).header("x-auth-token", &self.token).body(Body::empty()).expect("request");
+        let resp = self.app.clone().oneshot(req).await.expect("response");
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
     /// Waits until `pred` holds for some execution of `action_ref`, returning it.
@@ -545,5 +553,40 @@ async fn secret_parameters_are_encrypted_at_rest() {
         "hunter2",
         "the action got the clear value"
     );
+    h.platform.shutdown().await;
+}
+
+/// What StackStorm's `st2 run core.local cmd=date` does, call by call (trailing slashes and all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn st2_run_core_local_date_over_the_api() {
+    let h = start().await;
+    let (status, action) = h.get("/api/v1/actions/core.local").await;
+    assert_eq!(status, StatusCode::OK, "{action}");
+    assert_eq!(action["runner_type"], "local-shell-cmd");
+    assert!(action["parameters"].as_object().is_some_and(|p| p.values().all(|s| s.get("type").is_some())));
+    let (status, runners) = h.get("/api/v1/runnertypes/?name=local-shell-cmd").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(runners[0]["runner_parameters"].is_object(), "{runners}");
+    let (status, exec) = h
+        .post("/api/v1/executions/", json!({"action": "core.local", "parameters": {"cmd": "date"}, "user": null}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{exec}");
+    assert_eq!(exec["status"], "requested");
+    assert_eq!(exec["context"]["user"], "st2admin", "the caller runs it");
+    let id = exec["id"].as_str().expect("id").to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let (_, e) = h.get(&format!("/api/v1/executions/{id}/")).await;
+        if !["requested", "scheduled", "running", "canceling"].contains(&e["status"].as_str().unwrap_or("")) {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "execution never completed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(done["result"]["stdout"].as_str().is_some_and(|s| !s.is_empty()));
+    let (status, body) = h.get("/api/v1/actions/core.nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["faultstring"].as_str().is_some_and(|s| s.contains("core.nope")));
     h.platform.shutdown().await;
 }

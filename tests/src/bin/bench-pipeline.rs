@@ -35,7 +35,15 @@ use st2_tests::bundled_packs;
 
 /// Scenarios, in the order a full run measures them.
 const SCENARIOS: &[&str] = &[
-    "rules", "render", "memory", "webhook", "latency", "noop", "local", "python",
+    "rules",
+    "render",
+    "memory",
+    "breakdown",
+    "webhook",
+    "latency",
+    "noop",
+    "local",
+    "python",
 ];
 
 /// Rules engine: rules, trigger types, and the most instances / longest time one pass takes.
@@ -465,13 +473,18 @@ struct Harness {
 
 impl Harness {
     async fn start(http: bool) -> anyhow::Result<Harness> {
+        Self::start_roles(http, &["all"]).await
+    }
+
+    async fn start_roles(http: bool, roles: &[&str]) -> anyhow::Result<Harness> {
         let dir = tempfile::tempdir()?;
         write_bench_pack(&dir.path().join("packs").join("bench"))?;
         let mut cfg = Config::default();
         cfg.system.data_dir = dir.path().to_path_buf();
         cfg.content.system_packs_base_path = Some(bundled_packs());
         let t = Instant::now();
-        let platform = Platform::start(&cfg, &["all".to_string()])
+        let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+        let platform = Platform::start(&cfg, &roles)
             .await
             .context("platform start")?;
         let store = platform.ctx.store.clone();
@@ -1178,6 +1191,271 @@ async fn bench_python() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Times `n` sequential calls of `f(i)`; mean µs per call.
+async fn per_call<F, Fut>(n: usize, mut f: F) -> anyhow::Result<f64>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let start = Instant::now();
+    for i in 0..n {
+        f(i).await?;
+    }
+    Ok(start.elapsed().as_secs_f64() * 1e6 / n as f64)
+}
+
+/// The pipeline's stages one at a time, on a platform running no roles (nothing consumes the
+/// bus, so each figure is one stage's own cost: its store round trips, JSON work and
+/// publishes), in the order a webhook → core.noop event goes through them.
+async fn bench_breakdown() -> anyhow::Result<()> {
+    use st2_core::services::{
+        dispatch, notifier::Notifier, rules_engine::RulesEngine, scheduler::Scheduler,
+        worker::Worker,
+    };
+    const N: usize = 1_000;
+    let h = Harness::start_roles(false, &[]).await?;
+    let ctx = h.ctx().clone();
+    let store = ctx.store.clone();
+    let state = AppState::new(store.clone());
+    let mut rows: Vec<(&str, String, f64)> = Vec::new();
+
+    let us = per_call(N, |_| async {
+        st2_core::auth::user_for_token(&*store, &h.token).await?;
+        Ok(())
+    })
+    .await?;
+    rows.push((
+        "a",
+        "API auth: `auth::user_for_token` (every API call)".into(),
+        us,
+    ));
+    let us = per_call(N, |_| async {
+        st2_api::webhooks::find_webhook(&state, "bench").await?;
+        Ok(())
+    })
+    .await?;
+    rows.push((
+        "b",
+        "webhook lookup: `webhooks::find_webhook` (reads every webhook trigger, every POST)".into(),
+        us,
+    ));
+    let trigger = st2_api::webhooks::find_webhook(&state, "bench")
+        .await?
+        .context("bench webhook trigger")?;
+
+    let instances = Arc::new(Mutex::new(Vec::with_capacity(N)));
+    let us = per_call(N, |i| {
+        let (ctx, trigger_ref, instances) = (ctx.clone(), trigger.trigger_ref.clone(), Arc::clone(&instances));
+        async move {
+            let payload = json!({"headers": {"Content-Type": "application/json"}, "headers_lower": {"content-type": "application/json"}, "body": {"seq": i, "sev": "critical"}});
+            let ti = dispatch::dispatch(&ctx, &trigger_ref, payload, None).await?;
+            instances.lock().unwrap_or_else(|p| p.into_inner()).push(ti);
+            Ok(())
+        }
+    })
+    .await?;
+    rows.push(("c", "`dispatch::dispatch` of a webhook payload (trigger lookup, schema, store TI + trace, publish)".into(), us));
+
+    // The rules engine's work per dispatched instance (as its consumer calls it).
+    let mut msgs = Vec::with_capacity(N);
+    for ti in instances.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        let trace = store
+            .find(
+                Collection::Traces,
+                &Query::all().eq("trace_tag", format!("trigger_instance-{}", ti.id)),
+            )
+            .await?
+            .into_iter()
+            .next()
+            .and_then(|t| t.get("id").cloned());
+        msgs.push(json!({"trigger_instance": ti, "trace_id": trace}));
+    }
+    let engine = RulesEngine::new(ctx.clone()).await?;
+    let us = per_call(N, |i| {
+        let (engine, msg) = (Arc::clone(&engine), &msgs[i]);
+        async move {
+            engine.process(msg).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    rows.push(("d", "rules engine `process`, matching instance (claim, match, render, `executions::request`, enforcement, trace, done)".into(), us));
+
+    let requested: Vec<String> = store
+        .find(
+            Collection::Executions,
+            &Query::all().eq("status", "requested"),
+        )
+        .await?
+        .iter()
+        .filter_map(|e| e.get("id").and_then(Value::as_str).map(String::from))
+        .collect();
+    let doc_bytes = match requested.first() {
+        Some(id) => store
+            .get(Collection::Executions, id)
+            .await?
+            .map(|d| d.to_string().len())
+            .unwrap_or(0),
+        None => 0,
+    };
+    let us = per_call(N, |_| async {
+        executions::request(
+            &ctx,
+            ExecutionRequest {
+                action_ref: "core.noop".into(),
+                ..Default::default()
+            },
+        )
+        .await?;
+        Ok(())
+    })
+    .await?;
+    rows.push(("e", "`executions::request` core.noop alone (action + runner + config reads, validate, store, publish)".into(), us));
+    let n_get = requested.len().max(1);
+    let us = per_call(n_get, |i| {
+        let (store, id) = (store.clone(), requested.get(i).cloned().unwrap_or_default());
+        async move {
+            store.get(Collection::Executions, &id).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    rows.push((
+        "f",
+        format!("store `get` of one execution document ({doc_bytes} bytes of JSON)"),
+        us,
+    ));
+    let us = per_call(n_get, |i| {
+        let (store, id) = (store.clone(), requested.get(i).cloned().unwrap_or_default());
+        async move {
+            let mut patch = JsonMap::new();
+            patch.insert("status".into(), json!("requested"));
+            store
+                .compare_and_set(
+                    Collection::Executions,
+                    &id,
+                    "status",
+                    &[json!("requested")],
+                    patch,
+                )
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    rows.push((
+        "g",
+        "store `compare_and_set` on one execution (read, decode, patch, encode, write, commit)"
+            .into(),
+        us,
+    ));
+
+    let scheduler = Scheduler::new(ctx.clone());
+    let us = per_call(requested.len().max(1), |i| {
+        let (scheduler, id) = (
+            Arc::clone(&scheduler),
+            requested.get(i).cloned().unwrap_or_default(),
+        );
+        async move {
+            scheduler.schedule(&id).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    rows.push((
+        "h",
+        "scheduler `schedule` (read, policies, transition → scheduled)".into(),
+        us,
+    ));
+    let worker = Worker::new(ctx.clone(), 64);
+    let us = per_call(requested.len().max(1), |i| {
+        let (worker, id) = (
+            Arc::clone(&worker),
+            requested.get(i).cloned().unwrap_or_default(),
+        );
+        async move {
+            worker.execute(&id).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    rows.push(("i", "worker `execute` core.noop (claim → running, action/runner/config reads, render, run, → succeeded)".into(), us));
+    let notifier = Notifier::new(ctx.clone());
+    let mut finished = Vec::with_capacity(requested.len());
+    for id in &requested {
+        if let Some(e) = repo::<Execution>(&*store).get(id).await? {
+            finished.push(e);
+        }
+    }
+    let us = per_call(finished.len().max(1), |i| {
+        let (notifier, exec) = (Arc::clone(&notifier), finished.get(i).cloned());
+        async move {
+            if let Some(exec) = exec {
+                notifier.completed(&exec).await?;
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    rows.push((
+        "j",
+        "notifier `completed` (claim `notified`, dispatch core.st2.generic.actiontrigger)".into(),
+        us,
+    ));
+    let action_tis: Vec<Value> = store
+        .find(
+            Collection::TriggerInstances,
+            &Query::all().eq("trigger", "core.st2.generic.actiontrigger"),
+        )
+        .await?;
+    let us = per_call(action_tis.len().max(1), |i| {
+        let (engine, ti) = (
+            Arc::clone(&engine),
+            action_tis.get(i).cloned().unwrap_or(Value::Null),
+        );
+        async move {
+            if !ti.is_null() {
+                engine.process(&json!({"trigger_instance": ti})).await?;
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    rows.push((
+        "k",
+        "rules engine `process`, action trigger with no matching rule (claim, match, done)".into(),
+        us,
+    ));
+    let total: f64 = rows
+        .iter()
+        .filter(|(id, _, _)| matches!(*id, "a" | "b" | "c" | "d" | "h" | "i" | "j" | "k"))
+        .map(|(_, _, us)| us)
+        .sum();
+    for (id, what, us) in rows {
+        row(
+            &format!("B{id}"),
+            &what,
+            us,
+            "µs/call",
+            None,
+            &format!("mean of {N} sequential calls, no roles running, same embedded store"),
+        );
+    }
+    row(
+        "B",
+        "sum of the stages one webhook → core.noop event goes through (a+b+c+d+h+i+j+k)",
+        total,
+        "µs/event",
+        None,
+        &format!(
+            "= a ceiling of {:.0} events/s if these stages share one store connection and one core",
+            1e6 / total
+        ),
+    );
+    h.stop().await;
+    Ok(())
+}
+
 async fn bench_memory() -> anyhow::Result<()> {
     let h = Harness::start(true).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -1328,6 +1606,7 @@ fn main() -> anyhow::Result<()> {
             "render" => bench_render(),
             "memory" if !child => memory_in_child(),
             "memory" => capped(s, Box::pin(bench_memory())),
+            "breakdown" => capped(s, Box::pin(bench_breakdown())),
             "webhook" => capped(s, Box::pin(bench_webhook())),
             "latency" => capped(s, Box::pin(bench_latency())),
             "noop" => capped(s, Box::pin(bench_noop())),
