@@ -38,7 +38,10 @@ pub struct ListParams {
 }
 
 fn not_found(what: &str, key: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, format!("{what} with ref or id \"{key}\" not found"))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("{what} with ref or id \"{key}\" not found"),
+    )
 }
 
 fn with_total(body: Value, total: u64) -> Response {
@@ -56,7 +59,10 @@ fn page(q: Query, p: &ListParams) -> Query {
 }
 
 /// `GET /actions`.
-pub async fn list_actions(State(s): State<AppState>, QueryParams(p): QueryParams<ListParams>) -> Result<Response, ApiError> {
+pub async fn list_actions(
+    State(s): State<AppState>,
+    QueryParams(p): QueryParams<ListParams>,
+) -> Result<Response, ApiError> {
     let mut q = Query::all().sort("ref", false);
     if let Some(pack) = &p.pack {
         q = q.eq("pack", pack.as_str());
@@ -67,16 +73,29 @@ pub async fn list_actions(State(s): State<AppState>, QueryParams(p): QueryParams
     let actions = repo::<Action>(&*s.store);
     let total = actions.count(&q).await?;
     let items = actions.find(&page(q, &p)).await?;
-    Ok(with_total(serde_json::to_value(items).unwrap_or(Value::Null), total))
+    Ok(with_total(
+        serde_json::to_value(items).unwrap_or(Value::Null),
+        total,
+    ))
 }
 
 /// `GET /actions/{ref_or_id}`.
-pub async fn get_action(State(s): State<AppState>, Path(key): Path<String>) -> Result<Json<Action>, ApiError> {
-    repo::<Action>(&*s.store).get_by_ref_or_id(&key).await?.map(Json).ok_or_else(|| not_found("Action", &key))
+pub async fn get_action(
+    State(s): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<Json<Action>, ApiError> {
+    repo::<Action>(&*s.store)
+        .get_by_ref_or_id(&key)
+        .await?
+        .map(Json)
+        .ok_or_else(|| not_found("Action", &key))
 }
 
 /// `GET /runnertypes` (`?name=` filters, as `st2 run` uses it).
-pub async fn list_runners(State(s): State<AppState>, QueryParams(p): QueryParams<ListParams>) -> Result<Response, ApiError> {
+pub async fn list_runners(
+    State(s): State<AppState>,
+    QueryParams(p): QueryParams<ListParams>,
+) -> Result<Response, ApiError> {
     let mut q = Query::all().sort("name", false);
     if let Some(name) = &p.name {
         q = q.eq("name", name.as_str());
@@ -84,15 +103,25 @@ pub async fn list_runners(State(s): State<AppState>, QueryParams(p): QueryParams
     let runners = repo::<RunnerType>(&*s.store);
     let total = runners.count(&q).await?;
     let items = runners.find(&page(q, &p)).await?;
-    Ok(with_total(serde_json::to_value(items).unwrap_or(Value::Null), total))
+    Ok(with_total(
+        serde_json::to_value(items).unwrap_or(Value::Null),
+        total,
+    ))
 }
 
 /// `GET /runnertypes/{name_or_id}`.
-pub async fn get_runner(State(s): State<AppState>, Path(key): Path<String>) -> Result<Json<RunnerType>, ApiError> {
+pub async fn get_runner(
+    State(s): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<Json<RunnerType>, ApiError> {
     let runners = repo::<RunnerType>(&*s.store);
     let found = match runners.get(&key).await? {
         Some(r) => Some(r),
-        None => runners.find_one(Query::all().eq("name", key.as_str())).await?,
+        None => {
+            runners
+                .find_one(Query::all().eq("name", key.as_str()))
+                .await?
+        }
     };
     found.map(Json).ok_or_else(|| not_found("RunnerType", &key))
 }
@@ -100,7 +129,9 @@ pub async fn get_runner(State(s): State<AppState>, Path(key): Path<String>) -> R
 /// An execution as the API shows it: secret parameters masked.
 fn view(mut e: Execution) -> Value {
     for v in e.parameters.values_mut() {
-        if v.as_str().is_some_and(|s| s.starts_with(ENCRYPTED_PARAM_PREFIX)) {
+        if v.as_str()
+            .is_some_and(|s| s.starts_with(ENCRYPTED_PARAM_PREFIX))
+        {
             *v = Value::String(MASKED.into());
         }
     }
@@ -138,7 +169,12 @@ pub async fn create_execution(
     headers: HeaderMap,
     Json(body): Json<ExecutionBody>,
 ) -> Result<Response, ApiError> {
-    let ctx = s.services.as_ref().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the event pipeline is not running in this process"))?;
+    let ctx = s.services.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the event pipeline is not running in this process",
+        )
+    })?;
     let mut context = body.context.clone();
     if let Some(tag) = headers.get("st2-trace-tag").and_then(|v| v.to_str().ok()) {
         context.insert("trace_context".into(), json!({"trace_tag": tag}));
@@ -156,7 +192,10 @@ pub async fn create_execution(
 }
 
 /// `GET /executions`: newest first.
-pub async fn list_executions(State(s): State<AppState>, QueryParams(p): QueryParams<ListParams>) -> Result<Response, ApiError> {
+pub async fn list_executions(
+    State(s): State<AppState>,
+    QueryParams(p): QueryParams<ListParams>,
+) -> Result<Response, ApiError> {
     let mut q = Query::all().sort("id", true);
     if let Some(a) = &p.action {
         q = q.eq("action.ref", a.as_str());
@@ -166,20 +205,42 @@ pub async fn list_executions(State(s): State<AppState>, QueryParams(p): QueryPar
     }
     let execs = repo::<Execution>(&*s.store);
     let total = execs.count(&q).await?;
-    let p = ListParams { limit: Some(p.limit.unwrap_or(50)), ..p };
-    let items: Vec<Value> = execs.find(&page(q, &p)).await?.into_iter().map(view).collect();
+    let p = ListParams {
+        limit: Some(p.limit.unwrap_or(50)),
+        ..p
+    };
+    let items: Vec<Value> = execs
+        .find(&page(q, &p))
+        .await?
+        .into_iter()
+        .map(view)
+        .collect();
     Ok(with_total(Value::Array(items), total))
 }
 
 /// `GET /executions/{id}`.
-pub async fn get_execution(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let e = repo::<Execution>(&*s.store).get(&id).await?.ok_or_else(|| not_found("ActionExecution", &id))?;
+pub async fn get_execution(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let e = repo::<Execution>(&*s.store)
+        .get(&id)
+        .await?
+        .ok_or_else(|| not_found("ActionExecution", &id))?;
     Ok(Json(view(e)))
 }
 
 /// `DELETE /executions/{id}`: cancel.
-pub async fn cancel_execution(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let ctx = s.services.as_ref().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the event pipeline is not running in this process"))?;
+pub async fn cancel_execution(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let ctx = s.services.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the event pipeline is not running in this process",
+        )
+    })?;
     let e = executions::cancel(ctx, &id).await?;
     Ok(Json(view(e)))
 }

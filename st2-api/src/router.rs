@@ -54,8 +54,14 @@ fn api_routes(state: &AppState) -> Router<AppState> {
         .route("/actions/{key}", get(resources::get_action))
         .route("/runnertypes", get(resources::list_runners))
         .route("/runnertypes/{key}", get(resources::get_runner))
-        .route("/executions", get(resources::list_executions).post(resources::create_execution))
-        .route("/executions/{id}", get(resources::get_execution).delete(resources::cancel_execution))
+        .route(
+            "/executions",
+            get(resources::list_executions).post(resources::create_execution),
+        )
+        .route(
+            "/executions/{id}",
+            get(resources::get_execution).delete(resources::cancel_execution),
+        )
         .route("/webhooks", get(webhooks::list))
         .route("/webhooks/{*url}", post(webhooks::post))
         .route_layer(middleware::from_fn_with_state(

@@ -76,8 +76,8 @@ pub async fn run(
         listener,
         axum::ServiceExt::<axum::extract::Request>::into_make_service(app),
     )
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    .with_graceful_shutdown(shutdown)
+    .await?;
     platform.shutdown().await;
     Ok(())
 }

@@ -76,11 +76,19 @@ impl Harness {
     }
 
     async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let req = Request::get(path).header("x-auth-token", &self.token).body(Body::empty()).expect("request");
+        let req = Request::get(path)
+            .header("x-auth-token", &self.token)
+            .body(Body::empty())
+            .expect("request");
         let resp = self.app.clone().oneshot(req).await.expect("response");
         let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.expect("body");
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     /// Waits until `pred` holds for some execution of `action_ref`, returning it.
@@ -563,12 +571,17 @@ async fn st2_run_core_local_date_over_the_api() {
     let (status, action) = h.get("/api/v1/actions/core.local").await;
     assert_eq!(status, StatusCode::OK, "{action}");
     assert_eq!(action["runner_type"], "local-shell-cmd");
-    assert!(action["parameters"].as_object().is_some_and(|p| p.values().all(|s| s.get("type").is_some())));
+    assert!(action["parameters"]
+        .as_object()
+        .is_some_and(|p| p.values().all(|s| s.get("type").is_some())));
     let (status, runners) = h.get("/api/v1/runnertypes/?name=local-shell-cmd").await;
     assert_eq!(status, StatusCode::OK);
     assert!(runners[0]["runner_parameters"].is_object(), "{runners}");
     let (status, exec) = h
-        .post("/api/v1/executions/", json!({"action": "core.local", "parameters": {"cmd": "date"}, "user": null}))
+        .post(
+            "/api/v1/executions/",
+            json!({"action": "core.local", "parameters": {"cmd": "date"}, "user": null}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{exec}");
     assert_eq!(exec["status"], "requested");
@@ -577,16 +590,22 @@ async fn st2_run_core_local_date_over_the_api() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let done = loop {
         let (_, e) = h.get(&format!("/api/v1/executions/{id}/")).await;
-        if !["requested", "scheduled", "running", "canceling"].contains(&e["status"].as_str().unwrap_or("")) {
+        if !["requested", "scheduled", "running", "canceling"]
+            .contains(&e["status"].as_str().unwrap_or(""))
+        {
             break e;
         }
         assert!(Instant::now() < deadline, "execution never completed");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(done["status"], "succeeded", "{done}");
-    assert!(done["result"]["stdout"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(done["result"]["stdout"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
     let (status, body) = h.get("/api/v1/actions/core.nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(body["faultstring"].as_str().is_some_and(|s| s.contains("core.nope")));
+    assert!(body["faultstring"]
+        .as_str()
+        .is_some_and(|s| s.contains("core.nope")));
     h.platform.shutdown().await;
 }

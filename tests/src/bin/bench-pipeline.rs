@@ -1,19 +1,22 @@
 //! Benchmark: the event pipeline in one process — rule matching and parameter rendering, webhook
 //! ingestion over real HTTP on 127.0.0.1, webhook → `running` latency, execution throughput
-//! (`core.noop`, `core.local cmd=true`), a Python action's round trip, and memory. Prints one
+//! (`core.noop`, `core.local cmd=true`), a Python action's round trip, and memory, plus a
+//! per-stage breakdown (µs and store calls per stage) to show where the time goes. Prints one
 //! markdown row per figure as soon as it is measured, with the target it is held against.
 //! Nothing is asserted: a figure that misses its target says `no` in the table.
 //!
 //! Usage: `cargo run --release -p st2-tests --bin bench-pipeline [-- SCENARIO...]`, with
-//! scenarios among `rules render memory webhook latency noop local python` (default: all).
-//! Every scenario is bounded in requests and in time; the whole run takes one to three minutes.
-//! Pipeline scenarios start their own platform (embedded store in a temporary data dir,
-//! in-process bus, bundled packs plus a generated `bench` pack with webhook rules); `memory`
-//! runs in a child process of this binary so that earlier scenarios do not inflate its RSS.
+//! scenarios among `rules render memory breakdown webhook latency noop local python` (default:
+//! all). Every scenario is bounded in requests and in time (a stalled pipeline is reported with
+//! its queue depths, not waited for); the whole run takes two to three minutes. Pipeline
+//! scenarios start their own platform (embedded store in a temporary data dir, in-process bus,
+//! bundled packs plus a generated `bench` pack with webhook rules); `memory` runs in a child
+//! process of this binary so that earlier scenarios do not inflate its RSS. Progress and CPU
+//! steal go to stderr, the table to stdout.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,14 +25,14 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use st2_api::{router, AppState};
-use st2_core::bus::{names, SubscribeSpec};
+use st2_core::bus::{names, Bus, MemoryBus, SubscribeSpec};
 use st2_core::config::Config;
 use st2_core::model::{Execution, JsonMap, Rule};
 use st2_core::platform::Platform;
 use st2_core::rules::{MatchContext, RuleSet};
 use st2_core::services::executions::{self, ExecutionRequest};
 use st2_core::services::Ctx;
-use st2_core::store::{repo, Collection, Query};
+use st2_core::store::{repo, Collection, Query, Store, Write};
 use st2_core::template::{CompiledTemplate, RenderContext, TemplateEngine};
 use st2_tests::bundled_packs;
 
@@ -58,7 +61,7 @@ const RENDERS: usize = 200_000;
 const WEBHOOK_REQUESTS: usize = 20_000;
 const WEBHOOK_INGEST_REQUESTS: usize = 10_000;
 const WEBHOOK_CONNECTIONS: usize = 32;
-const WEBHOOK_TIME_CAP: Duration = Duration::from_secs(60);
+const WEBHOOK_TIME_CAP: Duration = Duration::from_secs(30);
 /// Latency: request rate and count (100/s for 10 s).
 const LATENCY_INTERVAL: Duration = Duration::from_millis(10);
 const LATENCY_REQUESTS: usize = 1_000;
@@ -77,7 +80,7 @@ const DRAIN_CAP: Duration = Duration::from_secs(90);
 /// Longest wait for the next completion before a batch is declared stalled.
 const STALL_CAP: Duration = Duration::from_secs(15);
 /// Longest wait for a platform to shut down.
-const SHUTDOWN_CAP: Duration = Duration::from_secs(10);
+const SHUTDOWN_CAP: Duration = Duration::from_secs(15);
 /// Longest a pipeline scenario may take, whatever happens inside.
 const SCENARIO_CAP: Duration = Duration::from_secs(300);
 
@@ -164,6 +167,32 @@ fn proc_status_mib(field: &str) -> f64 {
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
+}
+
+/// (steal, total) CPU time of the machine so far, in clock ticks (`/proc/stat`): steal is time
+/// the hypervisor gave to other guests, which makes figures noisy.
+fn cpu_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    (
+        fields.get(7).copied().unwrap_or(0),
+        fields.iter().take(8).sum(),
+    )
+}
+
+fn steal_percent(from: (u64, u64), to: (u64, u64)) -> f64 {
+    let total = to.1.saturating_sub(from.1);
+    if total == 0 {
+        return 0.0;
+    }
+    100.0 * to.0.saturating_sub(from.0) as f64 / total as f64
 }
 
 /// The `q` quantile (0..=1) of sorted values, nearest rank.
@@ -319,6 +348,8 @@ fn bench_rules() -> anyhow::Result<()> {
         compiled.insert(rule.rule_ref, params);
     }
     let instances = bench_instances(10_000);
+    // The rules engine's render context carries the datastore (an empty one here).
+    let kv: Arc<dyn st2_core::template::KvLookup> = Arc::new(st2_core::template::StaticKv::new());
     for (id, variant, what) in [
         ("1", ParamRender::AsService, "rules engine: 1,000 rules / 100 trigger types, match + 1 param render per match (render as `rules_engine::enforce` does: `render_value`, parse per render)"),
         ("1b", ParamRender::Compiled, "same, parameters compiled once at rule load (`CompiledTemplate::render`)"),
@@ -331,8 +362,9 @@ fn bench_rules() -> anyhow::Result<()> {
             for (trigger, payload) in &instances {
                 // As `RulesEngine::enforce`: one render context per instance, the payload added
                 // as `trigger` only when a rule matched.
-                let render_ctx = RenderContext::new();
-                let result = set.match_instance(trigger, payload, MatchContext::from(&render_ctx));
+                let render_ctx = RenderContext::new().with_kv(kv.clone(), None);
+                let match_ctx = MatchContext::from(&render_ctx).for_trigger_instance("bench");
+                let result = set.match_instance(trigger, payload, match_ctx);
                 let matched = result.matched();
                 if !matched.is_empty() {
                     let trigger_ctx = render_ctx.clone().with("trigger", payload.clone());
@@ -358,7 +390,7 @@ fn bench_rules() -> anyhow::Result<()> {
                     }
                 }
                 done += 1;
-                if done >= RULE_INSTANCES || (done % 1024 == 0 && start.elapsed() >= RULE_TIME_CAP) {
+                if done >= RULE_INSTANCES || (done.is_multiple_of(1024) && start.elapsed() >= RULE_TIME_CAP) {
                     break 'outer;
                 }
             }
@@ -462,11 +494,21 @@ fn write_bench_pack(dir: &Path) -> std::io::Result<()> {
 }
 
 /// A platform running every role, optionally serving the API on 127.0.0.1.
+///
+/// `Platform::start` registers the content (bundled packs and the bench pack) and opens the
+/// store; the roles are then started with `Platform::start_roles` over the same context with a
+/// `MemoryBus` of our own, which is what `Platform::start` would have created, kept here so that
+/// a stalled run can report its queue depths.
 struct Harness {
-    platform: Platform,
+    /// Registration and store (no roles).
+    base: Platform,
+    /// The roles, over `ctx`.
+    roles: Option<Platform>,
+    ctx: Ctx,
+    bus: Arc<MemoryBus>,
     token: String,
     /// `http://127.0.0.1:<port>` when serving.
-    base: String,
+    url: String,
     server: Option<tokio::task::JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
@@ -477,24 +519,46 @@ impl Harness {
     }
 
     async fn start_roles(http: bool, roles: &[&str]) -> anyhow::Result<Harness> {
+        Self::start_with(http, roles, None).await
+    }
+
+    /// `python`: the `[actionrunner] python_binary` (default: the configuration's default).
+    async fn start_with(
+        http: bool,
+        roles: &[&str],
+        python: Option<&str>,
+    ) -> anyhow::Result<Harness> {
         let dir = tempfile::tempdir()?;
         write_bench_pack(&dir.path().join("packs").join("bench"))?;
         let mut cfg = Config::default();
         cfg.system.data_dir = dir.path().to_path_buf();
         cfg.content.system_packs_base_path = Some(bundled_packs());
+        if let Some(p) = python {
+            cfg.actionrunner.python_binary = p.to_string();
+        }
         let t = Instant::now();
+        let base = Platform::start(&cfg, &[]).await.context("platform start")?;
+        let bus = Arc::new(MemoryBus::new());
+        bus.declare_st2_exchanges().await?;
+        let mut ctx = base.ctx.clone();
+        ctx.bus = bus.clone();
         let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
-        let platform = Platform::start(&cfg, &roles)
-            .await
-            .context("platform start")?;
-        let store = platform.ctx.store.clone();
+        let running = match roles.is_empty() {
+            true => None,
+            false => Some(
+                Platform::start_roles(ctx.clone(), &roles, &cfg.garbagecollector)
+                    .await
+                    .context("roles start")?,
+            ),
+        };
+        let store = ctx.store.clone();
         let token = st2_core::auth::issue_token(&*store, "st2admin", 3600)
             .await?
             .token;
-        let (base, server) = if http {
+        let (url, server) = if http {
             let state = AppState {
                 store,
-                services: Some(platform.ctx.clone()),
+                services: Some(ctx.clone()),
                 auth_enabled: true,
                 token_ttl: 3600,
             };
@@ -515,16 +579,24 @@ impl Harness {
             t.elapsed().as_secs_f64()
         ));
         Ok(Harness {
-            platform,
-            token,
             base,
+            roles: running,
+            ctx,
+            bus,
+            token,
+            url,
             server,
             _dir: dir,
         })
     }
 
     fn ctx(&self) -> &Ctx {
-        &self.platform.ctx
+        &self.ctx
+    }
+
+    /// Ready / unacked messages of the pipeline's work queues.
+    fn queues(&self) -> String {
+        queue_report(&self.bus)
     }
 
     /// Stops the platform, waiting at most [`SHUTDOWN_CAP`] (a wedged pipeline is reported,
@@ -533,16 +605,36 @@ impl Harness {
         if let Some(s) = self.server {
             s.abort();
         }
-        if tokio::time::timeout(SHUTDOWN_CAP, self.platform.shutdown())
-            .await
-            .is_err()
-        {
+        let stop = async {
+            if let Some(r) = self.roles {
+                r.shutdown().await;
+            }
+            self.base.shutdown().await;
+        };
+        if tokio::time::timeout(SHUTDOWN_CAP, stop).await.is_err() {
             progress(format!(
                 "platform shutdown did not finish in {} s; left behind",
                 SHUTDOWN_CAP.as_secs()
             ));
         }
     }
+}
+
+/// `queue ready+unacked` for each work queue of the pipeline.
+fn queue_report(bus: &MemoryBus) -> String {
+    [
+        ("rules", names::RULES_ENGINE_WORK),
+        ("scheduler", names::ACTIONRUNNER_REQ),
+        ("worker", names::ACTIONRUNNER_WORK),
+        ("notifier", names::NOTIFIER_WORK),
+    ]
+    .iter()
+    .filter_map(|(short, q)| {
+        bus.stats(q)
+            .map(|s| format!("{short} {}+{}", s.ready, s.unacked))
+    })
+    .collect::<Vec<_>>()
+    .join(", ")
 }
 
 /// An execution that reached a final status, as announced on `st2.liveaction.status`.
@@ -585,7 +677,12 @@ async fn completions(ctx: &Ctx) -> anyhow::Result<mpsc::UnboundedReceiver<Done>>
 
 /// Receives up to `n` completions, waiting at most `cap` in all and [`STALL_CAP`] for the next
 /// one (a pipeline that stops making progress is reported, not waited for).
-async fn collect(rx: &mut mpsc::UnboundedReceiver<Done>, n: usize, cap: Duration) -> Vec<Done> {
+async fn collect(
+    h: &Harness,
+    rx: &mut mpsc::UnboundedReceiver<Done>,
+    n: usize,
+    cap: Duration,
+) -> Vec<Done> {
     let deadline = tokio::time::Instant::now() + cap;
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
@@ -594,11 +691,12 @@ async fn collect(rx: &mut mpsc::UnboundedReceiver<Done>, n: usize, cap: Duration
             Ok(Some(d)) => out.push(d),
             Ok(None) => break,
             Err(_) => {
-                if n > 1 {
+                if tokio::time::Instant::now() < deadline {
                     progress(format!(
-                        "{} of {n} executions completed; none for {} s: giving up",
+                        "{} of {n} executions completed; none for {} s: giving up (queues ready+unacked: {})",
                         out.len(),
-                        STALL_CAP.as_secs()
+                        STALL_CAP.as_secs(),
+                        h.queues()
                     ));
                 }
                 break;
@@ -671,7 +769,7 @@ fn http_client(connections: usize) -> anyhow::Result<reqwest::Client> {
         .no_proxy()
         .tcp_nodelay(true)
         .pool_max_idle_per_host(connections)
-        .timeout(Duration::from_secs(30))
+        .timeout(Duration::from_secs(10))
         .build()?)
 }
 
@@ -687,6 +785,7 @@ struct Load {
 /// `total` POSTs of `{"seq": i, ...}` to `url` from `connections` concurrent clients (each
 /// sends its next request when the previous one is answered), stopping early at `cap`.
 async fn post_load(
+    bus: &Arc<MemoryBus>,
     client: &reqwest::Client,
     url: &str,
     token: &str,
@@ -698,13 +797,14 @@ async fn post_load(
     let accepted = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let ticker = {
-        let accepted = Arc::clone(&accepted);
+        let (accepted, bus) = (Arc::clone(&accepted), Arc::clone(bus));
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 progress(format!(
-                    "{} of {total} POSTs accepted",
-                    accepted.load(Ordering::Relaxed)
+                    "{} of {total} POSTs accepted (queues ready+unacked: {})",
+                    accepted.load(Ordering::Relaxed),
+                    queue_report(&bus)
                 ));
             }
         })
@@ -794,8 +894,9 @@ async fn bench_webhook() -> anyhow::Result<()> {
     let h = Harness::start(true).await?;
     let mut done = completions(h.ctx()).await?;
     let client = http_client(WEBHOOK_CONNECTIONS)?;
-    let url = format!("{}/api/v1/webhooks/bench", h.base);
+    let url = format!("{}/api/v1/webhooks/bench", h.url);
     let load = post_load(
+        &h.bus,
         &client,
         &url,
         &h.token,
@@ -814,16 +915,17 @@ async fn bench_webhook() -> anyhow::Result<()> {
         "req/s",
         Some(Target::AtLeast(5_000.0)),
         &format!(
-            "{} accepted in {:.2} s, {} failed{}; {WEBHOOK_CONNECTIONS} keep-alive HTTP/1.1 conns (reqwest, same 2 cores); 202 latency p50 {:.2} ms p99 {:.2} ms; {stored} trigger instances in the store",
+            "{} accepted in {:.2} s, {} failed{}; {WEBHOOK_CONNECTIONS} keep-alive HTTP/1.1 conns (reqwest, same 2 cores); 202 latency p50 {:.2} ms p99 {:.2} ms; {stored} trigger instances in the store; queues ready+unacked at the end: {}",
             load.accepted,
             load.wall.as_secs_f64(),
             load.failed,
             load.first_failure.as_deref().map(|f| format!(" ({f})")).unwrap_or_default(),
             quantile(&lat, 0.5),
-            quantile(&lat, 0.99)
+            quantile(&lat, 0.99),
+            h.queues()
         ),
     );
-    let finished = collect(&mut done, load.accepted, DRAIN_CAP).await;
+    let finished = collect(&h, &mut done, load.accepted, DRAIN_CAP).await;
     let last = finished.iter().map(|d| d.at).max().unwrap_or(start);
     row(
         "3b",
@@ -843,8 +945,9 @@ async fn bench_webhook() -> anyhow::Result<()> {
 
     // 3c: a rule that never matches: ingestion plus rules engine, no executions.
     let h = Harness::start(true).await?;
-    let url = format!("{}/api/v1/webhooks/bench-ingest", h.base);
+    let url = format!("{}/api/v1/webhooks/bench-ingest", h.url);
     let load = post_load(
+        &h.bus,
         &client,
         &url,
         &h.token,
@@ -941,7 +1044,7 @@ async fn bench_latency() -> anyhow::Result<()> {
         });
     }
     let client = http_client(64)?;
-    let url = format!("{}/api/v1/webhooks/bench", h.base);
+    let url = format!("{}/api/v1/webhooks/bench", h.url);
     // Warm the connection pool (these requests are not measured: seq beyond n).
     for i in 0..8 {
         let _ = client
@@ -1046,7 +1149,7 @@ async fn throughput(
     let mut done = completions(h.ctx()).await?;
     let start = Instant::now();
     let (accepted, err, requested_at) = request_many(h.ctx(), n, REQUESTERS, make).await;
-    let finished = collect(&mut done, accepted, DRAIN_CAP).await;
+    let finished = collect(h, &mut done, accepted, DRAIN_CAP).await;
     let last = finished.iter().map(|d| d.at).max().unwrap_or(start);
     let wall = (last - start).as_secs_f64();
     let notes = format!(
@@ -1141,72 +1244,218 @@ async fn bench_local() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn bench_python() -> anyhow::Result<()> {
-    let h = Harness::start(false).await?;
+/// Median time of `python -c pass`, and the interpreter it resolves to.
+fn interpreter_start(python: &str) -> (f64, String) {
+    let exe = std::process::Command::new(python)
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        if std::process::Command::new(python)
+            .args(["-c", "pass"])
+            .status()
+            .is_ok()
+        {
+            times.push(t.elapsed());
+        }
+    }
+    (quantile(&sorted_ms(times), 0.5), exe)
+}
+
+/// `examples.hello_python` run one at a time with `python` as the interpreter (`None`: the
+/// configuration's default): sorted round trips in ms, and the first failure.
+async fn python_round_trips(python: Option<&str>) -> anyhow::Result<(Vec<f64>, Option<String>)> {
+    let h = Harness::start_with(false, &["all"], python).await?;
     let mut done = completions(h.ctx()).await?;
     let mut parameters = JsonMap::new();
     parameters.insert("name".into(), json!("bench"));
-    let req = || ExecutionRequest {
-        action_ref: "examples.hello_python".into(),
-        parameters: parameters.clone(),
-        ..Default::default()
-    };
     let mut times = Vec::with_capacity(PYTHON_RUNS);
     let mut failure = None;
     for run in 0..=PYTHON_RUNS {
+        let req = ExecutionRequest {
+            action_ref: "examples.hello_python".into(),
+            parameters: parameters.clone(),
+            ..Default::default()
+        };
         let t = Instant::now();
-        let exec = executions::request(h.ctx(), req()).await?;
+        let exec = executions::request(h.ctx(), req).await?;
         let Some(d) = wait_for(&mut done, &exec.id, Duration::from_secs(30)).await else {
             failure.get_or_insert(format!("{} did not complete in 30 s", exec.id));
             continue;
         };
         if d.status != "succeeded" && failure.is_none() {
             let e = repo::<Execution>(&*h.ctx().store).get(&exec.id).await?;
+            let result = e.and_then(|e| e.result).unwrap_or(Value::Null).to_string();
             failure = Some(format!(
                 "{}: {}",
                 d.status,
-                e.and_then(|e| e.result).unwrap_or(Value::Null)
+                result.chars().take(300).collect::<String>()
             ));
         }
         if run > 0 {
-            times.push(d.at - t); // run 0 warms the shim cache and the page cache
+            times.push(d.at - t); // run 0 unpacks the shim and warms the page cache
         }
     }
-    let ms = sorted_ms(times);
-    row(
-        "7",
-        "python-script round trip (`examples.hello_python`), request → completed, median",
-        quantile(&ms, 0.5),
-        "ms per execution",
-        Some(Target::AtMost(100.0)),
-        &format!(
-            "{} sequential runs after 1 warm-up; min {:.1} ms, max {:.1} ms; interpreter `python3` from PATH{}",
-            ms.len(),
-            ms.first().copied().unwrap_or(f64::NAN),
-            ms.last().copied().unwrap_or(f64::NAN),
-            failure.map(|f| format!("; NOT succeeded: {}", f.chars().take(300).collect::<String>())).unwrap_or_default()
-        ),
-    );
     h.stop().await;
+    Ok((sorted_ms(times), failure))
+}
+
+async fn bench_python() -> anyhow::Result<()> {
+    let mut variants = vec![("7", None, "python3")];
+    // A system interpreter, when there is one: shows the runner's own cost apart from a slow
+    // interpreter start (a pyenv shim, site-packages `.pth` hooks).
+    if Path::new("/usr/bin/python3").exists() {
+        variants.push(("7b", Some("/usr/bin/python3"), "/usr/bin/python3"));
+    }
+    for (id, python, name) in variants {
+        let (ms, failure) = python_round_trips(python).await?;
+        let (start_ms, exe) = interpreter_start(name);
+        row(
+            id,
+            &format!("python-script round trip (`examples.hello_python`), request → completed, median; interpreter `{name}`"),
+            quantile(&ms, 0.5),
+            "ms per execution",
+            Some(Target::AtMost(100.0)),
+            &format!(
+                "{} sequential runs after 1 warm-up; min {:.1} ms, max {:.1} ms; `{name}` is {exe}, `{name} -c pass` alone takes {start_ms:.0} ms{}",
+                ms.len(),
+                ms.first().copied().unwrap_or(f64::NAN),
+                ms.last().copied().unwrap_or(f64::NAN),
+                failure.map(|f| format!("; NOT succeeded: {f}")).unwrap_or_default()
+            ),
+        );
+    }
     Ok(())
 }
 
-/// Times `n` sequential calls of `f(i)`; mean µs per call.
-async fn per_call<F, Fut>(n: usize, mut f: F) -> anyhow::Result<f64>
+/// A store that counts and times the calls made through it (the breakdown's view of how many
+/// store round trips each stage makes).
+struct CountingStore {
+    inner: Arc<dyn Store>,
+    calls: AtomicU64,
+    nanos: AtomicU64,
+}
+
+impl CountingStore {
+    fn note(&self, since: Instant) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.nanos
+            .fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// (calls, time in them) since the last take.
+    fn take(&self) -> (u64, Duration) {
+        (
+            self.calls.swap(0, Ordering::Relaxed),
+            Duration::from_nanos(self.nanos.swap(0, Ordering::Relaxed)),
+        )
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for CountingStore {
+    async fn get(
+        &self,
+        collection: Collection,
+        id: &str,
+    ) -> st2_core::store::Result<Option<Value>> {
+        let t = Instant::now();
+        let r = self.inner.get(collection, id).await;
+        self.note(t);
+        r
+    }
+
+    async fn find(
+        &self,
+        collection: Collection,
+        query: &Query,
+    ) -> st2_core::store::Result<Vec<Value>> {
+        let t = Instant::now();
+        let r = self.inner.find(collection, query).await;
+        self.note(t);
+        r
+    }
+
+    async fn count(&self, collection: Collection, query: &Query) -> st2_core::store::Result<u64> {
+        let t = Instant::now();
+        let r = self.inner.count(collection, query).await;
+        self.note(t);
+        r
+    }
+
+    async fn apply(&self, writes: Vec<Write>) -> st2_core::store::Result<()> {
+        let t = Instant::now();
+        let r = self.inner.apply(writes).await;
+        self.note(t);
+        r
+    }
+
+    async fn compare_and_set(
+        &self,
+        collection: Collection,
+        id: &str,
+        field: &str,
+        expected: &[Value],
+        patch: JsonMap,
+    ) -> st2_core::store::Result<Option<Value>> {
+        let t = Instant::now();
+        let r = self
+            .inner
+            .compare_and_set(collection, id, field, expected, patch)
+            .await;
+        self.note(t);
+        r
+    }
+
+    async fn delete(&self, collection: Collection, id: &str) -> st2_core::store::Result<bool> {
+        let t = Instant::now();
+        let r = self.inner.delete(collection, id).await;
+        self.note(t);
+        r
+    }
+}
+
+/// One stage of the breakdown: median and mean µs per call, store calls and store µs per call.
+struct Stage {
+    median_us: f64,
+    mean_us: f64,
+    store_calls: f64,
+    store_us: f64,
+}
+
+/// Times `n` sequential calls of `f(i)`, counting the store calls they make.
+async fn stage<F, Fut>(counter: &CountingStore, n: usize, mut f: F) -> anyhow::Result<Stage>
 where
     F: FnMut(usize) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let start = Instant::now();
+    let n = n.max(1);
+    counter.take();
+    let mut times = Vec::with_capacity(n);
     for i in 0..n {
+        let t = Instant::now();
         f(i).await?;
+        times.push(t.elapsed());
     }
-    Ok(start.elapsed().as_secs_f64() * 1e6 / n as f64)
+    let (calls, in_store) = counter.take();
+    let mean_us = times.iter().map(Duration::as_secs_f64).sum::<f64>() * 1e6 / n as f64;
+    let sorted = sorted_ms(times);
+    Ok(Stage {
+        median_us: quantile(&sorted, 0.5) * 1e3,
+        mean_us,
+        store_calls: calls as f64 / n as f64,
+        store_us: in_store.as_secs_f64() * 1e6 / n as f64,
+    })
 }
 
 /// The pipeline's stages one at a time, on a platform running no roles (nothing consumes the
 /// bus, so each figure is one stage's own cost: its store round trips, JSON work and
-/// publishes), in the order a webhook → core.noop event goes through them.
+/// publishes), in the order a webhook → core.noop event goes through them. The stages get a
+/// copy of the platform's context whose store counts calls.
 async fn bench_breakdown() -> anyhow::Result<()> {
     use st2_core::services::{
         dispatch, notifier::Notifier, rules_engine::RulesEngine, scheduler::Scheduler,
@@ -1214,37 +1463,49 @@ async fn bench_breakdown() -> anyhow::Result<()> {
     };
     const N: usize = 1_000;
     let h = Harness::start_roles(false, &[]).await?;
-    let ctx = h.ctx().clone();
+    let counter = Arc::new(CountingStore {
+        inner: h.ctx().store.clone(),
+        calls: AtomicU64::new(0),
+        nanos: AtomicU64::new(0),
+    });
+    let mut ctx = h.ctx().clone();
+    ctx.store = counter.clone();
     let store = ctx.store.clone();
     let state = AppState::new(store.clone());
-    let mut rows: Vec<(&str, String, f64)> = Vec::new();
+    let mut rows: Vec<(&str, String, Stage)> = Vec::new();
 
-    let us = per_call(N, |_| async {
+    let st = stage(&counter, N, |_| async {
+        tokio::task::spawn_blocking(|| std::hint::black_box(1)).await?;
+        Ok(())
+    })
+    .await?;
+    rows.push(("0", "`tokio::task::spawn_blocking` round trip doing nothing (how the embedded store runs every call)".into(), st));
+    let st = stage(&counter, N, |_| async {
         st2_core::auth::user_for_token(&*store, &h.token).await?;
         Ok(())
     })
     .await?;
     rows.push((
         "a",
-        "API auth: `auth::user_for_token` (every API call)".into(),
-        us,
+        "API auth `auth::user_for_token` (every API call)".into(),
+        st,
     ));
-    let us = per_call(N, |_| async {
+    let st = stage(&counter, N, |_| async {
         st2_api::webhooks::find_webhook(&state, "bench").await?;
         Ok(())
     })
     .await?;
     rows.push((
         "b",
-        "webhook lookup: `webhooks::find_webhook` (reads every webhook trigger, every POST)".into(),
-        us,
+        "`webhooks::find_webhook` (every webhook POST)".into(),
+        st,
     ));
     let trigger = st2_api::webhooks::find_webhook(&state, "bench")
         .await?
         .context("bench webhook trigger")?;
 
     let instances = Arc::new(Mutex::new(Vec::with_capacity(N)));
-    let us = per_call(N, |i| {
+    let st = stage(&counter, N, |i| {
         let (ctx, trigger_ref, instances) = (ctx.clone(), trigger.trigger_ref.clone(), Arc::clone(&instances));
         async move {
             let payload = json!({"headers": {"Content-Type": "application/json"}, "headers_lower": {"content-type": "application/json"}, "body": {"seq": i, "sev": "critical"}});
@@ -1254,16 +1515,17 @@ async fn bench_breakdown() -> anyhow::Result<()> {
         }
     })
     .await?;
-    rows.push(("c", "`dispatch::dispatch` of a webhook payload (trigger lookup, schema, store TI + trace, publish)".into(), us));
+    rows.push(("c", "`dispatch::dispatch` of a webhook payload (resolve trigger, validate, store TI + trace, publish)".into(), st));
 
-    // The rules engine's work per dispatched instance (as its consumer calls it).
+    // The rules engine's work per dispatched instance, as its consumer calls it.
     let mut msgs = Vec::with_capacity(N);
-    for ti in instances.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-        let trace = store
-            .find(
-                Collection::Traces,
-                &Query::all().eq("trace_tag", format!("trigger_instance-{}", ti.id)),
-            )
+    let dispatched = std::mem::take(&mut *instances.lock().unwrap_or_else(|p| p.into_inner()));
+    for ti in &dispatched {
+        let q = Query::all().eq("trace_tag", format!("trigger_instance-{}", ti.id));
+        let trace = h
+            .ctx()
+            .store
+            .find(Collection::Traces, &q)
             .await?
             .into_iter()
             .next()
@@ -1271,7 +1533,7 @@ async fn bench_breakdown() -> anyhow::Result<()> {
         msgs.push(json!({"trigger_instance": ti, "trace_id": trace}));
     }
     let engine = RulesEngine::new(ctx.clone()).await?;
-    let us = per_call(N, |i| {
+    let st = stage(&counter, msgs.len(), |i| {
         let (engine, msg) = (Arc::clone(&engine), &msgs[i]);
         async move {
             engine.process(msg).await?;
@@ -1279,9 +1541,11 @@ async fn bench_breakdown() -> anyhow::Result<()> {
         }
     })
     .await?;
-    rows.push(("d", "rules engine `process`, matching instance (claim, match, render, `executions::request`, enforcement, trace, done)".into(), us));
+    rows.push(("d", "rules engine `process`, instance matching the rule (claim, match, render, `executions::request`, enforcement, trace, done)".into(), st));
 
-    let requested: Vec<String> = store
+    let requested: Vec<String> = h
+        .ctx()
+        .store
         .find(
             Collection::Executions,
             &Query::all().eq("status", "requested"),
@@ -1291,14 +1555,16 @@ async fn bench_breakdown() -> anyhow::Result<()> {
         .filter_map(|e| e.get("id").and_then(Value::as_str).map(String::from))
         .collect();
     let doc_bytes = match requested.first() {
-        Some(id) => store
+        Some(id) => h
+            .ctx()
+            .store
             .get(Collection::Executions, id)
             .await?
             .map(|d| d.to_string().len())
             .unwrap_or(0),
         None => 0,
     };
-    let us = per_call(N, |_| async {
+    let st = stage(&counter, N, |_| async {
         executions::request(
             &ctx,
             ExecutionRequest {
@@ -1310,10 +1576,10 @@ async fn bench_breakdown() -> anyhow::Result<()> {
         Ok(())
     })
     .await?;
-    rows.push(("e", "`executions::request` core.noop alone (action + runner + config reads, validate, store, publish)".into(), us));
-    let n_get = requested.len().max(1);
-    let us = per_call(n_get, |i| {
-        let (store, id) = (store.clone(), requested.get(i).cloned().unwrap_or_default());
+    rows.push(("e", "`executions::request` core.noop (part of d; action, runner, config reads, render, store, publish)".into(), st));
+    let id_at = |i: usize| requested.get(i).cloned().unwrap_or_default();
+    let st = stage(&counter, requested.len(), |i| {
+        let (store, id) = (store.clone(), id_at(i));
         async move {
             store.get(Collection::Executions, &id).await?;
             Ok(())
@@ -1322,11 +1588,11 @@ async fn bench_breakdown() -> anyhow::Result<()> {
     .await?;
     rows.push((
         "f",
-        format!("store `get` of one execution document ({doc_bytes} bytes of JSON)"),
-        us,
+        format!("store `get` of one execution ({doc_bytes} bytes of JSON)"),
+        st,
     ));
-    let us = per_call(n_get, |i| {
-        let (store, id) = (store.clone(), requested.get(i).cloned().unwrap_or_default());
+    let st = stage(&counter, requested.len(), |i| {
+        let (store, id) = (store.clone(), id_at(i));
         async move {
             let mut patch = JsonMap::new();
             patch.insert("status".into(), json!("requested"));
@@ -1343,19 +1609,11 @@ async fn bench_breakdown() -> anyhow::Result<()> {
         }
     })
     .await?;
-    rows.push((
-        "g",
-        "store `compare_and_set` on one execution (read, decode, patch, encode, write, commit)"
-            .into(),
-        us,
-    ));
+    rows.push(("g", "store `compare_and_set` on one execution".into(), st));
 
     let scheduler = Scheduler::new(ctx.clone());
-    let us = per_call(requested.len().max(1), |i| {
-        let (scheduler, id) = (
-            Arc::clone(&scheduler),
-            requested.get(i).cloned().unwrap_or_default(),
-        );
+    let st = stage(&counter, requested.len(), |i| {
+        let (scheduler, id) = (Arc::clone(&scheduler), id_at(i));
         async move {
             scheduler.schedule(&id).await?;
             Ok(())
@@ -1365,29 +1623,30 @@ async fn bench_breakdown() -> anyhow::Result<()> {
     rows.push((
         "h",
         "scheduler `schedule` (read, policies, transition → scheduled)".into(),
-        us,
+        st,
     ));
     let worker = Worker::new(ctx.clone(), 64);
-    let us = per_call(requested.len().max(1), |i| {
-        let (worker, id) = (
-            Arc::clone(&worker),
-            requested.get(i).cloned().unwrap_or_default(),
-        );
+    let st = stage(&counter, requested.len(), |i| {
+        let (worker, id) = (Arc::clone(&worker), id_at(i));
         async move {
             worker.execute(&id).await?;
             Ok(())
         }
     })
     .await?;
-    rows.push(("i", "worker `execute` core.noop (claim → running, action/runner/config reads, render, run, → succeeded)".into(), us));
+    rows.push((
+        "i",
+        "worker `execute` core.noop (→ running, reads, render, run, → succeeded)".into(),
+        st,
+    ));
     let notifier = Notifier::new(ctx.clone());
     let mut finished = Vec::with_capacity(requested.len());
     for id in &requested {
-        if let Some(e) = repo::<Execution>(&*store).get(id).await? {
+        if let Some(e) = repo::<Execution>(&*h.ctx().store).get(id).await? {
             finished.push(e);
         }
     }
-    let us = per_call(finished.len().max(1), |i| {
+    let st = stage(&counter, finished.len(), |i| {
         let (notifier, exec) = (Arc::clone(&notifier), finished.get(i).cloned());
         async move {
             if let Some(exec) = exec {
@@ -1400,15 +1659,19 @@ async fn bench_breakdown() -> anyhow::Result<()> {
     rows.push((
         "j",
         "notifier `completed` (claim `notified`, dispatch core.st2.generic.actiontrigger)".into(),
-        us,
+        st,
     ));
-    let action_tis: Vec<Value> = store
+    let action_tis: Vec<Value> = h
+        .ctx()
+        .store
         .find(
             Collection::TriggerInstances,
-            &Query::all().eq("trigger", "core.st2.generic.actiontrigger"),
+            &Query::all()
+                .eq("trigger", "core.st2.generic.actiontrigger")
+                .eq("status", "pending"),
         )
         .await?;
-    let us = per_call(action_tis.len().max(1), |i| {
+    let st = stage(&counter, action_tis.len(), |i| {
         let (engine, ti) = (
             Arc::clone(&engine),
             action_tis.get(i).cloned().unwrap_or(Value::Null),
@@ -1423,33 +1686,42 @@ async fn bench_breakdown() -> anyhow::Result<()> {
     .await?;
     rows.push((
         "k",
-        "rules engine `process`, action trigger with no matching rule (claim, match, done)".into(),
-        us,
+        "rules engine `process`, action trigger matching no rule (claim, match, done)".into(),
+        st,
     ));
-    let total: f64 = rows
-        .iter()
-        .filter(|(id, _, _)| matches!(*id, "a" | "b" | "c" | "d" | "h" | "i" | "j" | "k"))
-        .map(|(_, _, us)| us)
-        .sum();
-    for (id, what, us) in rows {
+
+    let in_event = |id: &str| matches!(id, "a" | "b" | "c" | "d" | "h" | "i" | "j" | "k");
+    let (mut total, mut calls, mut store_us) = (0.0, 0.0, 0.0);
+    for (id, what, st) in &rows {
+        if in_event(id) {
+            total += st.median_us;
+            calls += st.store_calls;
+            store_us += st.store_us;
+        }
         row(
             &format!("B{id}"),
-            &what,
-            us,
-            "µs/call",
+            what,
+            st.median_us,
+            "µs/call (median)",
             None,
-            &format!("mean of {N} sequential calls, no roles running, same embedded store"),
+            &format!(
+                "mean {:.0} µs; {:.1} store calls/call taking {:.0} µs ({:.0} % of the mean)",
+                st.mean_us,
+                st.store_calls,
+                st.store_us,
+                100.0 * st.store_us / st.mean_us
+            ),
         );
     }
     row(
         "B",
-        "sum of the stages one webhook → core.noop event goes through (a+b+c+d+h+i+j+k)",
+        "one webhook → core.noop event, sum of its stages (a b c d h i j k), one at a time",
         total,
         "µs/event",
         None,
         &format!(
-            "= a ceiling of {:.0} events/s if these stages share one store connection and one core",
-            1e6 / total
+            "{calls:.0} store calls taking {store_us:.0} µs (mean); {N} calls per stage, no roles running (nothing consumes the bus); ceiling {:.0} events/s while stages share one store connection",
+            1e6 / store_us
         ),
     );
     h.stop().await;
@@ -1496,7 +1768,7 @@ async fn bench_memory() -> anyhow::Result<()> {
     tokio::time::sleep(MEMORY_SAMPLE_FOR.saturating_sub(requested_at - start)).await;
     stop.store(1, Ordering::Relaxed);
     let _ = sampler.await;
-    let early = collect(&mut done, accepted, Duration::from_millis(1)).await;
+    let early = collect(&h, &mut done, accepted, Duration::from_millis(1)).await;
     let peak_rss = *peak.lock().unwrap_or_else(|e| e.into_inner());
     row(
         "8b",
@@ -1529,6 +1801,7 @@ async fn bench_memory() -> anyhow::Result<()> {
         let _ = executions::cancel(h.ctx(), &e.id).await;
     }
     let _ = collect(
+        &h,
         &mut done,
         accepted.saturating_sub(early.len()),
         Duration::from_secs(20),
@@ -1599,8 +1872,10 @@ fn main() -> anyhow::Result<()> {
                 }
             })
         };
+    let run_start = cpu_ticks();
     for s in selected {
         progress(format!("scenario {s}"));
+        let scenario_start = cpu_ticks();
         let result = match s {
             "rules" => bench_rules(),
             "render" => bench_render(),
@@ -1620,6 +1895,17 @@ fn main() -> anyhow::Result<()> {
                 format!("{e:#}").replace('|', "/")
             );
         }
+        progress(format!(
+            "scenario {s} done; CPU steal during it {:.1} %",
+            steal_percent(scenario_start, cpu_ticks())
+        ));
+    }
+    if !child {
+        println!();
+        println!(
+            "CPU steal (time the hypervisor gave to other guests) during the run: {:.1} %; per scenario on stderr.",
+            steal_percent(run_start, cpu_ticks())
+        );
     }
     Ok(())
 }
