@@ -390,7 +390,7 @@ fn bench_rules() -> anyhow::Result<()> {
                     }
                 }
                 done += 1;
-                if done >= RULE_INSTANCES || (done.is_multiple_of(1024) && start.elapsed() >= RULE_TIME_CAP) {
+                if done >= RULE_INSTANCES || (done & 1023 == 0 && start.elapsed() >= RULE_TIME_CAP) {
                     break 'outer;
                 }
             }
@@ -431,7 +431,7 @@ fn bench_render() -> anyhow::Result<()> {
         let start = Instant::now();
         let mut n = 0;
         let mut bytes = 0;
-        while n < RENDERS && !(n % 1024 == 0 && start.elapsed() > Duration::from_secs(3)) {
+        while n < RENDERS && !(n & 1023 == 0 && start.elapsed() > Duration::from_secs(3)) {
             bytes += f()?;
             n += 1;
         }
@@ -1874,7 +1874,9 @@ fn main() -> anyhow::Result<()> {
         };
     let run_start = cpu_ticks();
     for s in selected {
-        progress(format!("scenario {s}"));
+        if !child {
+            progress(format!("scenario {s}"));
+        }
         let scenario_start = cpu_ticks();
         let result = match s {
             "rules" => bench_rules(),
@@ -1895,10 +1897,12 @@ fn main() -> anyhow::Result<()> {
                 format!("{e:#}").replace('|', "/")
             );
         }
-        progress(format!(
-            "scenario {s} done; CPU steal during it {:.1} %",
-            steal_percent(scenario_start, cpu_ticks())
-        ));
+        if !child {
+            progress(format!(
+                "scenario {s} done; CPU steal during it {:.1} %",
+                steal_percent(scenario_start, cpu_ticks())
+            ));
+        }
     }
     if !child {
         println!();
