@@ -13,6 +13,9 @@ use crate::model::{Execution, ExecutionStatus, JsonMap, Notify, NotifySubSchema,
 use crate::store::{repo, Query};
 use crate::template::RenderContext;
 
+/// Status routing keys of completed executions.
+const COMPLETED_STATUSES: [&str; 5] = ["succeeded", "failed", "timeout", "canceled", "abandoned"];
+
 /// Trigger emitted for every completed execution.
 pub const ACTION_TRIGGER: &str = "core.st2.generic.actiontrigger";
 /// Trigger emitted per notify route.
@@ -36,8 +39,8 @@ impl Notifier {
             .bus
             .subscribe(SubscribeSpec::work(
                 names::NOTIFIER_WORK,
-                names::EXECUTION,
-                [names::RK_UPDATE],
+                names::LIVEACTION_STATUS,
+                COMPLETED_STATUSES,
             ))
             .await?;
         Ok(tokio::spawn(self.consume(sub)))
@@ -46,10 +49,23 @@ impl Notifier {
     async fn consume(self: Arc<Self>, mut sub: Subscription) {
         while let Some(d) = sub.next().await {
             let Ok(d) = d else { continue };
-            let exec: Option<Execution> = d.message().decode().ok();
-            let res = match exec {
-                Some(e) if e.status.is_completed() => self.completed(&e).await,
-                _ => Ok(()),
+            // Only completions are routed here (`{"id"}` on `st2.liveaction.status`), so the
+            // notifier's queue carries one message per execution, not one per status change.
+            let id = d.message().value().ok().and_then(|v| {
+                v.get("id")
+                    .and_then(serde_json::Value::as_str)
+                    .map(String::from)
+            });
+            let res = match id {
+                Some(id) => match crate::store::repo::<Execution>(&*self.ctx.store)
+                    .get(&id)
+                    .await
+                {
+                    Ok(Some(e)) if e.status.is_completed() => self.completed(&e).await,
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e.into()),
+                },
+                None => Ok(()),
             };
             match res {
                 Ok(()) => {
