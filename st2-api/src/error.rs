@@ -69,6 +69,7 @@ impl From<ServiceError> for ApiError {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
             }
             ServiceError::Conflict { .. } => Self::new(StatusCode::CONFLICT, e.to_string()),
+            ServiceError::Busy(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             other => Self::new(StatusCode::BAD_REQUEST, other.to_string()),
         }
     }

@@ -103,6 +103,8 @@ impl Platform {
             decrypter: Some(Arc::new(key)),
             datastore: Some(Arc::new(datastore)),
             shutdown: CancellationToken::new(),
+            deferred: Default::default(),
+            catalog: Default::default(),
         };
         let events_ctx = ctx.clone();
         tokio::spawn(async move {
@@ -123,7 +125,9 @@ impl Platform {
         roles: &[String],
         gc: &GarbageCollectorConfig,
     ) -> Result<Self, crate::Error> {
-        let mut tasks = Vec::new();
+        let mut tasks = vec![tokio::spawn(crate::services::deferred::Deferred::run(
+            ctx.clone(),
+        ))];
         let mut rules_engine = None;
         let mut worker_task = None;
         if has_role(roles, "rulesengine") {
@@ -171,7 +175,12 @@ impl Platform {
     pub async fn shutdown(self) {
         self.ctx.shutdown.cancel();
         if let Some(w) = self.worker {
-            let _ = w.await;
+            // The drain is bounded by its grace period plus the runners' cancel; past that,
+            // close the bus anyway so that nothing waits on a publish forever.
+            let bound = worker::DRAIN_GRACE * 2;
+            if tokio::time::timeout(bound, w).await.is_err() {
+                tracing::warn!("shutdown: the action runner did not drain in time");
+            }
         }
         let _ = self.ctx.bus.close().await;
         for t in self.tasks {

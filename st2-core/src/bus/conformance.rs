@@ -161,6 +161,9 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("full_work_queue_blocks_publisher", |c| {
         Box::pin(full_work_queue_blocks_publisher(c))
     }),
+    ("try_publish_refuses_when_full", |c| {
+        Box::pin(try_publish_refuses_when_full(c))
+    }),
     ("dead_letter_after_max_deliveries", |c| {
         Box::pin(dead_letter_after_max_deliveries(c))
     }),
@@ -846,6 +849,39 @@ async fn full_work_queue_blocks_publisher(ctx: Ctx) {
         json!(2),
         "nothing dropped"
     );
+}
+
+async fn try_publish_refuses_when_full(ctx: Ctx) {
+    let x = ctx.exchange("x").await;
+    let full = SubscribeSpec::work(ctx.queue("full"), &x, ["#"])
+        .with_capacity(1)
+        .with_prefetch(1);
+    let other = SubscribeSpec::work(ctx.queue("other"), &x, ["#"]);
+    drop(ctx.subscribe(full.clone()).await);
+    let mut other_sub = ctx.subscribe(other).await;
+    match within(
+        "try_publish with room",
+        ctx.bus.try_publish_json(&x, "k", &json!(0)),
+    )
+    .await
+    {
+        Ok(()) => {}
+        e => panic!("try_publish with room failed: {e:?}"),
+    }
+    assert_eq!(take(&mut other_sub, "the first message").await, json!(0));
+    match within(
+        "try_publish to a full queue",
+        ctx.bus.try_publish_json(&x, "k", &json!(1)),
+    )
+    .await
+    {
+        Err(crate::bus::BusError::Full { queue }) => assert_eq!(queue, full.queue),
+        other => panic!("try_publish to a full queue must fail with Full, got {other:?}"),
+    }
+    // All or nothing: the queue with room did not get the refused message either.
+    assert_nothing(&mut other_sub, "a refused message reaches no queue").await;
+    let mut sub = ctx.subscribe(full).await;
+    assert_eq!(take(&mut sub, "the queued message").await, json!(0));
 }
 
 async fn dead_letter_after_max_deliveries(ctx: Ctx) {

@@ -39,6 +39,14 @@ pub enum BusError {
         /// The serde error.
         source: serde_json::Error,
     },
+    /// [`Bus::try_publish`](super::Bus::try_publish) found a queue with
+    /// [`Overflow::Block`](super::Overflow::Block) full; nothing was enqueued (AMQP:
+    /// `reject-publish` nack).
+    #[error("queue {queue:?} is full")]
+    Full {
+        /// The full queue.
+        queue: String,
+    },
     /// The bus was closed.
     #[error("bus is closed")]
     Closed,

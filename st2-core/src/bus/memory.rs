@@ -199,20 +199,20 @@ impl State {
         Ok(targets)
     }
 
-    /// Enqueues to every queue the message routes to, or none: `Some(signals)` of a full
-    /// `Block` queue to wait on.
+    /// Enqueues to every queue the message routes to, or none: `Some((queue, signals))` of a
+    /// full `Block` queue to wait on.
     fn try_publish(
         &mut self,
         exchange: &Arc<str>,
         routing_key: &Arc<str>,
         message: &Message,
-    ) -> Result<Option<Arc<Signals>>> {
+    ) -> Result<Option<(String, Arc<Signals>)>> {
         self.ensure_open()?;
         let targets = self.route(exchange, routing_key)?;
         for name in &targets {
             if let Some(q) = self.queues.get(name) {
                 if q.props.overflow == Overflow::Block && q.is_full() {
-                    return Ok(Some(q.signals.clone()));
+                    return Ok(Some((name.clone(), q.signals.clone())));
                 }
             }
         }
@@ -366,6 +366,17 @@ impl State {
     }
 }
 
+/// Refuses routing keys longer than AMQP's short string.
+fn check_routing_key(routing_key: &str) -> Result<()> {
+    if routing_key.len() > MAX_NAME_LEN {
+        return Err(BusError::Invalid {
+            what: "routing key",
+            reason: format!("longer than {MAX_NAME_LEN} bytes"),
+        });
+    }
+    Ok(())
+}
+
 fn check_props(name: &str, have: Props, want: Props) -> Result<()> {
     let mismatch = |what: &str, have: &dyn std::fmt::Debug, want: &dyn std::fmt::Debug| {
         Err(BusError::QueueMismatch {
@@ -486,13 +497,20 @@ impl Bus for MemoryBus {
         Ok(())
     }
 
-    async fn publish(&self, exchange: &str, routing_key: &str, message: Message) -> Result<()> {
-        if routing_key.len() > MAX_NAME_LEN {
-            return Err(BusError::Invalid {
-                what: "routing key",
-                reason: format!("longer than {MAX_NAME_LEN} bytes"),
-            });
+    async fn try_publish(&self, exchange: &str, routing_key: &str, message: Message) -> Result<()> {
+        check_routing_key(routing_key)?;
+        let blocked =
+            self.shared
+                .lock()
+                .try_publish(&exchange.into(), &routing_key.into(), &message)?;
+        match blocked {
+            None => Ok(()),
+            Some((queue, _)) => Err(BusError::Full { queue }),
         }
+    }
+
+    async fn publish(&self, exchange: &str, routing_key: &str, message: Message) -> Result<()> {
+        check_routing_key(routing_key)?;
         let exchange: Arc<str> = exchange.into();
         let routing_key: Arc<str> = routing_key.into();
         loop {
@@ -500,7 +518,7 @@ impl Bus for MemoryBus {
                 .shared
                 .lock()
                 .try_publish(&exchange, &routing_key, &message)?;
-            let Some(blocked) = blocked else {
+            let Some((_, blocked)) = blocked else {
                 return Ok(());
             };
             // Register for `space` before looking again, so a consumer freeing room between the
@@ -514,7 +532,7 @@ impl Bus for MemoryBus {
                 .try_publish(&exchange, &routing_key, &message)?;
             match again {
                 None => return Ok(()),
-                Some(still) if Arc::ptr_eq(&still, &blocked) => notified.await,
+                Some((_, still)) if Arc::ptr_eq(&still, &blocked) => notified.await,
                 Some(_) => {} // Blocked elsewhere now: wait on that one.
             }
         }

@@ -259,6 +259,22 @@ pub trait Bus: Send + Sync + 'static {
     /// pattern gets a copy. Waits while a [`Overflow::Block`] queue it routes to is full.
     async fn publish(&self, exchange: &str, routing_key: &str, message: Message) -> Result<()>;
 
+    /// Publishes like [`Bus::publish`] but never waits: when a [`Overflow::Block`] queue it
+    /// routes to is full, nothing is enqueued anywhere and the result is [`BusError::Full`].
+    /// Services that hold a delivery while publishing use it to break wait cycles.
+    async fn try_publish(&self, exchange: &str, routing_key: &str, message: Message) -> Result<()>;
+
+    /// [`Bus::try_publish`] of `value` as a JSON message.
+    async fn try_publish_json(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        value: &Value,
+    ) -> Result<()> {
+        self.try_publish(exchange, routing_key, Message::json(value))
+            .await
+    }
+
     /// Declares the queue of `spec` (and its dead-letter queue), binds it and starts consuming.
     async fn subscribe(&self, spec: SubscribeSpec) -> Result<Subscription>;
 

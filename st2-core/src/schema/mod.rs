@@ -200,27 +200,76 @@ pub fn validate_instance_with_defaults(
 
 /// Validates `instance` against an already normalized ad hoc schema; errors unsorted.
 fn check_ad_hoc(schema: &Value, file: &Path, instance: &Value) -> Vec<ContentError> {
+    match compile_ad_hoc(schema, file) {
+        Ok(validator) => report::collect(file, validator.iter_errors(instance), "", &|name| {
+            name.is_empty().then_some(schema)
+        }),
+        Err(e) => vec![e],
+    }
+}
+
+/// Compiles an already normalized ad hoc schema (draft 4 unless it names another).
+fn compile_ad_hoc(schema: &Value, file: &Path) -> Result<jsonschema::Validator, ContentError> {
     let mut options = jsonschema::options().should_validate_formats(false);
     if schema.get("$schema").is_none() {
         options = options.with_draft(jsonschema::Draft::Draft4);
     }
-    match options.build(schema) {
-        Ok(validator) => report::collect(file, validator.iter_errors(instance), "", &|name| {
-            name.is_empty().then_some(schema)
-        }),
-        Err(e) => {
-            let at = e.instance_path.as_str();
-            let at = if at.is_empty() {
-                String::new()
-            } else {
-                format!(" at {at}")
-            };
-            vec![ContentError::new(
-                file,
-                "",
-                format!("invalid schema{at}: {e}"),
-            )]
-        }
+    options.build(schema).map_err(|e| {
+        let at = e.instance_path.as_str();
+        let at = if at.is_empty() {
+            String::new()
+        } else {
+            format!(" at {at}")
+        };
+        ContentError::new(file, "", format!("invalid schema{at}: {e}"))
+    })
+}
+
+/// A schema in StackStorm's dialect compiled once, validating like [`validate_instance`] (for
+/// values checked again and again, such as the payloads of one trigger type).
+pub struct InstanceValidator {
+    /// The schema as written (its defaults are assigned before each check).
+    schema: Value,
+    /// [`Self::schema`] normalized to standard draft 4.
+    normalized: Value,
+    /// The compiled validator of `normalized`.
+    validator: jsonschema::Validator,
+    /// What errors name as the file.
+    file: PathBuf,
+}
+
+impl std::fmt::Debug for InstanceValidator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstanceValidator")
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InstanceValidator {
+    /// Compiles `schema`; an invalid schema is an error naming `file`.
+    pub fn new(schema: &Value, file: &Path) -> Result<Self, Vec<ContentError>> {
+        let normalized = dialect::normalize(schema, true);
+        let validator = compile_ad_hoc(&normalized, file).map_err(|e| vec![e])?;
+        Ok(Self {
+            schema: schema.clone(),
+            normalized,
+            validator,
+            file: file.to_path_buf(),
+        })
+    }
+
+    /// Checks `doc` (with the schema's defaults assigned); all violations, most specific first.
+    pub fn validate(&self, doc: &Value) -> Result<(), Vec<ContentError>> {
+        let mut instance = doc.clone();
+        dialect::assign_defaults(&mut instance, &self.schema);
+        let normalized = &self.normalized;
+        report::finish(report::collect(
+            &self.file,
+            self.validator.iter_errors(&instance),
+            "",
+            &|name| name.is_empty().then_some(normalized),
+        ))
     }
 }
 

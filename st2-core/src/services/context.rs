@@ -38,4 +38,9 @@ pub struct Ctx {
     pub datastore: Option<Arc<Datastore>>,
     /// Cancelled when the platform shuts down; long-running loops stop on it.
     pub shutdown: CancellationToken,
+    /// Trigger instances stored but not yet handed to the rules engine (see
+    /// [`super::deferred`]).
+    pub deferred: Arc<super::deferred::Deferred>,
+    /// Registration-time content, cached; call `catalog.invalidate()` after changing content.
+    pub catalog: Arc<super::catalog::Catalog>,
 }

@@ -7,7 +7,6 @@ use serde_json::{json, Value};
 use super::{now_iso, Ctx, ServiceError};
 use crate::bus::names;
 use crate::model::{Trace, TraceComponent, Trigger, TriggerInstance, TriggerType};
-use crate::schema;
 use crate::store::{repo, Repo, Write};
 
 /// Largest payload accepted, serialised (StackStorm has none; a bound keeps memory bounded).
@@ -18,44 +17,47 @@ pub async fn resolve_trigger(
     ctx: &Ctx,
     trigger_ref: &str,
 ) -> Result<(Trigger, Option<TriggerType>), ServiceError> {
-    let trigger = repo::<Trigger>(&*ctx.store).get_by_ref(trigger_ref).await?;
-    let trigger = match trigger {
-        Some(t) => t,
-        None => {
-            let tt = repo::<TriggerType>(&*ctx.store)
-                .get_by_ref(trigger_ref)
-                .await?
-                .ok_or_else(|| ServiceError::NotFound {
-                    kind: "trigger",
-                    id: trigger_ref.to_string(),
-                })?;
-            Trigger {
-                id: String::new(),
-                name: tt.name.clone(),
-                pack: tt.pack.clone(),
-                trigger_ref: tt.trigger_type_ref.clone(),
-                uid: String::new(),
-                trigger_type: tt.trigger_type_ref.clone(),
-                parameters: Default::default(),
-                ref_count: 0,
-                description: tt.description.clone(),
-            }
-        }
-    };
-    let tt = repo::<TriggerType>(&*ctx.store)
-        .get_by_ref(&trigger.trigger_type)
-        .await?;
-    Ok((trigger, tt))
+    let r = ctx.catalog.trigger(&*ctx.store, trigger_ref).await?;
+    Ok((r.trigger.clone(), r.trigger_type.clone()))
+}
+
+/// How a dispatch hands the stored trigger instance to the rules engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handoff {
+    /// Wait for room on the rules engine's queue (ingress: webhooks, timers, sensors, API).
+    /// Refused with [`ServiceError::Busy`] while the deferred backlog is over its high water.
+    Wait,
+    /// Never wait: when the queue is full, defer the publish (services that hold a delivery,
+    /// such as the notifier; see [`super::deferred`]).
+    NoWait,
 }
 
 /// Stores a trigger instance for `trigger_ref` with `payload` and publishes it to the rules
-/// engine. The payload is validated against the trigger type's `payload_schema`.
+/// engine, waiting for room ([`Handoff::Wait`]). The payload is validated against the trigger
+/// type's `payload_schema`.
 pub async fn dispatch(
     ctx: &Ctx,
     trigger_ref: &str,
     payload: Value,
     trace_tag: Option<String>,
 ) -> Result<TriggerInstance, ServiceError> {
+    dispatch_with(ctx, trigger_ref, payload, trace_tag, Handoff::Wait).await
+}
+
+/// [`dispatch`] with an explicit [`Handoff`].
+pub async fn dispatch_with(
+    ctx: &Ctx,
+    trigger_ref: &str,
+    payload: Value,
+    trace_tag: Option<String>,
+    handoff: Handoff,
+) -> Result<TriggerInstance, ServiceError> {
+    if handoff == Handoff::Wait && ctx.deferred.is_over_high_water() {
+        return Err(ServiceError::Busy(format!(
+            "{} trigger instances are waiting for the rules engine; retry later",
+            ctx.deferred.len()
+        )));
+    }
     let size = serde_json::to_vec(&payload)
         .map(|v| v.len())
         .unwrap_or(usize::MAX);
@@ -64,19 +66,11 @@ pub async fn dispatch(
             "payload of {size} bytes exceeds the limit of {MAX_PAYLOAD_BYTES} bytes"
         )));
     }
-    let (trigger, tt) = resolve_trigger(ctx, trigger_ref).await?;
-    if let Some(tt) = &tt {
-        if !tt.payload_schema.is_empty() {
-            let schema = Value::Object(tt.payload_schema.clone());
-            let file = std::path::Path::new(&tt.trigger_type_ref);
-            schema::validate_instance(&schema, file, &payload).map_err(|mut errs| {
-                for e in &mut errs {
-                    e.field = format!("payload{}", e.field);
-                }
-                ServiceError::Schema(errs)
-            })?;
-        }
-    }
+    let resolved = ctx.catalog.trigger(&*ctx.store, trigger_ref).await?;
+    resolved
+        .validate_payload(&payload)
+        .map_err(ServiceError::Schema)?;
+    let trigger = &resolved.trigger;
     let now = now_iso();
     let mut ti = TriggerInstance {
         id: String::new(),
@@ -119,13 +113,20 @@ pub async fn dispatch(
     let w_trace = Repo::<Trace>::to_write(&mut trace)?;
     ctx.store.apply(vec![w_ti, w_trace]).await?;
     let msg = json!({"trigger_instance": ti, "trace_id": trace.id});
-    ctx.bus
-        .publish_json(
-            names::TRIGGER_INSTANCES_DISPATCH,
-            names::RK_TRIGGER_INSTANCE,
-            &msg,
-        )
-        .await?;
+    let (x, rk) = (
+        names::TRIGGER_INSTANCES_DISPATCH,
+        names::RK_TRIGGER_INSTANCE,
+    );
+    match handoff {
+        Handoff::Wait => ctx.bus.publish_json(x, rk, &msg).await?,
+        Handoff::NoWait => match ctx.bus.try_publish_json(x, rk, &msg).await {
+            Ok(()) => {}
+            Err(crate::bus::BusError::Full { .. }) => {
+                ctx.deferred.push(ti.id.clone(), trace.id.clone());
+            }
+            Err(e) => return Err(e.into()),
+        },
+    }
     Ok(ti)
 }
 

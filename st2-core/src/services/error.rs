@@ -33,6 +33,9 @@ pub enum ServiceError {
         /// The status we expected.
         expected: String,
     },
+    /// The pipeline is saturated; the caller should retry later (HTTP 503).
+    #[error("{0}")]
+    Busy(String),
     /// Persistence failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -5,12 +5,11 @@
 use serde_json::{json, Value};
 
 use super::context::SYSTEM_USER;
+use super::dispatch::Handoff;
 use super::{now_iso, Ctx, ServiceError};
 use crate::bus::names;
-use crate::model::{
-    Action, Config, ConfigSchema, Execution, ExecutionStatus, JsonMap, LiveActionRef, RunnerType,
-};
-use crate::store::{repo, Query, Repo};
+use crate::model::{Action, Execution, ExecutionStatus, JsonMap, LiveActionRef, RunnerType};
+use crate::store::{repo, Repo};
 use crate::template::params::ParamRenderer;
 
 /// Prefix of a secret parameter value encrypted at rest (beyond StackStorm, which stores secret
@@ -94,23 +93,7 @@ pub struct ExecutionRequest {
 
 /// The pack config an action sees: the stored config, or the schema's defaults.
 pub async fn pack_config(ctx: &Ctx, pack: &str) -> Result<JsonMap, ServiceError> {
-    if let Some(c) = repo::<Config>(&*ctx.store)
-        .find_one(Query::all().eq("pack", pack))
-        .await?
-    {
-        return Ok(c.values);
-    }
-    let Some(schema) = repo::<ConfigSchema>(&*ctx.store)
-        .find_one(Query::all().eq("pack", pack))
-        .await?
-    else {
-        return Ok(JsonMap::new());
-    };
-    let file = std::path::Path::new(pack);
-    Ok(
-        crate::schema::validate_config(file, &schema.attributes, &JsonMap::new())
-            .unwrap_or_default(),
-    )
+    Ok((*ctx.catalog.pack_config(&*ctx.store, pack).await?).clone())
 }
 
 /// The action and its runner type, or a precise error.
@@ -118,21 +101,8 @@ pub async fn load_action(
     ctx: &Ctx,
     action_ref: &str,
 ) -> Result<(Action, RunnerType), ServiceError> {
-    let action = repo::<Action>(&*ctx.store)
-        .get_by_ref_or_id(action_ref)
-        .await?
-        .ok_or_else(|| ServiceError::NotFound {
-            kind: "action",
-            id: action_ref.to_string(),
-        })?;
-    let runner = repo::<RunnerType>(&*ctx.store)
-        .find_one(Query::all().eq("name", action.runner_type.as_str()))
-        .await?
-        .ok_or_else(|| ServiceError::NotFound {
-            kind: "runner type",
-            id: action.runner_type.clone(),
-        })?;
-    Ok((action, runner))
+    let loaded = ctx.catalog.action(&*ctx.store, action_ref).await?;
+    Ok((loaded.action.clone(), loaded.runner.clone()))
 }
 
 /// The parameter renderer of an execution: runner + action specs, action and config context,
@@ -161,9 +131,22 @@ pub fn renderer(
     Ok(r)
 }
 
-/// Creates an execution in status `requested` (or `delayed`) and publishes it.
+/// Creates an execution in status `requested` (or `delayed`) and publishes it, waiting for room
+/// on the scheduler's queue.
 pub async fn request(ctx: &Ctx, req: ExecutionRequest) -> Result<Execution, ServiceError> {
-    let (action, runner) = load_action(ctx, &req.action_ref).await?;
+    request_with(ctx, req, Handoff::Wait).await
+}
+
+/// [`request`] with an explicit [`Handoff`]: with [`Handoff::NoWait`] the stored execution is
+/// published by a task of its own, so a caller holding a delivery never waits on a full queue
+/// (a crash before that publish leaves it `requested`, re-claimed at start).
+pub async fn request_with(
+    ctx: &Ctx,
+    req: ExecutionRequest,
+    handoff: Handoff,
+) -> Result<Execution, ServiceError> {
+    let loaded = ctx.catalog.action(&*ctx.store, &req.action_ref).await?;
+    let (action, runner) = (&loaded.action, &loaded.runner);
     if !action.enabled {
         return Err(ServiceError::Invalid(format!(
             "Unable to execute. Action \"{}\" is disabled.",
@@ -182,10 +165,10 @@ pub async fn request(ctx: &Ctx, req: ExecutionRequest) -> Result<Execution, Serv
     context
         .entry("pack")
         .or_insert_with(|| Value::String(action.pack.clone()));
-    let config = pack_config(ctx, &action.pack).await?;
+    let config = (*ctx.catalog.pack_config(&*ctx.store, &action.pack).await?).clone();
     // Validate now (required, types, enum, immutable, templates): a bad request is refused
     // before anything is stored. Defaults are rendered again when the action runs.
-    let r = renderer(ctx, &action, &runner, &context, config)?;
+    let r = renderer(ctx, action, runner, &context, config)?;
     let mut live = r.render_live(&req.parameters)?;
     r.render_final(&live)?;
     seal_secrets(ctx, &mut live, r.specs());
@@ -193,8 +176,8 @@ pub async fn request(ctx: &Ctx, req: ExecutionRequest) -> Result<Execution, Serv
     let now = now_iso();
     let mut exec = Execution {
         id: String::new(),
-        action: serde_json::to_value(&action).unwrap_or(Value::Null),
-        runner: serde_json::to_value(&runner).unwrap_or(Value::Null),
+        action: loaded.action_json.clone(),
+        runner: loaded.runner_json.clone(),
         liveaction: LiveActionRef::default(),
         status: ExecutionStatus::Requested,
         parameters: live,
@@ -228,7 +211,17 @@ pub async fn request(ctx: &Ctx, req: ExecutionRequest) -> Result<Execution, Serv
     };
     let w = Repo::<Execution>::to_write(&mut exec)?;
     ctx.store.apply(vec![w]).await?;
-    publish(ctx, &exec, names::RK_CREATE).await?;
+    match handoff {
+        Handoff::Wait => publish(ctx, &exec, names::RK_CREATE).await?,
+        Handoff::NoWait => {
+            let (ctx, exec) = (ctx.clone(), exec.clone());
+            tokio::spawn(async move {
+                if let Err(e) = publish(&ctx, &exec, names::RK_CREATE).await {
+                    tracing::warn!(execution = %exec.id, error = %e, "publish failed; left requested for re-claim");
+                }
+            });
+        }
+    }
     Ok(exec)
 }
 
@@ -256,10 +249,9 @@ pub async fn transition(
     id: &str,
     from: &[ExecutionStatus],
     to: ExecutionStatus,
-    mut patch: JsonMap,
+    patch: JsonMap,
 ) -> Result<Option<Execution>, ServiceError> {
-    let execs = repo::<Execution>(&*ctx.store);
-    let Some(current) = execs.get(id).await? else {
+    let Some(current) = repo::<Execution>(&*ctx.store).get(id).await? else {
         return Err(ServiceError::NotFound {
             kind: "execution",
             id: id.to_string(),
@@ -268,6 +260,18 @@ pub async fn transition(
     if !from.contains(&current.status) {
         return Ok(None);
     }
+    advance(ctx, &current, to, patch).await
+}
+
+/// Moves an execution the caller has just read (or got back from its last transition) from
+/// its status to `to`: [`transition`] without reading it again. The compare-and-set on its
+/// status makes a stale `current` harmless: `Ok(None)` when the status moved meanwhile.
+pub async fn advance(
+    ctx: &Ctx,
+    current: &Execution,
+    to: ExecutionStatus,
+    mut patch: JsonMap,
+) -> Result<Option<Execution>, ServiceError> {
     let now = now_iso();
     let mut log = current.log.clone();
     log.push(json!({"status": to.as_str(), "timestamp": now}));
@@ -284,8 +288,8 @@ pub async fn transition(
         }
     }
     let expected = [Value::String(current.status.as_str().into())];
-    let Some(updated) = execs
-        .compare_and_set(id, "status", &expected, patch)
+    let Some(updated) = repo::<Execution>(&*ctx.store)
+        .compare_and_set(&current.id, "status", &expected, patch)
         .await?
     else {
         return Ok(None);

@@ -179,6 +179,8 @@ mod tests {
             decrypter: None,
             datastore: None,
             shutdown: tokio_util::sync::CancellationToken::new(),
+            deferred: Default::default(),
+            catalog: Default::default(),
         }
     }
 

@@ -4,6 +4,7 @@
 //! touch both bus and store.
 //!
 //! - [`dispatch`]: trigger instances in (webhooks, timers, sensors, notifier) → stored → bus.
+//! - [`deferred`]: trigger instances whose publish would have had to wait (cycle breaker).
 //! - [`executions`]: requesting, cancelling and finishing executions (status transitions).
 //! - [`rules_engine`]: trigger instances → matching rules → executions + enforcements.
 //! - [`scheduler`]: `requested` → policies → `scheduled` / `delayed`.
@@ -13,8 +14,11 @@
 //! - [`gc`]: TTL purges.
 //! - [`kv_access`]: the datastore as Python actions see it.
 //! - [`context`]: what every service shares.
+//! - [`catalog`]: registration-time content (actions, configs, policies, triggers), cached.
 
+pub mod catalog;
 pub mod context;
+pub mod deferred;
 pub mod dispatch;
 mod error;
 pub mod executions;

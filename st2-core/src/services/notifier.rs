@@ -9,8 +9,7 @@ use serde_json::{json, Value};
 use super::executions::{self, ExecutionRequest};
 use super::{dispatch, Ctx, ServiceError};
 use crate::bus::{names, SubscribeSpec, Subscription};
-use crate::model::{Execution, ExecutionStatus, JsonMap, Notify, NotifySubSchema, Policy};
-use crate::store::{repo, Query};
+use crate::model::{Execution, ExecutionStatus, JsonMap, Notify, NotifySubSchema};
 use crate::template::RenderContext;
 
 /// Status routing keys of completed executions.
@@ -132,8 +131,14 @@ impl Notifier {
             "parameters": params,
             "result": exec.result.clone().unwrap_or(Value::Null),
         });
-        if let Err(e) =
-            dispatch::dispatch(&self.ctx, ACTION_TRIGGER, payload, trace_tag.clone()).await
+        if let Err(e) = dispatch::dispatch_with(
+            &self.ctx,
+            ACTION_TRIGGER,
+            payload,
+            trace_tag.clone(),
+            dispatch::Handoff::NoWait,
+        )
+        .await
         {
             match e {
                 ServiceError::NotFound { .. } => {
@@ -197,7 +202,14 @@ impl Notifier {
                     "message": message,
                     "data": data,
                 });
-                dispatch::dispatch(&self.ctx, NOTIFY_TRIGGER, payload, trace_tag.clone()).await?;
+                dispatch::dispatch_with(
+                    &self.ctx,
+                    NOTIFY_TRIGGER,
+                    payload,
+                    trace_tag.clone(),
+                    dispatch::Handoff::NoWait,
+                )
+                .await?;
             }
         }
         Ok(())
@@ -210,16 +222,14 @@ impl Notifier {
             ExecutionStatus::Timeout => "timeout",
             _ => return Ok(()),
         };
-        let policies: Vec<Policy> = repo::<Policy>(&*self.ctx.store)
-            .find(
-                &Query::all()
-                    .eq("resource_ref", action_ref)
-                    .eq("policy_type", "action.retry")
-                    .eq("enabled", true),
-            )
+        let policies = self
+            .ctx
+            .catalog
+            .policies(&*self.ctx.store, action_ref)
             .await?;
         let Some(p) = policies
-            .into_iter()
+            .iter()
+            .filter(|p| p.policy_type == "action.retry")
             .find(|p| p.parameters.get("retry_on").and_then(Value::as_str) == Some(on))
         else {
             return Ok(());
@@ -265,7 +275,7 @@ impl Notifier {
             rule: exec.rule.clone(),
             delay: (delay > 0.0).then_some((delay * 1000.0) as u64),
         };
-        executions::request(&self.ctx, req).await?;
+        executions::request_with(&self.ctx, req, dispatch::Handoff::NoWait).await?;
         Ok(())
     }
 }

@@ -114,21 +114,35 @@ impl RulesEngine {
             .and_then(Value::as_str)
             .map(str::to_string);
         let tis = repo::<TriggerInstance>(&*self.ctx.store);
+        let set = Arc::clone(&*self.rules.read().await);
+        let render_ctx = self.render_context();
+        let match_ctx = MatchContext::from(&render_ctx).for_trigger_instance(ti.id.clone());
+        let result = set.match_instance(&ti.trigger, &ti.payload, match_ctx);
+        let pending = [json!("pending"), json!("processing")];
+        if result.errors.is_empty()
+            && result.matched_standard.is_empty()
+            && result.matched_backstop.is_empty()
+        {
+            // Nothing to enforce: one write takes it straight to `processed` (a redelivered
+            // instance already processed is left alone).
+            let mut patch = JsonMap::new();
+            patch.insert("status".into(), json!("processed"));
+            tis.compare_and_set(&ti.id, "status", &pending, patch)
+                .await?;
+            return Ok(());
+        }
         let mut patch = JsonMap::new();
         patch.insert("status".into(), json!("processing"));
         // A redelivered instance still `processing` (we crashed mid-way) is processed again.
         let claimed = tis
-            .compare_and_set(
-                &ti.id,
-                "status",
-                &[json!("pending"), json!("processing")],
-                patch,
-            )
+            .compare_and_set(&ti.id, "status", &pending, patch)
             .await?;
         if claimed.is_none() {
             return Ok(()); // already processed
         }
-        let outcome = self.enforce(&ti, trace_id.as_deref()).await;
+        let outcome = self
+            .enforce(&ti, &set, result, render_ctx, trace_id.as_deref())
+            .await;
         let mut patch = JsonMap::new();
         patch.insert(
             "status".into(),
@@ -143,12 +157,8 @@ impl RulesEngine {
         outcome
     }
 
-    async fn enforce(
-        &self,
-        ti: &TriggerInstance,
-        trace_id: Option<&str>,
-    ) -> Result<(), ServiceError> {
-        let set = Arc::clone(&*self.rules.read().await);
+    /// The template context of rule parameters (datastore and decryption when configured).
+    fn render_context(&self) -> RenderContext {
         let mut render_ctx = RenderContext::new();
         if let Some(kv) = &self.ctx.kv {
             render_ctx = render_ctx.with_kv(kv.clone(), None);
@@ -156,8 +166,17 @@ impl RulesEngine {
         if let Some(d) = &self.ctx.decrypter {
             render_ctx = render_ctx.with_decrypter(d.clone());
         }
-        let match_ctx = MatchContext::from(&render_ctx).for_trigger_instance(ti.id.clone());
-        let result = set.match_instance(&ti.trigger, &ti.payload, match_ctx);
+        render_ctx
+    }
+
+    async fn enforce(
+        &self,
+        ti: &TriggerInstance,
+        set: &RuleSet,
+        result: crate::rules::MatchResult<'_>,
+        render_ctx: RenderContext,
+        trace_id: Option<&str>,
+    ) -> Result<(), ServiceError> {
         for (rule_ref, reason) in &result.errors {
             if let Some(rule) = set.rule(rule_ref) {
                 self.record(ti, rule, None, Some(reason.clone())).await?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::executions::transition;
+use super::executions::{advance, transition};
 use super::{Ctx, ServiceError};
 use crate::bus::{names, SubscribeSpec, Subscription};
 use crate::model::{Execution, ExecutionStatus, JsonMap, Policy};
@@ -171,15 +171,13 @@ impl Scheduler {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let policies: Vec<Policy> = repo::<Policy>(&*self.ctx.store)
-            .find(
-                &Query::all()
-                    .eq("resource_ref", action_ref.as_str())
-                    .eq("enabled", true),
-            )
+        let policies = self
+            .ctx
+            .catalog
+            .policies(&*self.ctx.store, &action_ref)
             .await?;
         let mut decision = Decision::Schedule;
-        for p in &policies {
+        for p in policies.iter() {
             match self.apply(p, &exec, &action_ref).await? {
                 Decision::Schedule => {}
                 other => {
@@ -188,33 +186,18 @@ impl Scheduler {
                 }
             }
         }
-        let from = [exec.status];
         match decision {
             Decision::Schedule => {
-                transition(
-                    &self.ctx,
-                    id,
-                    &from,
-                    ExecutionStatus::Scheduled,
-                    JsonMap::new(),
-                )
-                .await?;
+                advance(&self.ctx, &exec, ExecutionStatus::Scheduled, JsonMap::new()).await?;
             }
             Decision::Delay if exec.status == ExecutionStatus::Requested => {
-                transition(
-                    &self.ctx,
-                    id,
-                    &from,
-                    ExecutionStatus::Delayed,
-                    JsonMap::new(),
-                )
-                .await?;
+                advance(&self.ctx, &exec, ExecutionStatus::Delayed, JsonMap::new()).await?;
             }
             Decision::Delay => {}
             Decision::Cancel(reason) => {
                 let mut patch = JsonMap::new();
                 patch.insert("result".into(), json!({"error": reason}));
-                transition(&self.ctx, id, &from, ExecutionStatus::Canceled, patch).await?;
+                advance(&self.ctx, &exec, ExecutionStatus::Canceled, patch).await?;
             }
         }
         Ok(())

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::executions::{self, load_action, pack_config, renderer, transition};
+use super::executions::{self, advance, renderer, transition};
 use super::{Ctx, ServiceError};
 use crate::bus::{names, SubscribeSpec, Subscription};
 use crate::model::{Execution, ExecutionStatus, JsonMap};
@@ -177,14 +177,19 @@ impl Worker {
         };
         let mut patch = JsonMap::new();
         patch.insert("result".into(), result);
-        let done = transition(
-            &self.ctx,
-            id,
-            &[ExecutionStatus::Running, ExecutionStatus::Canceling],
-            status,
-            patch.clone(),
-        )
-        .await?;
+        // `exec` is the document as claimed: if it is still `running`, one compare-and-set ends
+        // it; if a cancel moved it on meanwhile, read it again.
+        let mut done = advance(&self.ctx, &exec, status, patch.clone()).await?;
+        if done.is_none() {
+            done = transition(
+                &self.ctx,
+                id,
+                &[ExecutionStatus::Running, ExecutionStatus::Canceling],
+                status,
+                patch.clone(),
+            )
+            .await?;
+        }
         if done.is_none() {
             // Status moved to canceling between our read and write: settle as canceled.
             transition(
@@ -209,12 +214,22 @@ impl Worker {
             .get("ref")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let (action, runner_type) = load_action(&self.ctx, action_ref).await?;
-        let config = pack_config(&self.ctx, &action.pack).await?;
+        let loaded = self
+            .ctx
+            .catalog
+            .action(&*self.ctx.store, action_ref)
+            .await?;
+        let (action, runner_type) = (loaded.action.clone(), &loaded.runner);
+        let config = (*self
+            .ctx
+            .catalog
+            .pack_config(&*self.ctx.store, &action.pack)
+            .await?)
+            .clone();
         let r = renderer(
             &self.ctx,
             &action,
-            &runner_type,
+            runner_type,
             &exec.context,
             config.clone(),
         )?;

@@ -1,0 +1,278 @@
+//! The catalog: content that only changes at registration (actions with their runner type, pack
+//! configs, policies, triggers with their type and compiled payload validator), cached so that
+//! the event pipeline does not read and decode the same documents for every event.
+//!
+//! Entries live at most [`Catalog::TTL`], so content registered by another process (`st2ctl
+//! reload` on the same store) is seen within that time, as the rules engine's reload is; changes
+//! made in this process call [`Catalog::invalidate`] and are seen at once. Misses are not
+//! cached: content registered a moment ago is found on the next lookup.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::ServiceError;
+use crate::model::{
+    Action, Config, ConfigSchema, JsonMap, Policy, RunnerType, Trigger, TriggerType,
+};
+use crate::schema::{ContentError, InstanceValidator};
+use crate::store::{repo, Query, Store};
+
+/// An action with its runner type, and both as the JSON an execution embeds.
+#[derive(Debug)]
+pub struct LoadedAction {
+    /// The action.
+    pub action: Action,
+    /// Its runner type.
+    pub runner: RunnerType,
+    /// `action` serialised (the execution's `action` field).
+    pub action_json: Value,
+    /// `runner` serialised (the execution's `runner` field).
+    pub runner_json: Value,
+}
+
+/// A trigger (or the shadow trigger of a trigger type) with its type.
+#[derive(Debug)]
+pub struct ResolvedTrigger {
+    /// The trigger.
+    pub trigger: Trigger,
+    /// Its type, when registered.
+    pub trigger_type: Option<TriggerType>,
+    /// The type's `payload_schema` compiled, when it has one.
+    payload: Option<InstanceValidator>,
+}
+
+impl ResolvedTrigger {
+    /// Checks a payload against the trigger type's `payload_schema`; errors name `payload/...`.
+    pub fn validate_payload(&self, payload: &Value) -> Result<(), Vec<ContentError>> {
+        match &self.payload {
+            Some(v) => v.validate(payload).map_err(|mut errs| {
+                for e in &mut errs {
+                    e.field = format!("payload{}", e.field);
+                }
+                errs
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One kind of cached entry, keyed by ref.
+struct Cache<V> {
+    entries: Mutex<HashMap<String, (Instant, Arc<V>)>>,
+}
+
+impl<V> Default for Cache<V> {
+    fn default() -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<V> Cache<V> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Arc<V>)>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, key: &str, ttl: Duration) -> Option<Arc<V>> {
+        let guard = self.lock();
+        let (at, v) = guard.get(key)?;
+        (at.elapsed() < ttl).then(|| Arc::clone(v))
+    }
+
+    fn put(&self, key: &str, v: Arc<V>) {
+        self.lock().insert(key.to_string(), (Instant::now(), v));
+    }
+
+    fn clear(&self) {
+        self.lock().clear();
+    }
+}
+
+/// Registration-time content, cached (see the module docs).
+#[derive(Default)]
+pub struct Catalog {
+    /// Bumped by [`Catalog::invalidate`]; a load that started before a bump is not cached.
+    generation: AtomicU64,
+    actions: Cache<LoadedAction>,
+    configs: Cache<JsonMap>,
+    policies: Cache<Vec<Policy>>,
+    triggers: Cache<ResolvedTrigger>,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("generation", &self.generation.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Catalog {
+    /// Longest an entry is used before it is read again from the store.
+    pub const TTL: Duration = Duration::from_secs(2);
+
+    /// Drops every entry: call after changing actions, runners, configs, policies or triggers.
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.actions.clear();
+        self.configs.clear();
+        self.policies.clear();
+        self.triggers.clear();
+    }
+
+    fn cache<V>(&self, cache: &Cache<V>, key: &str, started: u64, v: &Arc<V>) {
+        if self.generation.load(Ordering::SeqCst) == started {
+            cache.put(key, Arc::clone(v));
+        }
+    }
+
+    /// The action (by ref or id) and its runner type, or a precise error.
+    pub async fn action(
+        &self,
+        store: &dyn Store,
+        action_ref: &str,
+    ) -> Result<Arc<LoadedAction>, ServiceError> {
+        if let Some(hit) = self.actions.get(action_ref, Self::TTL) {
+            return Ok(hit);
+        }
+        let started = self.generation.load(Ordering::SeqCst);
+        let action = repo::<Action>(store)
+            .get_by_ref_or_id(action_ref)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound {
+                kind: "action",
+                id: action_ref.to_string(),
+            })?;
+        let runner = repo::<RunnerType>(store)
+            .find_one(Query::all().eq("name", action.runner_type.as_str()))
+            .await?
+            .ok_or_else(|| ServiceError::NotFound {
+                kind: "runner type",
+                id: action.runner_type.clone(),
+            })?;
+        let loaded = Arc::new(LoadedAction {
+            action_json: serde_json::to_value(&action).unwrap_or(Value::Null),
+            runner_json: serde_json::to_value(&runner).unwrap_or(Value::Null),
+            action,
+            runner,
+        });
+        self.cache(&self.actions, action_ref, started, &loaded);
+        Ok(loaded)
+    }
+
+    /// The pack config an action sees: the stored config, or the schema's defaults.
+    pub async fn pack_config(
+        &self,
+        store: &dyn Store,
+        pack: &str,
+    ) -> Result<Arc<JsonMap>, ServiceError> {
+        if let Some(hit) = self.configs.get(pack, Self::TTL) {
+            return Ok(hit);
+        }
+        let started = self.generation.load(Ordering::SeqCst);
+        let values = match repo::<Config>(store)
+            .find_one(Query::all().eq("pack", pack))
+            .await?
+        {
+            Some(c) => c.values,
+            None => match repo::<ConfigSchema>(store)
+                .find_one(Query::all().eq("pack", pack))
+                .await?
+            {
+                Some(schema) => crate::schema::validate_config(
+                    std::path::Path::new(pack),
+                    &schema.attributes,
+                    &JsonMap::new(),
+                )
+                .unwrap_or_default(),
+                None => JsonMap::new(),
+            },
+        };
+        let values = Arc::new(values);
+        self.cache(&self.configs, pack, started, &values);
+        Ok(values)
+    }
+
+    /// The enabled policies of an action.
+    pub async fn policies(
+        &self,
+        store: &dyn Store,
+        action_ref: &str,
+    ) -> Result<Arc<Vec<Policy>>, ServiceError> {
+        if let Some(hit) = self.policies.get(action_ref, Self::TTL) {
+            return Ok(hit);
+        }
+        let started = self.generation.load(Ordering::SeqCst);
+        let found: Vec<Policy> = repo::<Policy>(store)
+            .find(
+                &Query::all()
+                    .eq("resource_ref", action_ref)
+                    .eq("enabled", true),
+            )
+            .await?;
+        let found = Arc::new(found);
+        self.cache(&self.policies, action_ref, started, &found);
+        Ok(found)
+    }
+
+    /// The trigger for a ref — a trigger document, or the shadow trigger of a trigger type —
+    /// with its type.
+    pub async fn trigger(
+        &self,
+        store: &dyn Store,
+        trigger_ref: &str,
+    ) -> Result<Arc<ResolvedTrigger>, ServiceError> {
+        if let Some(hit) = self.triggers.get(trigger_ref, Self::TTL) {
+            return Ok(hit);
+        }
+        let started = self.generation.load(Ordering::SeqCst);
+        let trigger = match repo::<Trigger>(store).get_by_ref(trigger_ref).await? {
+            Some(t) => t,
+            None => {
+                let tt = repo::<TriggerType>(store)
+                    .get_by_ref(trigger_ref)
+                    .await?
+                    .ok_or_else(|| ServiceError::NotFound {
+                        kind: "trigger",
+                        id: trigger_ref.to_string(),
+                    })?;
+                Trigger {
+                    id: String::new(),
+                    name: tt.name.clone(),
+                    pack: tt.pack.clone(),
+                    trigger_ref: tt.trigger_type_ref.clone(),
+                    uid: String::new(),
+                    trigger_type: tt.trigger_type_ref.clone(),
+                    parameters: Default::default(),
+                    ref_count: 0,
+                    description: tt.description.clone(),
+                }
+            }
+        };
+        let trigger_type = repo::<TriggerType>(store)
+            .get_by_ref(&trigger.trigger_type)
+            .await?;
+        let payload = match &trigger_type {
+            Some(tt) if !tt.payload_schema.is_empty() => Some(
+                InstanceValidator::new(
+                    &Value::Object(tt.payload_schema.clone()),
+                    std::path::Path::new(&tt.trigger_type_ref),
+                )
+                .map_err(ServiceError::Schema)?,
+            ),
+            _ => None,
+        };
+        let resolved = Arc::new(ResolvedTrigger {
+            trigger,
+            trigger_type,
+            payload,
+        });
+        self.cache(&self.triggers, trigger_ref, started, &resolved);
+        Ok(resolved)
+    }
+}
