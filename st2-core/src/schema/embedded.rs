@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use jsonschema::{Draft, Resource, Validator};
+use jsonschema::{Draft, Registry, Validator};
 use serde_json::Value;
 
 use super::MetadataKind;
@@ -79,19 +79,31 @@ pub(super) fn validator(kind: MetadataKind) -> &'static Validator {
     VALIDATORS[kind.index()].get_or_init(|| compile(kind.schema_file()))
 }
 
-/// Compiles one schema file with every other file registered for `$ref`s.
+/// Every schema file registered under [`BASE_URI`], so `$ref`s between files resolve offline.
+fn registry() -> &'static Registry<'static> {
+    static REGISTRY: OnceLock<Registry<'static>> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        Registry::new()
+            .draft(Draft::Draft202012)
+            .extend(
+                documents()
+                    .iter()
+                    .map(|(name, doc)| (format!("{BASE_URI}{name}"), doc)),
+            )
+            .and_then(|builder| builder.prepare())
+            .unwrap_or_else(|e| panic!("the embedded schemas do not form a registry: {e}"))
+    })
+}
+
+/// Compiles one schema file against the [`registry`] of every file.
 fn compile(file: &str) -> Validator {
-    let mut options = jsonschema::options()
+    let schema = document(file).unwrap_or_else(|| panic!("schemas/{file} is not embedded"));
+    jsonschema::options()
         .with_draft(Draft::Draft202012)
         // StackStorm validates without a format checker: `format` is documentation only.
-        .should_validate_formats(false);
-    for (name, doc) in documents() {
-        let resource = Resource::from_contents(doc.clone())
-            .unwrap_or_else(|e| panic!("schemas/{name} is not a schema resource: {e}"));
-        options = options.with_resource(format!("{BASE_URI}{name}"), resource);
-    }
-    let schema = document(file).unwrap_or_else(|| panic!("schemas/{file} is not embedded"));
-    options
+        .should_validate_formats(false)
+        .with_registry(registry())
+        .with_base_uri(format!("{BASE_URI}{file}"))
         .build(schema)
         .unwrap_or_else(|e| panic!("schemas/{file} does not compile: {e}"))
 }

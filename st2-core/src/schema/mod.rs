@@ -215,7 +215,7 @@ fn compile_ad_hoc(schema: &Value, file: &Path) -> Result<jsonschema::Validator, 
         options = options.with_draft(jsonschema::Draft::Draft4);
     }
     options.build(schema).map_err(|e| {
-        let at = e.instance_path.as_str();
+        let at = e.instance_path().as_str();
         let at = if at.is_empty() {
             String::new()
         } else {

@@ -49,10 +49,10 @@ fn depth(pointer: &str) -> usize {
 
 /// Field(s) and reason(s) of one error. Most errors give one; "unknown fields" gives one per field.
 fn describe(e: &ValidationError<'_>, root: &str, docs: &Documents<'_>) -> Vec<(String, String)> {
-    let path = e.instance_path.as_str().to_string();
-    let schema_path = e.schema_path.as_str();
+    let path = e.instance_path().as_str().to_string();
+    let schema_path = e.evaluation_path().as_str();
     let one = |reason: String| vec![(path.clone(), reason)];
-    match &e.kind {
+    match e.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected }
         | ValidationErrorKind::UnevaluatedProperties { unexpected } => {
             let parent = schema_node(docs, root, parent_of(schema_path));
@@ -71,8 +71,8 @@ fn describe(e: &ValidationError<'_>, root: &str, docs: &Documents<'_>) -> Vec<(S
             )]
         }
         ValidationErrorKind::PropertyNames { error } => {
-            let name = error.instance.as_str().unwrap_or_default().to_string();
-            let inner = describe(error, root, docs)
+            let name = error.instance().as_str().unwrap_or_default().to_string();
+            let inner = describe(error.as_ref(), root, docs)
                 .into_iter()
                 .map(|(_, reason)| reason)
                 .collect::<Vec<_>>()
@@ -88,16 +88,16 @@ fn describe(e: &ValidationError<'_>, root: &str, docs: &Documents<'_>) -> Vec<(S
                 Some(Value::Array(types)) => types.iter().filter_map(Value::as_str).collect(),
                 _ => Vec::new(),
             };
-            if e.instance.is_null() && written.len() >= 5 && !written.contains(&"null") {
+            if e.instance().is_null() && written.len() >= 5 && !written.contains(&"null") {
                 // "any type but null": listing them all would obscure the point.
                 one("expected a value, got null".to_string())
             } else if written.is_empty() {
-                one(reason(&e.kind, &e.instance).unwrap_or_else(|| e.to_string()))
+                one(reason(e.kind(), e.instance()).unwrap_or_else(|| e.to_string()))
             } else {
                 let expected = written.join(" or ");
                 one(format!(
                     "expected {expected}, got {}",
-                    describe_value(&e.instance)
+                    describe_value(e.instance())
                 ))
             }
         }
@@ -110,13 +110,13 @@ fn describe(e: &ValidationError<'_>, root: &str, docs: &Documents<'_>) -> Vec<(S
                 .and_then(Value::as_str)
                 .map(|h| format!(" ({h})"))
                 .unwrap_or_default();
-            let pattern = written.unwrap_or(pattern);
+            let pattern = written.unwrap_or(pattern.as_str());
             one(format!(
                 "{} does not match {pattern}{hint}",
-                show(&e.instance)
+                show(e.instance())
             ))
         }
-        kind => one(reason(kind, &e.instance).unwrap_or_else(|| e.to_string())),
+        kind => one(reason(kind, e.instance()).unwrap_or_else(|| e.to_string())),
     }
 }
 
@@ -136,7 +136,7 @@ fn reason(kind: &ValidationErrorKind, instance: &Value) -> Option<String> {
             format!("expected {expected}, got {}", describe_value(instance))
         }
         ValidationErrorKind::Enum { options } => {
-            let options = match options {
+            let options = match &**options {
                 Value::Array(items) => items.iter().map(show).collect::<Vec<_>>().join(", "),
                 other => show(other),
             };
@@ -195,10 +195,10 @@ fn reason(kind: &ValidationErrorKind, instance: &Value) -> Option<String> {
             None => "items must be unique".to_string(),
         },
         ValidationErrorKind::Format { format } => format!("{shown} is not a valid {format}"),
-        ValidationErrorKind::AnyOf | ValidationErrorKind::OneOfNotValid => {
+        ValidationErrorKind::AnyOf { .. } | ValidationErrorKind::OneOfNotValid { .. } => {
             format!("{shown} does not match any of the allowed forms")
         }
-        ValidationErrorKind::OneOfMultipleValid => {
+        ValidationErrorKind::OneOfMultipleValid { .. } => {
             format!("{shown} matches more than one of the allowed forms")
         }
         ValidationErrorKind::Not { schema } => format!("{shown} must not match {schema}"),
