@@ -3,17 +3,32 @@
 //!
 //! # Layout
 //! - [`router`]: `router(state)`, so tests drive it with `oneshot` and no socket.
+//! - [`listing`]: StackStorm's list/get conventions (paging, `X-Total-Count`, include/exclude
+//!   attributes, sorting, filters, ref-or-id lookups).
 //! - [`auth`]: tokens, API keys, the auth middleware.
-//! - [`resources`]: actions, runner types, executions (what `st2 run` needs).
-//! - [`webhooks`]: webhook triggers.
+//! - Resources, one module each: [`actions`] (and runner types), [`executions`], [`rules`] (and
+//!   enforcements), [`triggers`] (types, triggers, instances), [`traces`], [`policies`],
+//!   [`keys`], [`apikeys`] (and `/user`), [`packs`] (and configs), [`inquiries`], [`webhooks`].
+//! - [`stream`]: the SSE event stream.
 //! - [`error`]: `{"faultstring"}` errors.
 //! - [`server`]: `st2d` start-up: config, store, first-start admin, content registration, serve.
 
+pub mod actions;
+pub mod apikeys;
 pub mod auth;
 pub mod error;
-pub mod resources;
+pub mod executions;
+pub mod inquiries;
+pub mod keys;
+pub mod listing;
+pub mod packs;
+pub mod policies;
 pub mod router;
+pub mod rules;
 pub mod server;
+pub mod stream;
+pub mod traces;
+pub mod triggers;
 pub mod webhooks;
 
 pub use router::{router, service, AppState};

@@ -9,7 +9,10 @@ use serde_json::{json, Value};
 use st2_core::services::Ctx;
 use st2_core::store::Store;
 
-use crate::{auth, resources, webhooks};
+use crate::{
+    actions, apikeys, auth, executions, inquiries, keys, packs, policies, rules, stream, traces,
+    triggers, webhooks,
+};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -47,27 +50,34 @@ async fn root() -> Json<Value> {
     }))
 }
 
-/// The authenticated `/api/v1` routes (also served under `/v1`).
+/// The authenticated `/api/v1` routes (also served under `/v1`): each resource module brings
+/// its own routes.
 fn api_routes(state: &AppState) -> Router<AppState> {
     Router::new()
-        .route("/actions", get(resources::list_actions))
-        .route("/actions/{key}", get(resources::get_action))
-        .route("/runnertypes", get(resources::list_runners))
-        .route("/runnertypes/{key}", get(resources::get_runner))
-        .route(
-            "/executions",
-            get(resources::list_executions).post(resources::create_execution),
-        )
-        .route(
-            "/executions/{id}",
-            get(resources::get_execution).delete(resources::cancel_execution),
-        )
+        .merge(actions::routes())
+        .merge(executions::routes())
+        .merge(rules::routes())
+        .merge(triggers::routes())
+        .merge(traces::routes())
+        .merge(policies::routes())
+        .merge(keys::routes())
+        .merge(apikeys::routes())
+        .merge(packs::routes())
+        .merge(inquiries::routes())
         .route("/webhooks", get(webhooks::list))
-        .route("/webhooks/{*url}", post(webhooks::post))
+        .route("/webhooks/{*url}", get(webhooks::get_one).post(webhooks::post))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_auth,
         ))
+}
+
+/// The authenticated stream routes (`/stream/v1/stream`, `/v1/stream`).
+fn stream_routes(state: &AppState) -> Router<AppState> {
+    stream::routes().route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_auth,
+    ))
 }
 
 /// The API as served: [`router`] behind trailing-slash normalisation (StackStorm's client asks
@@ -79,6 +89,7 @@ pub fn service(state: AppState) -> tower_http::normalize_path::NormalizePath<Rou
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {
     let api = api_routes(&state);
+    let stream = stream_routes(&state);
     Router::new()
         .route("/api/v1", get(root))
         .route("/api/v1/", get(root))
@@ -87,7 +98,8 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/v1/tokens", post(auth::create_token))
         .route("/v1/tokens", post(auth::create_token))
         .nest("/api/v1", api.clone())
-        .nest("/v1", api)
+        .nest("/v1", api.merge(stream.clone()))
+        .nest("/stream/v1", stream)
         // Room for the largest trigger payload plus headers; dispatch enforces the exact limit
         // with a clear message.
         .layer(axum::extract::DefaultBodyLimit::max(

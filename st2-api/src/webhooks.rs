@@ -44,6 +44,22 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
     Ok(Json(serde_json::to_value(triggers).unwrap_or(Value::Null)))
 }
 
+/// `GET /api/v1/webhooks/{*url}`: the webhook trigger, 404 when no rule registered it.
+pub async fn get_one(
+    State(state): State<AppState>,
+    Path(url): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    find_webhook(&state, &url)
+        .await?
+        .map(|t| Json(serde_json::to_value(t).unwrap_or(Value::Null)))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("Webhook {} not registered with st2", normalise(&url)),
+            )
+        })
+}
+
 /// `POST /api/v1/webhooks/{*url}`.
 pub async fn post(
     State(state): State<AppState>,

@@ -136,9 +136,38 @@ fn kill_9_mid_execution_then_restart_abandons_it() {
             .iter()
             .any(|e| e.status == st2_core::model::ExecutionStatus::Running)
     });
+    // The runner records its child's process group and start time on the execution.
+    #[cfg(target_os = "linux")]
+    let orphans = {
+        let mut child = None;
+        wait_until("the child process to be recorded", || {
+            child = executions(data.path()).iter().find_map(|e| {
+                e.context
+                    .get(st2_core::services::worker::RUNNER_PROCESS_KEY)
+                    .and_then(|v| {
+                        serde_json::from_value::<st2_core::runners::ChildProcess>(v.clone()).ok()
+                    })
+            });
+            child.is_some()
+        });
+        let child = child.expect("recorded");
+        assert_eq!(child.pid, child.pgid, "the child leads its process group");
+        let leader = i32::try_from(child.pgid).expect("pgid");
+        let mut members = Vec::new();
+        wait_until("the sleep to be in the child's process group", || {
+            members = group_members(leader);
+            members.iter().any(|m| m.comm == "sleep")
+        });
+        members
+    };
     // kill -9: no chance to clean up.
     server.0.kill().expect("kill");
     let _ = server.0.wait();
+    #[cfg(target_os = "linux")]
+    assert!(
+        orphans.iter().any(ProcEntry::alive),
+        "kill -9 of st2d leaves its child running: {orphans:?}"
+    );
     let (_server2, _addr2) = start(data.path());
     wait_until("the orphaned execution to be abandoned", || {
         executions(data.path())
@@ -151,6 +180,59 @@ fn kill_9_mid_execution_then_restart_abandons_it() {
             .all(|e| e.status != st2_core::model::ExecutionStatus::Running),
         "nothing stays running"
     );
+    // The restart killed the orphaned process group before abandoning its execution.
+    #[cfg(target_os = "linux")]
+    wait_until("the orphaned sleep to be killed", || {
+        orphans.iter().all(|m| !m.alive())
+    });
+}
+
+/// A process as `/proc/<pid>/stat` shows it.
+#[cfg(target_os = "linux")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ProcEntry {
+    pid: i32,
+    comm: String,
+    pgrp: i32,
+    start_time: u64,
+}
+
+#[cfg(target_os = "linux")]
+impl ProcEntry {
+    /// Reads `/proc/<pid>/stat`; `None` when the process is gone or a zombie.
+    fn read(pid: i32) -> Option<Self> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let open = stat.find('(')?;
+        let close = stat.rfind(')')?;
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        if matches!(*fields.first()?, "Z" | "X" | "x") {
+            return None;
+        }
+        Some(Self {
+            pid,
+            comm: stat[open + 1..close].to_string(),
+            pgrp: fields.get(2)?.parse().ok()?,
+            start_time: fields.get(19)?.parse().ok()?,
+        })
+    }
+
+    /// Whether this very process (same pid and start time) still runs. A zombie counts as
+    /// gone: in a container, PID 1 may never reap the orphans it inherits.
+    fn alive(&self) -> bool {
+        Self::read(self.pid).is_some_and(|p| p.start_time == self.start_time)
+    }
+}
+
+/// Live processes of process group `pgrp`.
+#[cfg(target_os = "linux")]
+fn group_members(pgrp: i32) -> Vec<ProcEntry> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(ProcEntry::read)
+        .filter(|p| p.pgrp == pgrp)
+        .collect()
 }
 
 fn copy_tree(src: &Path, dst: &Path) {

@@ -1,5 +1,7 @@
 //! Shared helpers of the end-to-end tests: where the repository's packs and fixtures are, and
-//! small file utilities.
+//! small file utilities; [`api`]: a platform behind the real router for API tests.
+
+pub mod api;
 
 use std::path::{Path, PathBuf};
 

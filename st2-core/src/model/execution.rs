@@ -196,3 +196,27 @@ pub struct Execution {
     pub lease_owner: Option<String>,
 }
 document!(Execution, Collection::Executions);
+
+/// One chunk of an execution's live output, as StackStorm's `st2.execution.output__create`
+/// event and `GET /executions/{id}/output` show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionOutput {
+    /// Store id (ObjectId-like: later chunks sort after earlier ones).
+    #[serde(default)]
+    pub id: String,
+    /// The execution it belongs to.
+    pub execution_id: String,
+    /// The action's ref.
+    #[serde(default)]
+    pub action_ref: String,
+    /// The runner's name.
+    #[serde(default)]
+    pub runner_ref: String,
+    /// When it was read (ISO-8601 UTC).
+    pub timestamp: String,
+    /// `stdout` or `stderr`.
+    pub output_type: String,
+    /// The text, as read (no newline added).
+    pub data: String,
+}
+document!(ExecutionOutput, Collection::ExecutionOutput);

@@ -24,7 +24,7 @@ pub use action::{Action, Notify, NotifySubSchema};
 pub use alias::ActionAlias;
 pub use auth::{ApiKey, Token, User};
 pub use config::{Config, ConfigSchema};
-pub use execution::{Execution, ExecutionStatus, LiveActionRef};
+pub use execution::{Execution, ExecutionOutput, ExecutionStatus, LiveActionRef};
 pub use id::new_id;
 pub use kv::KeyValuePair;
 pub use pack::{Pack, SYSTEM_PACKS};

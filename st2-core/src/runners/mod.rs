@@ -13,7 +13,8 @@
 //! - [`remote`]: `remote-shell-cmd`, `remote-shell-script` over SSH.
 //! - [`noop`]: `noop`, `announcement`, `inquirer`.
 //! - `args`: StackStorm's quoting and script argument passing; `params`: typed reads of runner
-//!   parameters; `process`: child processes in their own session, streamed, killed as a whole.
+//!   parameters; `process`: child processes in their own session, streamed, killed as a whole,
+//!   reported as [`ChildProcess`] so a restart can kill what a crash left running.
 //!
 //! # Contract
 //! A runner receives **final** parameters: rendering (Jinja, `st2kv`, defaults) and casting to
@@ -78,6 +79,7 @@ use crate::config::Config;
 use crate::model::{Action, ExecutionStatus, JsonMap};
 
 pub use datastore::{DatastoreAccess, DatastoreError, KvKey, MemoryDatastore};
+pub use process::{ChildProcess, ProcessSink};
 
 /// Which stream a piece of live output came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -161,6 +163,9 @@ pub struct RunContext {
     /// The datastore Python actions reach through `self.action_service`; `None`: those calls
     /// fail inside the action.
     pub datastore: Option<Arc<dyn DatastoreAccess>>,
+    /// Where the local runners report each child process they start (its pid, process group
+    /// and start time), as soon as it is started; `None`: not reported.
+    pub processes: Option<ProcessSink>,
 }
 
 impl RunContext {
@@ -182,6 +187,7 @@ impl RunContext {
             output: discard_output(),
             cancel: CancellationToken::new(),
             datastore: None,
+            processes: None,
         }
     }
 

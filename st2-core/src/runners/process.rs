@@ -11,6 +11,10 @@
 //! Like StackStorm, a run lasts until the child has exited **and** both pipes are closed: a
 //! background process that keeps stdout open keeps the run going (until the timeout); one that
 //! redirected its output is left alone when the child exits.
+//!
+//! Each child started is reported as a [`ChildProcess`] (pid = process group id, start time,
+//! boot id) to [`ProcessSpec::report`], so that a later run of this program can kill the group
+//! if this one died without doing it ([`ChildProcess::kill_if_alive`], Linux only).
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -19,6 +23,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
@@ -55,6 +60,138 @@ pub(crate) struct ProcessSpec {
     pub stdin: Option<Vec<u8>>,
     /// Kill everything after this long.
     pub timeout: Option<Duration>,
+    /// Where to report the child once it is started (see [`ChildProcess`]); `None`: nowhere.
+    pub report: Option<ProcessSink>,
+}
+
+/// A child process a local runner started, in a session and process group of its own, named
+/// precisely enough that another process can later tell whether it still runs: a pid alone
+/// may have been reused, a pid with its start time (and the boot it counts from) may not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildProcess {
+    /// The child's pid.
+    pub pid: u32,
+    /// Its process group id; the child leads its group and session, so this equals `pid`.
+    pub pgid: u32,
+    /// When it started, in clock ticks after boot (field 22 of `/proc/<pid>/stat`).
+    pub start_time: u64,
+    /// The kernel's boot id (`/proc/sys/kernel/random/boot_id`), which start times count from;
+    /// `None` when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+}
+
+/// Where a runner reports the processes it starts (one message per child, so unbounded is
+/// bounded by the number of children).
+pub type ProcessSink = tokio::sync::mpsc::UnboundedSender<ChildProcess>;
+
+/// What this module reads of `/proc/<pid>/stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProcStat {
+    /// Zombie or dead: nothing left to kill.
+    gone: bool,
+    /// Process group id (field 5).
+    pgrp: i32,
+    /// Session id (field 6).
+    session: i32,
+    /// Start time in clock ticks after boot (field 22).
+    start_time: u64,
+}
+
+/// Parses the text of `/proc/<pid>/stat`: "pid (comm) state ppid pgrp session ..."; comm may
+/// hold spaces and parentheses, so fields are counted from the last `)`.
+fn parse_stat(stat: &str) -> Option<ProcStat> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // `fields[0]` is field 3 (state), so field n is `fields[n - 3]`.
+    Some(ProcStat {
+        gone: matches!(*fields.first()?, "Z" | "X" | "x"),
+        pgrp: fields.get(2)?.parse().ok()?,
+        session: fields.get(3)?.parse().ok()?,
+        start_time: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// `/proc/<pid>/stat` of a process, if it exists (Linux; `None` elsewhere).
+fn proc_stat(pid: i32) -> Option<ProcStat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The kernel's boot id, if known.
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+impl ChildProcess {
+    /// The just-started child `pid`, which leads its own process group; `None` when its start
+    /// time cannot be read (no `/proc`).
+    fn started(pid: u32) -> Option<Self> {
+        let stat = proc_stat(i32::try_from(pid).ok()?)?;
+        Some(Self {
+            pid,
+            // Not read from /proc: setsid(1) may not have called setsid(2) yet.
+            pgid: pid,
+            start_time: stat.start_time,
+            boot_id: boot_id(),
+        })
+    }
+
+    /// Kills (SIGKILL) what is left of this child's process group and session, if it is still
+    /// the same child: its pid runs with the recorded start time in the recorded boot. When the
+    /// leader is gone, its group and session members started no earlier than it are killed
+    /// (Linux does not reuse a pid while it names a live group or session). Never touches the
+    /// caller's own group or session. Returns whether anything was killed; always false
+    /// outside Linux.
+    pub fn kill_if_alive(&self) -> bool {
+        if !cfg!(target_os = "linux") {
+            return false;
+        }
+        if self.boot_id.is_some() && self.boot_id != boot_id() {
+            return false; // another boot: everything of that one is gone
+        }
+        let Ok(leader) = i32::try_from(self.pgid) else {
+            return false;
+        };
+        let me = std::process::id();
+        let own = i32::try_from(me).ok().and_then(proc_stat);
+        if leader <= 1
+            || self.pgid == me
+            || own.is_some_and(|o| o.pgrp == leader || o.session == leader)
+        {
+            return false;
+        }
+        match proc_stat(leader) {
+            Some(s) if s.start_time == self.start_time => {
+                if s.gone && members(leader, self.start_time).is_empty() {
+                    return false;
+                }
+                kill_session(self.pgid);
+                true
+            }
+            Some(_) => false, // pid reused: the group was empty before it could be
+            None => {
+                let mut killed = false;
+                for _ in 0..20 {
+                    let left = members(leader, self.start_time);
+                    if left.is_empty() {
+                        break;
+                    }
+                    for pid in left {
+                        killed = true;
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                killed
+            }
+        }
+    }
 }
 
 /// How the run ended.
@@ -233,6 +370,11 @@ pub(crate) fn kill_session(leader: u32) {
 /// Live (not zombie) processes whose session or process group is `leader` (Linux `/proc`;
 /// empty elsewhere).
 pub(crate) fn session_members(leader: i32) -> Vec<i32> {
+    members(leader, 0)
+}
+
+/// [`session_members`] started at or after `min_start_time` (clock ticks after boot).
+fn members(leader: i32, min_start_time: u64) -> Vec<i32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -245,20 +387,13 @@ pub(crate) fn session_members(leader: i32) -> Vec<i32> {
         else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+        let Some(stat) = proc_stat(pid) else {
             continue;
         };
-        // "pid (comm) state ppid pgrp session ..."; comm may hold spaces and parentheses.
-        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        if fields.len() < 4 || matches!(fields[0], "Z" | "X" | "x") {
-            continue;
-        }
-        let pgrp = fields[2].parse::<i32>().unwrap_or(0);
-        let session = fields[3].parse::<i32>().unwrap_or(0);
-        if pgrp == leader || session == leader {
+        if !stat.gone
+            && (stat.pgrp == leader || stat.session == leader)
+            && stat.start_time >= min_start_time
+        {
             found.push(pid);
         }
     }
@@ -317,6 +452,14 @@ pub(crate) async fn run_process(
 ) -> Result<ProcessResult, RunnerError> {
     let mut child = spawn(&spec)?;
     let leader = child.id();
+    if let (Some(report), Some(pid)) = (&spec.report, leader) {
+        match ChildProcess::started(pid) {
+            Some(p) => {
+                let _ = report.send(p);
+            }
+            None => tracing::debug!(pid, "cannot read the start time of a child; not reported"),
+        }
+    }
     let deadline = spec.timeout.map(|t| Instant::now() + t);
 
     if let (Some(input), Some(mut stdin)) = (spec.stdin.clone(), child.stdin.take()) {
@@ -438,5 +581,66 @@ mod tests {
         }
         let mut c = Utf8Chunker::default();
         assert_eq!(c.push(b"a\xffb"), "a\u{fffd}b");
+    }
+
+    #[test]
+    fn stat_fields() {
+        let line = "4242 (sh (x) y) S 1 4242 4240 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 \
+                    987654 2400000 200 18446744073709551615";
+        assert_eq!(
+            parse_stat(line),
+            Some(ProcStat {
+                gone: false,
+                pgrp: 4242,
+                session: 4240,
+                start_time: 987654,
+            })
+        );
+        let zombie = line.replace(") S ", ") Z ");
+        assert!(parse_stat(&zombie).is_some_and(|s| s.gone));
+        assert_eq!(parse_stat("4242 (sh) S 1 2"), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn reported_child_is_killed_only_while_it_is_the_same_process() {
+        let (report, mut reported) = tokio::sync::mpsc::unbounded_channel();
+        let spec = ProcessSpec {
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), "sleep 30 & sleep 30".into()],
+            timeout: Some(Duration::from_secs(20)),
+            report: Some(report),
+            ..ProcessSpec::default()
+        };
+        let cancel = CancellationToken::new();
+        let run = {
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                run_process(spec, &super::super::discard_output(), &cancel, None).await
+            })
+        };
+        let child = reported.recv().await.expect("reported");
+        assert_eq!(child.pid, child.pgid);
+        let leader = i32::try_from(child.pid).expect("pid");
+        let stale = ChildProcess {
+            start_time: child.start_time + 1,
+            ..child.clone()
+        };
+        assert!(!stale.kill_if_alive(), "another start time: not ours");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while session_members(leader).len() < 2 {
+            assert!(std::time::Instant::now() < deadline, "both sleeps start");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(child.kill_if_alive());
+        assert!(
+            session_members(leader).is_empty(),
+            "the whole group is gone"
+        );
+        let p = run.await.expect("join").expect("run");
+        assert_eq!(p.ending, Ending::Exited);
+        assert_eq!(p.exit_code, -9);
+        assert!(!child.kill_if_alive(), "nothing left to kill");
+        cancel.cancel();
     }
 }

@@ -252,6 +252,7 @@ impl PythonRunner {
             cwd: None,
             stdin: None,
             timeout,
+            report: ctx.processes.clone(),
         };
         let p = run_process(
             spec,

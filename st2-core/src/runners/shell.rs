@@ -124,6 +124,7 @@ impl LocalShellRunner {
             cwd: nonempty_str_param(&ctx.runner_params, "cwd").map(Into::into),
             stdin: stdin.clone(),
             timeout,
+            report: ctx.processes.clone(),
         };
         let p = run_process(spec, &ctx.output, &ctx.cancel, None).await?;
         Ok(shell_outcome(&p, &timeout_shown, stdin.is_some()))

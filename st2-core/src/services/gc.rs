@@ -18,6 +18,8 @@ use crate::store::{repo, Collection, Query, Write};
 pub struct GcReport {
     /// Executions deleted.
     pub executions: usize,
+    /// Output chunks deleted (kept as long as executions).
+    pub execution_output: usize,
     /// Trigger instances deleted.
     pub trigger_instances: usize,
     /// Rule enforcements deleted.
@@ -112,6 +114,15 @@ impl GarbageCollector {
                     self.cfg.action_executions_ttl,
                     now,
                     true,
+                )
+                .await?,
+            execution_output: self
+                .purge(
+                    Collection::ExecutionOutput,
+                    "timestamp",
+                    self.cfg.action_executions_ttl,
+                    now,
+                    false,
                 )
                 .await?,
             trigger_instances: self

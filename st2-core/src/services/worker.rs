@@ -2,6 +2,9 @@
 //! (compare-and-set to `running`, with this node as lease owner), renders their final
 //! parameters, runs them with their runner, and stores the outcome. Cancel requests arrive on a
 //! broadcast queue; the worker holding the execution stops its runner.
+//!
+//! Local child processes are recorded in the execution's `context.runner_process` as soon as
+//! they start, so that a restart after a crash kills them ([`reclaim_on_start`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 use super::executions::{self, advance, renderer, transition};
 use super::{Ctx, ServiceError};
 use crate::bus::{names, SubscribeSpec, Subscription};
-use crate::model::{Execution, ExecutionStatus, JsonMap};
-use crate::runners::{OutputChunk, RunContext, RunOutcome};
+use crate::model::{Execution, ExecutionOutput, ExecutionStatus, JsonMap};
+use crate::runners::{ChildProcess, OutputChunk, RunContext, RunOutcome};
 use crate::store::repo;
 
 /// How long a graceful shutdown waits for running executions before canceling them.
@@ -22,6 +25,10 @@ pub const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Default number of executions one worker runs at once.
 pub const DEFAULT_CONCURRENCY: usize = 64;
+
+/// The key of an execution's `context` holding the last local child process its runner
+/// started (a [`ChildProcess`]).
+pub const RUNNER_PROCESS_KEY: &str = "runner_process";
 
 /// The action runner service.
 pub struct Worker {
@@ -247,22 +254,43 @@ impl Worker {
         let venv = Some(self.ctx.paths.virtualenv(&action.pack))
             .filter(|v| v.join("bin").join("python").exists());
         let (output, mut chunks) = tokio::sync::mpsc::channel::<OutputChunk>(256);
-        let bus = self.ctx.bus.clone();
-        let exec_id = exec.id.clone();
-        let forward = tokio::spawn(async move {
-            while let Some(chunk) = chunks.recv().await {
-                let msg = json!({"execution_id": exec_id, "output_type": chunk.stream.as_str(), "data": chunk.data});
-                let _ = bus
-                    .publish_json(names::EXECUTION_OUTPUT, names::RK_CREATE, &msg)
-                    .await;
-            }
-        });
+        let forward = {
+            let ctx = self.ctx.clone();
+            let (exec_id, action_ref, runner_ref) = (
+                exec.id.clone(),
+                action.action_ref.clone(),
+                runner_type.name.clone(),
+            );
+            tokio::spawn(async move {
+                while let Some(chunk) = chunks.recv().await {
+                    let out = ExecutionOutput {
+                        id: String::new(),
+                        execution_id: exec_id.clone(),
+                        action_ref: action_ref.clone(),
+                        runner_ref: runner_ref.clone(),
+                        timestamp: super::now_iso(),
+                        output_type: chunk.stream.as_str().to_string(),
+                        data: chunk.data,
+                    };
+                    store_output(&ctx, out).await;
+                }
+            })
+        };
         let user = exec
             .context
             .get("user")
             .and_then(Value::as_str)
             .unwrap_or(super::context::SYSTEM_USER)
             .to_string();
+        let (processes, mut started) = tokio::sync::mpsc::unbounded_channel::<ChildProcess>();
+        let record = {
+            let (ctx, exec) = (self.ctx.clone(), exec.clone());
+            tokio::spawn(async move {
+                while let Some(p) = started.recv().await {
+                    record_process(&ctx, &exec, &p).await;
+                }
+            })
+        };
         let run_ctx = RunContext {
             execution_id: exec.id.clone(),
             action,
@@ -280,14 +308,61 @@ impl Worker {
                 Arc::new(super::kv_access::ActionDatastore(d))
                     as Arc<dyn crate::runners::DatastoreAccess>
             }),
+            processes: Some(processes),
         };
         let outcome = runner.run(run_ctx).await;
         let _ = forward.await;
+        let _ = record.await;
         Ok(outcome)
     }
 }
 
-/// Executions left `running`/`canceling` by a process that is gone become `abandoned`;
+/// Stores one chunk of live output, then publishes it on `st2.execution.output` (the stream's
+/// `st2.execution.output__create`). A store failure is logged, not fatal: the chunk is still
+/// published and the final result holds the whole output.
+async fn store_output(ctx: &Ctx, mut out: ExecutionOutput) {
+    match repo::<ExecutionOutput>(&*ctx.store).save(out.clone()).await {
+        Ok(saved) => out = saved,
+        Err(e) => tracing::warn!(execution = %out.execution_id, error = %e, "cannot store output"),
+    }
+    let msg = serde_json::to_value(&out).unwrap_or(Value::Null);
+    let _ = ctx
+        .bus
+        .publish_json(names::EXECUTION_OUTPUT, names::RK_CREATE, &msg)
+        .await;
+}
+
+/// Stores `p` in `context.runner_process` of `exec` while it is still running or canceling.
+async fn record_process(ctx: &Ctx, exec: &Execution, p: &ChildProcess) {
+    let mut context = exec.context.clone();
+    context.insert(RUNNER_PROCESS_KEY.into(), json!(p));
+    let mut patch = JsonMap::new();
+    patch.insert("context".into(), Value::Object(context));
+    let expected = [json!("running"), json!("canceling")];
+    if let Err(e) = repo::<Execution>(&*ctx.store)
+        .compare_and_set(&exec.id, "status", &expected, patch)
+        .await
+    {
+        tracing::warn!(execution = %exec.id, pid = p.pid, error = %e, "cannot record the child process");
+    }
+}
+
+/// Kills what is left of the child process an execution's runner recorded, if it still runs.
+fn kill_orphan(e: &Execution) {
+    let Some(p) = e
+        .context
+        .get(RUNNER_PROCESS_KEY)
+        .and_then(|v| serde_json::from_value::<ChildProcess>(v.clone()).ok())
+    else {
+        return;
+    };
+    if p.kill_if_alive() {
+        tracing::info!(execution = %e.id, pgid = p.pgid, "killed the process group left by a previous run");
+    }
+}
+
+/// Executions left `running`/`canceling` by a process that is gone become `abandoned`, after
+/// the process group their runner recorded is killed if it still runs;
 /// `requested`/`scheduled` ones are published again. Called at start in standalone mode, where
 /// every earlier lease belonged to a previous run of this process.
 pub async fn reclaim_on_start(ctx: &Ctx) -> Result<usize, ServiceError> {
@@ -301,6 +376,7 @@ pub async fn reclaim_on_start(ctx: &Ctx) -> Result<usize, ServiceError> {
         ))
         .await?
     {
+        kill_orphan(&e);
         let mut patch = JsonMap::new();
         patch.insert(
             "result".into(),

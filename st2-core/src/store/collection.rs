@@ -19,6 +19,8 @@ pub enum Collection {
     RuleEnforcements,
     /// Executions.
     Executions,
+    /// Live output chunks of executions (stdout/stderr), in arrival order.
+    ExecutionOutput,
     /// Sensors.
     Sensors,
     /// Policies.
@@ -47,7 +49,7 @@ pub enum Collection {
 
 impl Collection {
     /// Every collection.
-    pub const ALL: [Collection; 20] = [
+    pub const ALL: [Collection; 21] = [
         Self::Packs,
         Self::Actions,
         Self::Rules,
@@ -56,6 +58,7 @@ impl Collection {
         Self::TriggerInstances,
         Self::RuleEnforcements,
         Self::Executions,
+        Self::ExecutionOutput,
         Self::Sensors,
         Self::Policies,
         Self::PolicyTypes,
@@ -81,6 +84,7 @@ impl Collection {
             Self::TriggerInstances => "trigger_instances",
             Self::RuleEnforcements => "rule_enforcements",
             Self::Executions => "executions",
+            Self::ExecutionOutput => "execution_output",
             Self::Sensors => "sensors",
             Self::Policies => "policies",
             Self::PolicyTypes => "policy_types",
@@ -108,6 +112,7 @@ impl Collection {
             Self::TriggerInstances => &["trigger", "status"],
             Self::RuleEnforcements => &["trigger_instance_id", "execution_id"],
             Self::Executions => &["status", "parent", "action.ref"],
+            Self::ExecutionOutput => &["execution_id"],
             Self::KeyValuePairs => &["name", "scope"],
             Self::Configs | Self::ConfigSchemas => &["pack"],
             Self::RunnerTypes => &["name"],
