@@ -2,14 +2,26 @@
 //! that sort or parse ids keep working and ids sort by creation time.
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// A new 24-hex-char id: 4 bytes of Unix seconds, 5 random bytes, 3 bytes of a process counter.
+/// 5 random bytes chosen once per process (MongoDB's "process unique" part): ids made by one
+/// process sort in creation order even within one second.
+fn process_unique() -> &'static [u8; 5] {
+    static UNIQUE: OnceLock<[u8; 5]> = OnceLock::new();
+    UNIQUE.get_or_init(|| {
+        let u = uuid::Uuid::new_v4();
+        let b = u.as_bytes();
+        [b[0], b[1], b[2], b[3], b[4]]
+    })
+}
+
+/// A new 24-hex-char id: 4 bytes of Unix seconds, 5 bytes unique to this process, 3 bytes of
+/// a process counter.
 pub fn new_id() -> String {
     let secs = chrono::Utc::now().timestamp() as u32;
-    let rnd = uuid::Uuid::new_v4();
-    let r = rnd.as_bytes();
+    let r = process_unique();
     let c = COUNTER.fetch_add(1, Ordering::Relaxed) & 0x00ff_ffff;
     format!(
         "{:08x}{:02x}{:02x}{:02x}{:02x}{:02x}{:06x}",
@@ -28,5 +40,13 @@ mod tests {
         assert_eq!(a.len(), 24);
         assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn ids_of_one_process_sort_in_creation_order() {
+        let ids: Vec<String> = (0..1000).map(|_| new_id()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
     }
 }
