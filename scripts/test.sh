@@ -19,4 +19,16 @@ command -v setsid >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y 
 # git: pack install tests build real repositories (libgit2 is vendored; the CLI helps debugging).
 command -v git >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq git >/dev/null; }
 
+# StackStorm's own client (st2client 3.9.0 from PyPI) in a virtualenv: the acceptance test runs
+# it against a live st2d. Kept in a cache dir so later runs reuse it.
+ST2_TEST_CACHE="${ST2_TEST_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/st2-rs-tests}"
+ST2CLIENT_VENV="$ST2_TEST_CACHE/st2client-venv"
+if [ ! -x "$ST2CLIENT_VENV/bin/st2" ] || ! "$ST2CLIENT_VENV/bin/st2" --version >/dev/null 2>&1; then
+  rm -rf "$ST2CLIENT_VENV"
+  mkdir -p "$ST2_TEST_CACHE"
+  python3 -m venv "$ST2CLIENT_VENV"
+  "$ST2CLIENT_VENV/bin/pip" install -q --disable-pip-version-check 'st2client==3.9.0'
+fi
+export ST2CLIENT_BIN="$ST2CLIENT_VENV/bin/st2"
+
 cargo test --workspace --all-targets "$@"

@@ -78,6 +78,9 @@ pub fn view(mut e: Execution) -> Value {
     if let Some(obj) = v.as_object_mut() {
         obj.remove("lease_owner");
         obj.remove("notified");
+        if let Some(Value::Object(c)) = obj.get_mut("context") {
+            c.remove(st2_core::services::worker::RUNNER_PROCESS_KEY);
+        }
         obj.insert(
             "web_url".into(),
             Value::String(format!("/#/history/{}/general", e.id)),

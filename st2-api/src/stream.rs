@@ -253,6 +253,7 @@ pub async fn stream(
         pending: first,
         done,
         started: false,
+        end: None,
     };
     let body = Body::from_stream(futures_util::stream::unfold(state, next_frame));
     let mut resp = body.into_response();
@@ -266,6 +267,11 @@ pub async fn stream(
     Ok(resp)
 }
 
+/// How long the end frame waits for events of other exchanges published before it (an output
+/// chunk is published before its execution's final update, but reaches this client through
+/// another subscription, so the two may arrive out of order).
+const END_GRACE: Duration = Duration::from_millis(100);
+
 /// The state of one client's response body.
 struct StreamState {
     rx: mpsc::Receiver<(String, Value)>,
@@ -276,6 +282,8 @@ struct StreamState {
     done: bool,
     /// The connect heartbeat was sent.
     started: bool,
+    /// The end frame (if it is wanted) and when to send it: other events are sent until then.
+    end: Option<(Option<Bytes>, tokio::time::Instant)>,
 }
 
 /// The next chunk of the body: the connect heartbeat, pending frames, then events as they come
@@ -293,19 +301,35 @@ async fn next_frame(mut st: StreamState) -> Option<(Result<Bytes, std::io::Error
         return None;
     }
     loop {
-        match tokio::time::timeout(HEARTBEAT, st.rx.recv()).await {
-            Err(_) => return Some((Ok(Bytes::from_static(b"\n")), st)),
-            Ok(None) => return None,
-            Ok(Some((event, data))) => {
-                if !st.filter.wants(&event, &data) {
-                    if st.filter.ends(&event, &data) {
-                        // The end event itself was not asked for: end anyway.
-                        return None;
+        let wait = match &st.end {
+            Some((_, at)) => at.saturating_duration_since(tokio::time::Instant::now()),
+            None => HEARTBEAT,
+        };
+        match tokio::time::timeout(wait, st.rx.recv()).await {
+            Err(_) => {
+                return match st.end.take() {
+                    Some((frame, _)) => {
+                        st.done = true;
+                        frame.map(|f| (Ok(f), st))
                     }
+                    None => Some((Ok(Bytes::from_static(b"\n")), st)),
+                };
+            }
+            // The bus closed (shutdown): send the end frame if one waits, then end.
+            Ok(None) => {
+                st.done = true;
+                return st.end.take().and_then(|(f, _)| f).map(|f| (Ok(f), st));
+            }
+            Ok(Some((event, data))) => {
+                let wanted = st.filter.wants(&event, &data);
+                if st.end.is_none() && st.filter.ends(&event, &data) {
+                    let frame = wanted.then(|| frame(&event, &data));
+                    st.end = Some((frame, tokio::time::Instant::now() + END_GRACE));
                     continue;
                 }
-                st.done = st.filter.ends(&event, &data);
-                return Some((Ok(frame(&event, &data)), st));
+                if wanted {
+                    return Some((Ok(frame(&event, &data)), st));
+                }
             }
         }
     }
