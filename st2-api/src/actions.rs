@@ -29,7 +29,11 @@ pub async fn list_actions(
     QueryParams(p): QueryParams<RawParams>,
 ) -> Result<Response, ApiError> {
     let spec = ListSpec::<Action> {
-        filters: &[("pack", "pack"), ("name", "name"), ("runner_type", "runner_type")],
+        filters: &[
+            ("pack", "pack"),
+            ("name", "name"),
+            ("runner_type", "runner_type"),
+        ],
         sort: ("ref", false),
         default_limit: None,
         view: listing::to_json,

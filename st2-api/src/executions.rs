@@ -38,10 +38,7 @@ pub const MASKED: &str = "********";
 /// The routes of this module.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route(
-            "/executions",
-            get(list_executions).post(create_execution),
-        )
+        .route("/executions", get(list_executions).post(create_execution))
         .route(
             "/executions/{id}",
             get(get_execution)
@@ -161,8 +158,8 @@ pub async fn list_executions(
     }
     // Time windows: filtered here (the store knows equality only), then paged.
     let paging = Paging::from_params(&p, Some(100))?;
-    let q = listing::filtered(Query::all(), &p, FILTERS)
-        .sort("id", paging.descending.unwrap_or(true));
+    let q =
+        listing::filtered(Query::all(), &p, FILTERS).sort("id", paging.descending.unwrap_or(true));
     let within = |e: &Execution| {
         let t = parse_time(&e.start_timestamp);
         gt.is_none_or(|g| t.is_some() && t > parse_time(g))
@@ -381,17 +378,15 @@ pub async fn output(
     QueryParams(p): QueryParams<RawParams>,
 ) -> Result<Response, ApiError> {
     load(&s, &id).await?;
-    let mut q = Query::all().eq("execution_id", id.as_str()).sort("id", false);
+    let mut q = Query::all()
+        .eq("execution_id", id.as_str())
+        .sort("id", false);
     if let Some(t) = p.get("output_type").filter(|t| !t.is_empty()) {
         q = q.eq("output_type", t.as_str());
     }
     let chunks = repo::<ExecutionOutput>(&*s.store).find(&q).await?;
     let text: String = chunks.into_iter().map(|c| c.data).collect();
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        text,
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 
 /// `GET /executions/{id}/result`: the result document (`null` while there is none).

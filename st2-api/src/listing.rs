@@ -99,8 +99,14 @@ impl Paging {
         Ok(Self {
             limit,
             offset,
-            include: p.get("include_attributes").map(|s| comma_list(s)).unwrap_or_default(),
-            exclude: p.get("exclude_attributes").map(|s| comma_list(s)).unwrap_or_default(),
+            include: p
+                .get("include_attributes")
+                .map(|s| comma_list(s))
+                .unwrap_or_default(),
+            exclude: p
+                .get("exclude_attributes")
+                .map(|s| comma_list(s))
+                .unwrap_or_default(),
             descending,
         })
     }
@@ -240,7 +246,11 @@ pub async fn get_by_ref_or_id<T: Document>(
 }
 
 /// Reads one document by id, or 404 naming `what`.
-pub async fn get_by_id<T: Document>(store: &dyn Store, what: &str, id: &str) -> Result<T, ApiError> {
+pub async fn get_by_id<T: Document>(
+    store: &dyn Store,
+    what: &str,
+    id: &str,
+) -> Result<T, ApiError> {
     repo::<T>(store)
         .get(id)
         .await?
@@ -294,9 +304,15 @@ mod tests {
         let doc = json!({"id": "1", "status": "ok", "action": {"ref": "core.local", "name": "local"},
                          "result": {"stdout": "x"}});
         let inc = project(doc.clone(), &["action.ref".into(), "status".into()], &[]);
-        assert_eq!(inc, json!({"id": "1", "action": {"ref": "core.local"}, "status": "ok"}));
+        assert_eq!(
+            inc,
+            json!({"id": "1", "action": {"ref": "core.local"}, "status": "ok"})
+        );
         let exc = project(doc, &[], &["result".into(), "action.name".into()]);
-        assert_eq!(exc, json!({"id": "1", "status": "ok", "action": {"ref": "core.local"}}));
+        assert_eq!(
+            exc,
+            json!({"id": "1", "status": "ok", "action": {"ref": "core.local"}})
+        );
     }
 
     #[test]
@@ -304,7 +320,11 @@ mod tests {
         let q = filtered(
             Query::all(),
             &params(&[("parent", "null"), ("enabled", "True"), ("pack", "core")]),
-            &[("parent", "parent"), ("enabled", "enabled"), ("pack", "pack")],
+            &[
+                ("parent", "parent"),
+                ("enabled", "enabled"),
+                ("pack", "pack"),
+            ],
         );
         assert!(q.matches(&json!({"enabled": true, "pack": "core"})));
         assert!(!q.matches(&json!({"enabled": true, "pack": "core", "parent": "x"})));

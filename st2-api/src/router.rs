@@ -65,7 +65,10 @@ fn api_routes(state: &AppState) -> Router<AppState> {
         .merge(packs::routes())
         .merge(inquiries::routes())
         .route("/webhooks", get(webhooks::list))
-        .route("/webhooks/{*url}", get(webhooks::get_one).post(webhooks::post))
+        .route(
+            "/webhooks/{*url}",
+            get(webhooks::get_one).post(webhooks::post),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_auth,

@@ -229,7 +229,11 @@ pub async fn stream(
                 let data = d.message().value().unwrap_or(Value::Null);
                 let exchange = d.info().exchange.clone();
                 let _ = d.ack().await;
-                if tx.send((event, client_data(&exchange, data))).await.is_err() {
+                if tx
+                    .send((event, client_data(&exchange, data)))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -362,7 +366,10 @@ mod tests {
         let params: RawParams = [
             ("end_execution_id", "e1"),
             ("end_event", "st2.execution__update"),
-            ("events", "st2.execution__update,st2.execution.output__create"),
+            (
+                "events",
+                "st2.execution__update,st2.execution.output__create",
+            ),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -82,7 +82,11 @@ fn client_bin() -> PathBuf {
         "ST2CLIENT_BIN must name StackStorm's `st2` (pip install st2client==3.9.0); \
          scripts/test.sh sets it up",
     );
-    assert!(bin.exists(), "ST2CLIENT_BIN={} does not exist", bin.display());
+    assert!(
+        bin.exists(),
+        "ST2CLIENT_BIN={} does not exist",
+        bin.display()
+    );
     bin
 }
 
@@ -144,7 +148,10 @@ fn stackstorm_client_works_unchanged() {
 
     // actions
     let list = st2.ok(&["action", "list", "-p", "core"]);
-    assert!(list.contains("core.local") && list.contains("core.noop"), "{list}");
+    assert!(
+        list.contains("core.local") && list.contains("core.noop"),
+        "{list}"
+    );
     let get = st2.ok(&["action", "get", "core.local"]);
     assert!(get.contains("local-shell-cmd"), "{get}");
 
@@ -209,7 +216,10 @@ fn stackstorm_client_works_unchanged() {
         &addr,
         "POST",
         "/api/v1/webhooks/st2client",
-        &[("X-Auth-Token", &token), ("Content-Type", "application/json")],
+        &[
+            ("X-Auth-Token", &token),
+            ("Content-Type", "application/json"),
+        ],
         r#"{"kind": "greet", "msg": "howdy"}"#,
     );
     assert!(resp.starts_with("HTTP/1.1 202"), "{resp}");
@@ -240,7 +250,10 @@ fn stackstorm_client_works_unchanged() {
     assert!(hello.contains("hello from the fixture"), "{hello}");
     st2.ok(&["pack", "remove", "st2client_fixture"]);
     let pg = st2.fails(&["pack", "get", "st2client_fixture"]);
-    assert!(pg.contains("not found") || pg.contains("not installed"), "{pg}");
+    assert!(
+        pg.contains("not found") || pg.contains("not installed"),
+        "{pg}"
+    );
 
     // API keys: create, then authenticate with the key alone.
     let key = st2.ok(&["apikey", "create", "-k"]);

@@ -154,7 +154,10 @@ impl Harness {
                     return e;
                 }
             }
-            assert!(Instant::now() < deadline, "timed out waiting for execution {id}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for execution {id}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -37,8 +37,13 @@ async fn execution_endpoints_answer_like_stackstorm() {
     assert_eq!(g.body["action"]["runner_type"], "local-shell-cmd");
     assert_eq!(g.body["context"]["user"], "st2admin");
     assert_eq!(g.body["result"]["stdout"], "hi");
-    assert!(g.body["end_timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
-    assert!(g.body.get("lease_owner").is_none(), "internal fields are not shown");
+    assert!(g.body["end_timestamp"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
+    assert!(
+        g.body.get("lease_owner").is_none(),
+        "internal fields are not shown"
+    );
 
     // include_attributes keeps dotted parents as objects; exclude drops.
     let inc = h
@@ -52,7 +57,9 @@ async fn execution_endpoints_answer_like_stackstorm() {
                "context": {"user": "st2admin"}})
     );
     let exc = h
-        .get(&format!("/api/v1/executions/{id}?exclude_attributes=result"))
+        .get(&format!(
+            "/api/v1/executions/{id}?exclude_attributes=result"
+        ))
         .await;
     assert!(exc.body.get("result").is_none());
     assert_eq!(exc.body["status"], "succeeded");
@@ -67,14 +74,18 @@ async fn execution_endpoints_answer_like_stackstorm() {
     let text = out.body.as_str().expect("text").to_string();
     assert!(text.contains("hi\n") && text.contains("oops\n"), "{text:?}");
     let stdout = h
-        .get(&format!("/api/v1/executions/{id}/output?output_type=stdout"))
+        .get(&format!(
+            "/api/v1/executions/{id}/output?output_type=stdout"
+        ))
         .await;
     assert_eq!(stdout.body, json!("hi\n"));
 
     // result and one attribute.
     let r = h.get(&format!("/api/v1/executions/{id}/result")).await;
     assert_eq!(r.body["return_code"], 0);
-    let st = h.get(&format!("/api/v1/executions/{id}/attribute/status")).await;
+    let st = h
+        .get(&format!("/api/v1/executions/{id}/attribute/status"))
+        .await;
     assert_eq!(st.body, json!("succeeded"));
 
     // A second execution, then the list: newest first, total in the header, filters.
@@ -100,12 +111,17 @@ async fn execution_endpoints_answer_like_stackstorm() {
         .iter()
         .filter_map(|e| e["action"]["ref"].as_str())
         .collect();
-    assert!(!refs.is_empty() && refs.iter().all(|r| *r == "core.local"), "{refs:?}");
+    assert!(
+        !refs.is_empty() && refs.iter().all(|r| *r == "core.local"),
+        "{refs:?}"
+    );
     let none = h.get("/api/v1/executions?status=abandoned").await;
     assert_eq!(none.body, json!([]));
     let bad = h.get("/api/v1/executions?limit=ten").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
-    assert!(bad.body["faultstring"].as_str().is_some_and(|f| f.contains("limit")));
+    assert!(bad.body["faultstring"]
+        .as_str()
+        .is_some_and(|f| f.contains("limit")));
 
     // re-run: a new execution of the same action, parameters overridden, linked to the first.
     let rr = h
@@ -122,10 +138,15 @@ async fn execution_endpoints_answer_like_stackstorm() {
     assert_eq!(again.result.expect("result")["stdout"], "again");
 
     // children of a non-workflow: none. Pause of a non-workflow: 400 naming the runner.
-    let ch = h.get(&format!("/api/v1/executions/{id}/children/?depth=-1")).await;
+    let ch = h
+        .get(&format!("/api/v1/executions/{id}/children/?depth=-1"))
+        .await;
     assert_eq!(ch.body, json!([]));
     let p = h
-        .put(&format!("/api/v1/executions/{id}"), json!({"status": "pausing"}))
+        .put(
+            &format!("/api/v1/executions/{id}"),
+            json!({"status": "pausing"}),
+        )
         .await;
     assert_eq!(p.status, StatusCode::BAD_REQUEST);
     assert!(p.body["faultstring"]
@@ -152,9 +173,12 @@ async fn cancel_a_running_sleep() {
 
 /// Reads a whole stream response (it must end by itself within 30 s).
 async fn read_stream(h: &Harness, query: &str) -> (StatusCode, String, String) {
-    let req = Request::get(format!("/stream/v1/stream?x-auth-token={}&{query}", h.token))
-        .body(Body::empty())
-        .expect("request");
+    let req = Request::get(format!(
+        "/stream/v1/stream?x-auth-token={}&{query}",
+        h.token
+    ))
+    .body(Body::empty())
+    .expect("request");
     let resp = tower::ServiceExt::oneshot(h.app.clone(), req)
         .await
         .expect("response");
@@ -220,8 +244,8 @@ async fn stream_ends_after_the_end_event() {
         .collect();
     assert!(output.contains("streamed"), "{body}");
     assert!(
-        fr.iter().all(|(e, _)| e == "st2.execution__update"
-            || e == "st2.execution.output__create"),
+        fr.iter()
+            .all(|(e, _)| e == "st2.execution__update" || e == "st2.execution.output__create"),
         "only the asked events: {body}"
     );
 

@@ -110,4 +110,3 @@ pub fn copy_tree(src: &Path, dst: &Path) {
         }
     }
 }
-
