@@ -10,6 +10,7 @@
 //!   enforcements), [`triggers`] (types, triggers, instances), [`traces`], [`policies`],
 //!   [`keys`], [`apikeys`] (and `/user`), [`packs`] (and configs), [`inquiries`], [`webhooks`].
 //! - [`stream`]: the SSE event stream.
+//! - [`openapi`]: the OpenAPI document of the whole API (`/api/v1/openapi.json`).
 //! - [`error`]: `{"faultstring"}` errors.
 //! - [`server`]: `st2d` start-up: config, store, first-start admin, content registration, serve.
 
@@ -21,6 +22,7 @@ pub mod executions;
 pub mod inquiries;
 pub mod keys;
 pub mod listing;
+pub mod openapi;
 pub mod packs;
 pub mod policies;
 pub mod router;

@@ -10,8 +10,8 @@ use st2_core::services::Ctx;
 use st2_core::store::Store;
 
 use crate::{
-    actions, apikeys, auth, executions, inquiries, keys, packs, policies, rules, stream, traces,
-    triggers, webhooks,
+    actions, apikeys, auth, executions, inquiries, keys, openapi, packs, policies, rules, stream,
+    traces, triggers, webhooks,
 };
 
 /// What every handler can reach.
@@ -96,6 +96,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1", get(root))
         .route("/api/v1/", get(root))
+        .route("/api/v1/openapi.json", get(openapi::serve))
         .route("/v1", get(root))
         .route("/v1/", get(root))
         .route("/auth/v1/tokens", post(auth::create_token))
