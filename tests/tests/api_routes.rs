@@ -133,7 +133,7 @@ async fn bad_input_gets_a_4xx_with_a_faultstring() {
             Request::post("/api/v1/webhooks/st2")
                 .header("x-auth-token", &h.token)
                 .header("content-type", "application/json")
-                .body(Body::from("x".repeat(3 << 20)))
+                .body(Body::from("x".repeat(9 << 20)))
                 .expect("request"),
             StatusCode::PAYLOAD_TOO_LARGE,
             "",
