@@ -148,8 +148,8 @@ pub async fn respond(
     }
     let schema = field(&e, "schema");
     if !schema.is_null() {
-        st2_core::schema::validate_instance(&schema, FsPath::new("response"), &response)
-            .map_err(|errs| {
+        st2_core::schema::validate_instance(&schema, FsPath::new("response"), &response).map_err(
+            |errs| {
                 let reasons: Vec<String> = errs
                     .iter()
                     .map(|c| {
@@ -164,7 +164,8 @@ pub async fn respond(
                     "Response did not pass schema validation: {}",
                     reasons.join("; ")
                 ))
-            })?;
+            },
+        )?;
     }
     let mut result = e
         .result

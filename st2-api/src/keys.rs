@@ -21,10 +21,9 @@ use crate::AppState;
 
 /// The routes of this module.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/keys", get(list_keys)).route(
-        "/keys/{name}",
-        get(get_key).put(put_key).delete(delete_key),
-    )
+    Router::new()
+        .route("/keys", get(list_keys))
+        .route("/keys/{name}", get(get_key).put(put_key).delete(delete_key))
 }
 
 fn store_of(s: &AppState) -> Result<&Datastore, ApiError> {
@@ -54,7 +53,11 @@ impl From<DatastoreError> for ApiError {
 
 /// A scope parameter: `system`, `st2kv.system`, `user`, `st2kv.user`; `all` only when allowed
 /// (`None` then).
-fn parse_scope(raw: Option<&str>, default: &str, allow_all: bool) -> Result<Option<Scope>, ApiError> {
+fn parse_scope(
+    raw: Option<&str>,
+    default: &str,
+    allow_all: bool,
+) -> Result<Option<Scope>, ApiError> {
     let raw = raw.filter(|s| !s.is_empty()).unwrap_or(default);
     if raw == "all" || raw == "st2kv.all" {
         if allow_all {
@@ -128,8 +131,8 @@ pub async fn get_key(
     QueryParams(p): QueryParams<RawParams>,
 ) -> Result<Json<Value>, ApiError> {
     let ds = store_of(&s)?;
-    let scope = parse_scope(p.get("scope").map(String::as_str), "system", false)?
-        .unwrap_or(Scope::System);
+    let scope =
+        parse_scope(p.get("scope").map(String::as_str), "system", false)?.unwrap_or(Scope::System);
     let user = owner(&p, &caller);
     let decrypt = bool_param(&p, "decrypt").unwrap_or(false);
     ds.get(&name, scope, Some(&user), decrypt)
@@ -168,10 +171,16 @@ pub async fn put_key(
     let ttl = match body.get("ttl") {
         None | Some(Value::Null) => None,
         Some(v) => Some(v.as_u64().ok_or_else(|| {
-            bad(format!("\"ttl\" must be a non-negative integer (seconds), got {v}"))
+            bad(format!(
+                "\"ttl\" must be a non-negative integer (seconds), got {v}"
+            ))
         })?),
     };
-    let body_str = |k: &str| body.get(k).and_then(Value::as_str).filter(|v| !v.is_empty());
+    let body_str = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+    };
     let scope_raw = body_str("scope").or(p.get("scope").map(String::as_str));
     let scope = parse_scope(scope_raw, "system", false)?.unwrap_or(Scope::System);
     let user = body_str("user")
@@ -198,8 +207,8 @@ pub async fn delete_key(
     QueryParams(p): QueryParams<RawParams>,
 ) -> Result<Response, ApiError> {
     let ds = store_of(&s)?;
-    let scope = parse_scope(p.get("scope").map(String::as_str), "system", false)?
-        .unwrap_or(Scope::System);
+    let scope =
+        parse_scope(p.get("scope").map(String::as_str), "system", false)?.unwrap_or(Scope::System);
     let user = owner(&p, &caller);
     match ds.delete(&name, scope, Some(&user)).await? {
         Some(_) => Ok(StatusCode::NO_CONTENT.into_response()),

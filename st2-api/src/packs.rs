@@ -84,7 +84,9 @@ fn packs_of(body: &Value) -> Result<Vec<String>, ApiError> {
             .collect(),
         Some(Value::String(s)) if !s.is_empty() => Ok(vec![s.clone()]),
         Some(Value::Null) | None => Ok(Vec::new()),
-        Some(other) => Err(bad(format!("\"packs\" must be a list of names, got {other}"))),
+        Some(other) => Err(bad(format!(
+            "\"packs\" must be a list of names, got {other}"
+        ))),
     }
 }
 
@@ -106,11 +108,7 @@ async fn start(
         },
     )
     .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"execution_id": exec.id})),
-    )
-        .into_response())
+    Ok((StatusCode::ACCEPTED, Json(json!({"execution_id": exec.id}))).into_response())
 }
 
 /// `POST /packs/install {"packs", "force", "skip_dependencies"}`: 202 `{"execution_id"}` of a
@@ -217,7 +215,8 @@ pub async fn index_search(
             None
         }
     };
-    let to_json = |e: &st2_core::packs::index::IndexEntry| serde_json::to_value(e).unwrap_or(Value::Null);
+    let to_json =
+        |e: &st2_core::packs::index::IndexEntry| serde_json::to_value(e).unwrap_or(Value::Null);
     if let Some(name) = pack {
         return Ok(Json(
             index
@@ -291,11 +290,7 @@ pub async fn view_file(
             format!("cannot read \"{path}\" of pack \"{}\": {e}", pack.pack_ref),
         )
     })?;
-    Ok((
-        [(header::CONTENT_TYPE, "application/octet-stream")],
-        bytes,
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }
 
 /// The text shown instead of secret config values.

@@ -43,13 +43,17 @@ async fn keys_set_get_list_delete() {
     assert!(put.body["id"].as_str().is_some_and(|s| !s.is_empty()));
 
     // The client's trailing slash and Python booleans.
-    let got = h.get("/api/v1/keys/api_url/?decrypt=false&scope=system").await;
+    let got = h
+        .get("/api/v1/keys/api_url/?decrypt=false&scope=system")
+        .await;
     assert_eq!(got.status, StatusCode::OK);
     assert_eq!(got.body["value"], "http://x");
 
     h.put("/api/v1/keys/app.one", json!({"value": "1"})).await;
     h.put("/api/v1/keys/app.two", json!({"value": "2"})).await;
-    let listed = h.get("/api/v1/keys/?prefix=app.&scope=all&decrypt=false").await;
+    let listed = h
+        .get("/api/v1/keys/?prefix=app.&scope=all&decrypt=false")
+        .await;
     assert_eq!(listed.status, StatusCode::OK);
     let names: Vec<&str> = listed
         .body
@@ -158,7 +162,10 @@ async fn keys_user_scope_belongs_to_the_caller() {
         .await;
     assert_eq!(other.body["user"], "alice");
 
-    assert_eq!(h.get("/api/v1/keys/mine").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        h.get("/api/v1/keys/mine").await.status,
+        StatusCode::NOT_FOUND
+    );
     let mine = h.get("/api/v1/keys/mine?scope=user").await;
     assert_eq!(mine.body["value"], "v");
     assert_eq!(
@@ -190,7 +197,9 @@ async fn keys_with_ttl_expire() {
         .put("/api/v1/keys/short", json!({"value": "v", "ttl": 1}))
         .await;
     assert_eq!(put.status, StatusCode::OK);
-    let ts = put.body["expire_timestamp"].as_str().expect("expire_timestamp");
+    let ts = put.body["expire_timestamp"]
+        .as_str()
+        .expect("expire_timestamp");
     assert!(ts.ends_with('Z'), "{ts}");
     // Same fixed-width ISO-8601 format as `now_iso`, so the strings compare as times.
     assert_eq!(ts.len(), st2_core::services::now_iso().len(), "{ts}");
@@ -270,10 +279,7 @@ async fn api_keys_authenticate_until_disabled() {
     assert!(items[0].get("key").is_none() && items[0].get("key_hash").is_none());
     let secrets = h.get("/api/v1/apikeys?show_secrets=True").await;
     assert!(secrets.body[0]["key_hash"].is_string());
-    assert_eq!(
-        h.get("/api/v1/apikeys?user=nobody").await.body,
-        json!([])
-    );
+    assert_eq!(h.get("/api/v1/apikeys?user=nobody").await.body, json!([]));
     let one = h.get(&format!("/api/v1/apikeys/{id}")).await;
     assert_eq!(one.body["id"], id.as_str());
 
@@ -406,7 +412,9 @@ async fn inquiry_answered_bad_then_good() {
         .await;
     assert_eq!(again.status, StatusCode::BAD_REQUEST);
     assert_eq!(
-        h.get("/api/v1/inquiries/5f0000000000000000000000").await.status,
+        h.get("/api/v1/inquiries/5f0000000000000000000000")
+            .await
+            .status,
         StatusCode::NOT_FOUND
     );
 }
@@ -539,9 +547,17 @@ async fn pack_install_and_uninstall_run_as_executions() {
         .post("/api/v1/packs/uninstall", json!({"packs": ["greeter"]}))
         .await;
     assert_eq!(removal.status, StatusCode::ACCEPTED);
-    let rid = removal.body["execution_id"].as_str().expect("id").to_string();
+    let rid = removal.body["execution_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
     let removed = h.wait_done(&rid).await;
-    assert_eq!(removed.status, ExecutionStatus::Succeeded, "{:?}", removed.result);
+    assert_eq!(
+        removed.status,
+        ExecutionStatus::Succeeded,
+        "{:?}",
+        removed.result
+    );
     assert_eq!(
         h.get("/api/v1/packs/greeter").await.status,
         StatusCode::NOT_FOUND
@@ -563,7 +579,10 @@ async fn pack_install_failure_is_a_failed_execution() {
         )
         .await;
     assert_eq!(started.status, StatusCode::ACCEPTED);
-    let id = started.body["execution_id"].as_str().expect("id").to_string();
+    let id = started.body["execution_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
     let done = h.wait_done(&id).await;
     assert_eq!(done.status, ExecutionStatus::Failed);
     let result = done.result.expect("result");
@@ -572,7 +591,9 @@ async fn pack_install_failure_is_a_failed_execution() {
     assert_eq!(result["output"]["warning_list"], json!([]));
 
     assert_eq!(
-        h.post("/api/v1/packs/install", json!({"packs": []})).await.status,
+        h.post("/api/v1/packs/install", json!({"packs": []}))
+            .await
+            .status,
         StatusCode::BAD_REQUEST
     );
     // Bundled packs cannot be removed.
@@ -662,7 +683,9 @@ async fn configs_put_get_and_schema_violations() {
     assert!(bad.body["faultstring"]
         .as_str()
         .is_some_and(|f| f.contains("api_url")));
-    let missing = h.put("/api/v1/configs/opsconf", json!({"retries": 1})).await;
+    let missing = h
+        .put("/api/v1/configs/opsconf", json!({"retries": 1}))
+        .await;
     assert_eq!(missing.status, StatusCode::BAD_REQUEST);
     assert_eq!(
         h.get("/api/v1/configs/opsconf").await.status,
@@ -695,7 +718,9 @@ async fn configs_put_get_and_schema_violations() {
         .iter()
         .any(|c| c["pack"] == "opsconf"));
     assert_eq!(
-        h.put("/api/v1/configs/no_such_pack", json!({})).await.status,
+        h.put("/api/v1/configs/no_such_pack", json!({}))
+            .await
+            .status,
         StatusCode::NOT_FOUND
     );
 }

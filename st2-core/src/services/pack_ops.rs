@@ -65,7 +65,12 @@ pub fn handles(action_ref: &str) -> bool {
 }
 
 /// StackStorm's workflow result for pack operations.
-fn result(packs: Vec<String>, warnings: Vec<String>, conflicts: Vec<String>, message: &str) -> Value {
+fn result(
+    packs: Vec<String>,
+    warnings: Vec<String>,
+    conflicts: Vec<String>,
+    message: &str,
+) -> Value {
     json!({"output": {
         "packs_list": packs,
         "warning_list": warnings,
@@ -121,7 +126,9 @@ pub async fn run(ctx: &Ctx, action_ref: &str, params: &JsonMap) -> RunOutcome {
         if !ops.index_urls.is_empty() {
             match ops.index() {
                 Ok(i) => mgr.index = Some(i),
-                Err(e) => tracing::warn!(error = %e, "pack index unavailable; installs by name will fail"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "pack index unavailable; installs by name will fail")
+                }
             }
         }
         let opts = InstallOptions {
@@ -217,8 +224,12 @@ pub async fn save_config(
         .await
         .map_err(store_err)?;
     let merged = match &schema_doc {
-        Some(s) => schema::validate_config(Path::new(&format!("{pack_ref}.yaml")), &s.attributes, values)
-            .map_err(ConfigSaveError::Invalid)?,
+        Some(s) => schema::validate_config(
+            Path::new(&format!("{pack_ref}.yaml")),
+            &s.attributes,
+            values,
+        )
+        .map_err(ConfigSaveError::Invalid)?,
         None => values.clone(),
     };
     let text = serde_yaml::to_string(values).map_err(|e| ConfigSaveError::Io(e.to_string()))?;
