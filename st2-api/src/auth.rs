@@ -17,6 +17,16 @@ use crate::AppState;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthUser(pub String);
 
+/// How the caller of a request authenticated (a request extension, shown by `GET /user`);
+/// absent when auth is disabled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthMethod {
+    /// `authentication token` or `api key` (StackStorm's wording).
+    pub method: &'static str,
+    /// `header` or `query`.
+    pub location: &'static str,
+}
+
 fn query_param(req: &Request, name: &str) -> Option<String> {
     req.uri().query()?.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
@@ -37,17 +47,40 @@ pub async fn require_auth(State(state): State<AppState>, mut req: Request, next:
         req.extensions_mut().insert(AuthUser("st2admin".into()));
         return next.run(req).await;
     }
-    let token =
-        header_str(req.headers(), "x-auth-token").or_else(|| query_param(&req, "x-auth-token"));
-    let key = header_str(req.headers(), "st2-api-key").or_else(|| query_param(&req, "st2-api-key"));
-    let user = match (token, key) {
-        (Some(t), _) => st2_core::auth::user_for_token(&*state.store, &t).await,
-        (None, Some(k)) => st2_core::auth::user_for_api_key(&*state.store, &k).await,
+    let located = |h: Option<String>, q: Option<String>| match (h, q) {
+        (Some(v), _) => Some((v, "header")),
+        (None, Some(v)) => Some((v, "query")),
+        (None, None) => None,
+    };
+    let token = located(
+        header_str(req.headers(), "x-auth-token"),
+        query_param(&req, "x-auth-token"),
+    );
+    let key = located(
+        header_str(req.headers(), "st2-api-key"),
+        query_param(&req, "st2-api-key"),
+    );
+    let (user, method) = match (token, key) {
+        (Some((t, location)), _) => (
+            st2_core::auth::user_for_token(&*state.store, &t).await,
+            AuthMethod {
+                method: "authentication token",
+                location,
+            },
+        ),
+        (None, Some((k, location))) => (
+            st2_core::auth::user_for_api_key(&*state.store, &k).await,
+            AuthMethod {
+                method: "api key",
+                location,
+            },
+        ),
         (None, None) => return ApiError::unauthorized().into_response(),
     };
     match user {
         Ok(Some(u)) => {
             req.extensions_mut().insert(AuthUser(u));
+            req.extensions_mut().insert(method);
             next.run(req).await
         }
         Ok(None) => ApiError::new(

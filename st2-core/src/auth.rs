@@ -131,6 +131,31 @@ pub async fn user_for_token(store: &dyn Store, token: &str) -> Result<Option<Str
     .map(|t| t.user))
 }
 
+/// Creates an enabled API key for `user`. The returned document is the stored one (id,
+/// `uid = api_key:<id>`, hash, creation time); the plain key, returned beside it, is shown once
+/// and never stored.
+pub async fn create_api_key(
+    store: &dyn Store,
+    user: &str,
+    metadata: serde_json::Value,
+) -> Result<(crate::model::ApiKey, String)> {
+    let plain = hex::encode(rand::random::<[u8; 32]>());
+    let id = crate::model::new_id();
+    let doc = crate::model::ApiKey {
+        uid: format!("api_key:{id}"),
+        id,
+        user: user.to_string(),
+        key_hash: secret_hash(&plain),
+        metadata,
+        created_at: chrono::Utc::now()
+            .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string(),
+        enabled: true,
+    };
+    let saved = repo::<crate::model::ApiKey>(store).save(doc).await?;
+    Ok((saved, plain))
+}
+
 /// The user an API key belongs to, if it exists and is enabled.
 pub async fn user_for_api_key(store: &dyn Store, key: &str) -> Result<Option<String>> {
     let k = repo::<crate::model::ApiKey>(store)

@@ -105,6 +105,10 @@ impl Platform {
             shutdown: CancellationToken::new(),
             deferred: Default::default(),
             catalog: Default::default(),
+            pack_ops: Arc::new(crate::services::pack_ops::PackOps::new(
+                cfg.content.index_url.clone(),
+                Some(cfg.actionrunner.python_binary.clone()),
+            )),
         };
         let events_ctx = ctx.clone();
         tokio::spawn(async move {

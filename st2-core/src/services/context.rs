@@ -43,4 +43,6 @@ pub struct Ctx {
     pub deferred: Arc<super::deferred::Deferred>,
     /// Registration-time content, cached; call `catalog.invalidate()` after changing content.
     pub catalog: Arc<super::catalog::Catalog>,
+    /// Settings and lock of pack install/uninstall and config saves (see [`super::pack_ops`]).
+    pub pack_ops: Arc<super::pack_ops::PackOps>,
 }

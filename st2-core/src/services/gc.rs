@@ -192,6 +192,7 @@ mod tests {
             shutdown: tokio_util::sync::CancellationToken::new(),
             deferred: Default::default(),
             catalog: Default::default(),
+            pack_ops: Default::default(),
         }
     }
 

@@ -13,6 +13,7 @@
 //! - [`timers`]: timer triggers → trigger instances.
 //! - [`gc`]: TTL purges.
 //! - [`kv_access`]: the datastore as Python actions see it.
+//! - [`pack_ops`]: pack install/uninstall (stand-in for the `packs.*` workflows), config saves.
 //! - [`context`]: what every service shares.
 //! - [`catalog`]: registration-time content (actions, configs, policies, triggers), cached.
 
@@ -25,6 +26,7 @@ pub mod executions;
 pub mod gc;
 pub mod kv_access;
 pub mod notifier;
+pub mod pack_ops;
 pub mod rules_engine;
 pub mod scheduler;
 pub mod timers;

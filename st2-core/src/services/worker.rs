@@ -241,6 +241,11 @@ impl Worker {
             config.clone(),
         )?;
         let params = r.render_final(&executions::open_secrets(&self.ctx, &exec.parameters)?)?;
+        // Stand-in until the Orquesta engine runs the `packs.install`/`packs.uninstall`
+        // workflows (see `pack_ops`).
+        if super::pack_ops::handles(&action.action_ref) {
+            return Ok(super::pack_ops::run(&self.ctx, &action.action_ref, &params).await);
+        }
         let (runner_params, action_params) = r.split(&params);
         let runner =
             self.ctx
