@@ -1,6 +1,6 @@
 //! The API error: every failure becomes StackStorm's `{"faultstring": ...}` with a status code.
 
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -73,4 +73,39 @@ impl From<ServiceError> for ApiError {
             other => Self::new(StatusCode::BAD_REQUEST, other.to_string()),
         }
     }
+}
+
+/// Longest rejection text turned into a `faultstring` (axum's messages are short).
+const MAX_REJECTION_TEXT: usize = 64 * 1024;
+
+/// Middleware: an error answer that is not JSON (axum's extractor rejections: malformed JSON,
+/// bad query or path, body over the limit) becomes `{"faultstring": <its text>}` with the same
+/// status, so every error has StackStorm's shape.
+pub async fn faultstring_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = match axum::body::to_bytes(body, MAX_REJECTION_TEXT).await {
+        Ok(b) if !b.is_empty() => String::from_utf8_lossy(&b).trim().to_string(),
+        _ => parts
+            .status
+            .canonical_reason()
+            .unwrap_or("Error")
+            .to_string(),
+    };
+    let mut out = ApiError::new(parts.status, text).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
 }

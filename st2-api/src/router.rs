@@ -106,6 +106,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/stream/v1", stream)
         // Room for the largest trigger payload plus headers; dispatch enforces the exact limit
         // with a clear message.
+        .layer(middleware::from_fn(crate::error::faultstring_errors))
         .layer(axum::extract::DefaultBodyLimit::max(
             2 * st2_core::services::dispatch::MAX_PAYLOAD_BYTES,
         ))
