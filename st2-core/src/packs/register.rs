@@ -798,7 +798,10 @@ pub async fn rule_writes(
     }
     let mut trigger = trigger_for_rule(rule, &batch);
     rule.trigger.trigger_ref = Some(trigger.trigger_ref.clone());
-    if let Some(old) = repo::<Trigger>(store).get_by_ref(&trigger.trigger_ref).await? {
+    if let Some(old) = repo::<Trigger>(store)
+        .get_by_ref(&trigger.trigger_ref)
+        .await?
+    {
         trigger.id = old.id;
         trigger.ref_count = trigger.ref_count.max(old.ref_count);
     }
