@@ -368,33 +368,8 @@ pub fn load_pack(dir: &Path, types: &ContentTypes) -> Result<LoadedPack, PackErr
         for (file, mut r) in
             load_kind::<Rule>(dir, "rules", MetadataKind::Rule, &pack_ref, &mut errs)
         {
-            r.rule_ref = format!("{}.{}", r.pack, r.name);
-            r.uid = format!("rule:{}:{}", r.pack, r.name);
             r.metadata_file = Some(rel(dir, &file));
-            check_ref(
-                &file,
-                "/trigger/type",
-                &r.trigger.trigger_type,
-                "trigger type",
-                &mut errs,
-            );
-            check_ref(
-                &file,
-                "/action/ref",
-                &r.action.action_ref,
-                "action",
-                &mut errs,
-            );
-            if !matches!(r.rule_type.type_ref.as_str(), "standard" | "backstop") {
-                errs.push(ContentError::new(
-                    &file,
-                    "/type/ref",
-                    format!(
-                        "unknown rule type \"{}\": expected standard or backstop",
-                        r.rule_type.type_ref
-                    ),
-                ));
-            }
+            finish_rule(&mut r, &file, &mut errs);
             rules.push(r);
         }
     }
@@ -404,10 +379,8 @@ pub fn load_pack(dir: &Path, types: &ContentTypes) -> Result<LoadedPack, PackErr
         for (file, mut p) in
             load_kind::<Policy>(dir, "policies", MetadataKind::Policy, &pack_ref, &mut errs)
         {
-            p.policy_ref = format!("{}.{}", p.pack, p.name);
-            p.uid = format!("policy:{}:{}", p.pack, p.name);
             p.metadata_file = Some(rel(dir, &file));
-            check_ref(&file, "/resource_ref", &p.resource_ref, "action", &mut errs);
+            finish_policy(&mut p, &file, &mut errs);
             policies.push(p);
         }
     }
@@ -481,6 +454,91 @@ pub fn load_pack(dir: &Path, types: &ContentTypes) -> Result<LoadedPack, PackErr
         aliases,
         config_schema,
     })
+}
+
+/// Fills a rule's computed fields (`ref`, `uid`) and checks what its schema cannot: the
+/// trigger type and action refs are `pack.name`, the rule type is known.
+fn finish_rule(r: &mut Rule, file: &Path, errs: &mut Vec<ContentError>) {
+    r.rule_ref = format!("{}.{}", r.pack, r.name);
+    r.uid = format!("rule:{}:{}", r.pack, r.name);
+    check_ref(
+        file,
+        "/trigger/type",
+        &r.trigger.trigger_type,
+        "trigger type",
+        errs,
+    );
+    check_ref(file, "/action/ref", &r.action.action_ref, "action", errs);
+    if !matches!(r.rule_type.type_ref.as_str(), "standard" | "backstop") {
+        errs.push(ContentError::new(
+            file,
+            "/type/ref",
+            format!(
+                "unknown rule type \"{}\": expected standard or backstop",
+                r.rule_type.type_ref
+            ),
+        ));
+    }
+}
+
+/// Fills a policy's computed fields (`ref`, `uid`) and checks its `resource_ref` format.
+fn finish_policy(p: &mut Policy, file: &Path, errs: &mut Vec<ContentError>) {
+    p.policy_ref = format!("{}.{}", p.pack, p.name);
+    p.uid = format!("policy:{}:{}", p.pack, p.name);
+    check_ref(file, "/resource_ref", &p.resource_ref, "action", errs);
+}
+
+/// Decodes one metadata document given as a value (not read from a file), validated like
+/// a file of `kind`; `file` only names it in errors.
+fn from_document<T: DeserializeOwned>(
+    kind: MetadataKind,
+    file: &Path,
+    doc: Value,
+) -> Result<T, Vec<ContentError>> {
+    if !doc.is_object() {
+        return Err(vec![ContentError::new(file, "", "expected an object")]);
+    }
+    schema::validate(kind, file, &doc)?;
+    serde_json::from_value(doc).map_err(|e| vec![ContentError::new(file, "", e.to_string())])
+}
+
+/// A rule given as a document (the body of `POST /rules`), read as loading `rules/*.yaml` reads
+/// it: schema, computed `ref`/`uid`, ref formats, rule type. `file` only names it in errors.
+/// References to other content are checked by [`super::register::check_rule`].
+pub fn rule_from_document(file: &Path, doc: Value) -> Result<Rule, Vec<ContentError>> {
+    let mut r: Rule = from_document(MetadataKind::Rule, file, doc)?;
+    let mut errs = Vec::new();
+    finish_rule(&mut r, file, &mut errs);
+    if errs.is_empty() {
+        Ok(r)
+    } else {
+        Err(errs)
+    }
+}
+
+/// A policy given as a document (the body of `POST /policies`), read as loading
+/// `policies/*.yaml` reads it. The policy type is checked by [`super::register::check_policy`].
+pub fn policy_from_document(file: &Path, doc: Value) -> Result<Policy, Vec<ContentError>> {
+    let mut p: Policy = from_document(MetadataKind::Policy, file, doc)?;
+    let mut errs = Vec::new();
+    finish_policy(&mut p, file, &mut errs);
+    if errs.is_empty() {
+        Ok(p)
+    } else {
+        Err(errs)
+    }
+}
+
+/// A trigger type given as a document (the body of `POST /triggertypes`), read as loading
+/// `triggers/*.yaml` reads it: schema, computed `ref`/`uid`.
+pub fn trigger_type_from_document(
+    file: &Path,
+    doc: Value,
+) -> Result<TriggerType, Vec<ContentError>> {
+    let mut t: TriggerType = from_document(MetadataKind::TriggerType, file, doc)?;
+    t.trigger_type_ref = format!("{}.{}", t.pack, t.name);
+    t.uid = format!("trigger_type:{}:{}", t.pack, t.name);
+    Ok(t)
 }
 
 fn check_unique<T>(

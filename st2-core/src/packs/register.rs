@@ -17,7 +17,7 @@ use super::builtin;
 use super::loader::{is_valid_pack_ref, load_pack, ContentTypes, LoadedPack};
 use super::{PackError, PackPaths};
 use crate::model::{
-    Config, Document, JsonMap, Pack, PolicyType, ResourceRef, Rule, RunnerType, Trigger,
+    Config, Document, JsonMap, Pack, Policy, PolicyType, ResourceRef, Rule, RunnerType, Trigger,
     TriggerType, RUNNER_PARAM_OVERRIDABLE_ATTRS,
 };
 use crate::rules::is_known_operator;
@@ -296,24 +296,7 @@ impl Registrar {
 
     /// Deletes parameterised triggers that no rule references anymore.
     async fn gc_triggers(&self) -> Result<(), PackError> {
-        let rules = repo::<Rule>(&*self.store).find(&Query::all()).await?;
-        let used: HashSet<String> = rules
-            .iter()
-            .filter_map(|r| r.trigger.trigger_ref.clone())
-            .collect();
-        let mut writes = Vec::new();
-        for t in repo::<Trigger>(&*self.store).find(&Query::all()).await? {
-            if !t.parameters.is_empty() && !used.contains(&t.trigger_ref) {
-                writes.push(Write::Delete {
-                    collection: Collection::Triggers,
-                    id: t.id,
-                });
-            }
-        }
-        if !writes.is_empty() {
-            self.store.apply(writes).await?;
-        }
-        Ok(())
+        delete_unused_triggers(&*self.store).await
     }
 
     async fn add_builtin_types(
@@ -460,87 +443,14 @@ impl Registrar {
             }
         }
 
-        let tt_repo = repo::<TriggerType>(&*self.store);
         for r in &p.rules {
             let file = p.dir.join(r.metadata_file.as_deref().unwrap_or(""));
-            let tref = &r.trigger.trigger_type;
-            let tt = match batch.trigger_types.get(tref) {
-                Some(t) => Some(t.clone()),
-                None => tt_repo.get_by_ref(tref).await?,
-            };
-            match tt {
-                None => errs.push(ContentError::new(
-                    &file,
-                    "/trigger/type",
-                    format!("trigger type \"{tref}\" is not registered"),
-                )),
-                Some(tt) if !tt.parameters_schema.is_empty() => {
-                    let schema = Value::Object(tt.parameters_schema.clone());
-                    if let Err(mut e) = schema::validate_instance(
-                        &schema,
-                        &file,
-                        &Value::Object(r.trigger.parameters.clone()),
-                    ) {
-                        for x in &mut e {
-                            x.field = format!("/trigger/parameters{}", x.field);
-                        }
-                        errs.append(&mut e);
-                    }
-                }
-                Some(_) => {}
-            }
-            for (key, crit) in &r.criteria {
-                let op = crit.get("type").and_then(Value::as_str);
-                match op {
-                    Some(op) if !is_known_operator(op) => errs.push(ContentError::new(
-                        &file,
-                        format!("/criteria/{key}/type"),
-                        format!("unknown criteria operator \"{op}\""),
-                    )),
-                    _ => {}
-                }
-            }
+            errs.append(&mut check_rule(&*self.store, r, &file, &batch.trigger_types).await?);
         }
 
-        let known_policy_types: HashMap<String, PolicyType> = builtin::policy_types()
-            .into_iter()
-            .map(|p| (p.policy_type_ref.clone(), p))
-            .collect();
         for pol in &p.policies {
             let file = p.dir.join(pol.metadata_file.as_deref().unwrap_or(""));
-            if let Some(pt) = known_policy_types.get(&pol.policy_type) {
-                let schema = serde_json::json!({
-                    "type": "object",
-                    "properties": pt.parameters,
-                    "additionalProperties": false,
-                });
-                if let Err(mut e) = schema::validate_instance(
-                    &schema,
-                    &file,
-                    &Value::Object(pol.parameters.clone()),
-                ) {
-                    for x in &mut e {
-                        x.field = format!("/parameters{}", x.field);
-                    }
-                    errs.append(&mut e);
-                }
-            } else {
-                let mut known: Vec<&String> = known_policy_types.keys().collect();
-                known.sort();
-                errs.push(ContentError::new(
-                    &file,
-                    "/policy_type",
-                    format!(
-                        "unknown policy type \"{}\" (known: {})",
-                        pol.policy_type,
-                        known
-                            .iter()
-                            .map(|s| s.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ));
-            }
+            errs.append(&mut check_policy(pol, &file));
         }
         Ok(errs)
     }
@@ -581,24 +491,7 @@ impl Registrar {
             )
             .await?;
             for tt in &p.trigger_types {
-                if tt.parameters_schema.is_empty() {
-                    // StackStorm's "shadow trigger": one trigger per parameterless trigger type.
-                    let t = Trigger {
-                        id: String::new(),
-                        name: tt.name.clone(),
-                        pack: tt.pack.clone(),
-                        trigger_ref: tt.trigger_type_ref.clone(),
-                        uid: format!(
-                            "trigger:{}:{}:{}",
-                            tt.pack,
-                            tt.name,
-                            params_hash(&JsonMap::new())
-                        ),
-                        trigger_type: tt.trigger_type_ref.clone(),
-                        parameters: JsonMap::new(),
-                        ref_count: 0,
-                        description: tt.description.clone(),
-                    };
+                if let Some(t) = shadow_trigger(tt) {
                     batch.triggers.insert(t.trigger_ref.clone(), t);
                 }
             }
@@ -765,4 +658,178 @@ fn trigger_for_rule(r: &Rule, batch: &Batch) -> Trigger {
             .get(&r.trigger.trigger_type)
             .and_then(|t| t.description.clone()),
     }
+}
+
+/// StackStorm's "shadow trigger": the one trigger of a trigger type without parameters
+/// (`None` when the type takes parameters; rules then make their own triggers).
+pub fn shadow_trigger(tt: &TriggerType) -> Option<Trigger> {
+    if !tt.parameters_schema.is_empty() {
+        return None;
+    }
+    Some(Trigger {
+        id: String::new(),
+        name: tt.name.clone(),
+        pack: tt.pack.clone(),
+        trigger_ref: tt.trigger_type_ref.clone(),
+        uid: format!(
+            "trigger:{}:{}:{}",
+            tt.pack,
+            tt.name,
+            params_hash(&JsonMap::new())
+        ),
+        trigger_type: tt.trigger_type_ref.clone(),
+        parameters: JsonMap::new(),
+        ref_count: 0,
+        description: tt.description.clone(),
+    })
+}
+
+/// Checks a rule's references as registration does: its trigger type exists (in `known`, the
+/// trigger types of the batch being registered, or in the store), its trigger parameters are
+/// valid against the type's `parameters_schema`, and its criteria use known operators.
+pub async fn check_rule(
+    store: &dyn Store,
+    r: &Rule,
+    file: &Path,
+    known: &HashMap<String, TriggerType>,
+) -> Result<Vec<ContentError>, PackError> {
+    let mut errs = Vec::new();
+    let tref = &r.trigger.trigger_type;
+    let tt = match known.get(tref) {
+        Some(t) => Some(t.clone()),
+        None => repo::<TriggerType>(store).get_by_ref(tref).await?,
+    };
+    match tt {
+        None => errs.push(ContentError::new(
+            file,
+            "/trigger/type",
+            format!("trigger type \"{tref}\" is not registered"),
+        )),
+        Some(tt) if !tt.parameters_schema.is_empty() => {
+            let schema = Value::Object(tt.parameters_schema.clone());
+            if let Err(mut e) = schema::validate_instance(
+                &schema,
+                file,
+                &Value::Object(r.trigger.parameters.clone()),
+            ) {
+                for x in &mut e {
+                    x.field = format!("/trigger/parameters{}", x.field);
+                }
+                errs.append(&mut e);
+            }
+        }
+        Some(_) => {}
+    }
+    for (key, crit) in &r.criteria {
+        if let Some(op) = crit.get("type").and_then(Value::as_str) {
+            if !is_known_operator(op) {
+                errs.push(ContentError::new(
+                    file,
+                    format!("/criteria/{key}/type"),
+                    format!("unknown criteria operator \"{op}\""),
+                ));
+            }
+        }
+    }
+    Ok(errs)
+}
+
+/// Checks a policy as registration does: its policy type exists and its parameters are valid
+/// against the type's parameter specs.
+pub fn check_policy(pol: &Policy, file: &Path) -> Vec<ContentError> {
+    let mut errs = Vec::new();
+    let known_policy_types: HashMap<String, PolicyType> = builtin::policy_types()
+        .into_iter()
+        .map(|p| (p.policy_type_ref.clone(), p))
+        .collect();
+    if let Some(pt) = known_policy_types.get(&pol.policy_type) {
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": pt.parameters,
+            "additionalProperties": false,
+        });
+        if let Err(mut e) =
+            schema::validate_instance(&schema, file, &Value::Object(pol.parameters.clone()))
+        {
+            for x in &mut e {
+                x.field = format!("/parameters{}", x.field);
+            }
+            errs.append(&mut e);
+        }
+    } else {
+        let mut known: Vec<&String> = known_policy_types.keys().collect();
+        known.sort();
+        errs.push(ContentError::new(
+            file,
+            "/policy_type",
+            format!(
+                "unknown policy type \"{}\" (known: {})",
+                pol.policy_type,
+                known
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    errs
+}
+
+/// Validates a rule against the store ([`check_rule`]) and returns the writes saving it with
+/// the trigger it listens on, made or shared exactly as registration does (the shadow trigger
+/// of its type, or one trigger per type and parameters, its id kept when it exists). Sets
+/// `rule.trigger.ref` and gives the rule an id when it has none. Nothing is written.
+pub async fn rule_writes(
+    store: &dyn Store,
+    rule: &mut Rule,
+    file: &Path,
+) -> Result<Vec<Write>, PackError> {
+    let errs = check_rule(store, rule, file, &HashMap::new()).await?;
+    if !errs.is_empty() {
+        return Err(PackError::InvalidContent(errs));
+    }
+    let mut batch = Batch::default();
+    if let Some(tt) = repo::<TriggerType>(store)
+        .get_by_ref(&rule.trigger.trigger_type)
+        .await?
+    {
+        batch.trigger_types.insert(tt.trigger_type_ref.clone(), tt);
+    }
+    let mut trigger = trigger_for_rule(rule, &batch);
+    rule.trigger.trigger_ref = Some(trigger.trigger_ref.clone());
+    if let Some(old) = repo::<Trigger>(store)
+        .get_by_ref(&trigger.trigger_ref)
+        .await?
+    {
+        trigger.id = old.id;
+        trigger.ref_count = trigger.ref_count.max(old.ref_count);
+    }
+    Ok(vec![
+        Repo::<Trigger>::to_write(&mut trigger)?,
+        Repo::<Rule>::to_write(rule)?,
+    ])
+}
+
+/// Deletes parameterised triggers that no rule references anymore (after rules are removed or
+/// changed).
+pub async fn delete_unused_triggers(store: &dyn Store) -> Result<(), PackError> {
+    let rules = repo::<Rule>(store).find(&Query::all()).await?;
+    let used: HashSet<String> = rules
+        .iter()
+        .filter_map(|r| r.trigger.trigger_ref.clone())
+        .collect();
+    let mut writes = Vec::new();
+    for t in repo::<Trigger>(store).find(&Query::all()).await? {
+        if !t.parameters.is_empty() && !used.contains(&t.trigger_ref) {
+            writes.push(Write::Delete {
+                collection: Collection::Triggers,
+                id: t.id,
+            });
+        }
+    }
+    if !writes.is_empty() {
+        store.apply(writes).await?;
+    }
+    Ok(())
 }
