@@ -81,7 +81,10 @@ const MAX_REJECTION_TEXT: usize = 64 * 1024;
 /// Middleware: an error answer that is not JSON (axum's extractor rejections: malformed JSON,
 /// bad query or path, body over the limit) becomes `{"faultstring": <its text>}` with the same
 /// status, so every error has StackStorm's shape.
-pub async fn faultstring_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+pub async fn faultstring_errors(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let resp = next.run(req).await;
     let status = resp.status();
     let is_json = resp

@@ -52,20 +52,47 @@ async fn every_documented_operation_is_served_and_guarded() {
         }
         let anon = h
             .send(
-                req.body(body.as_ref().map_or_else(Body::empty, |b| Body::from(b.to_string())))
-                    .expect("request"),
+                req.body(
+                    body.as_ref()
+                        .map_or_else(Body::empty, |b| Body::from(b.to_string())),
+                )
+                .expect("request"),
             )
             .await;
         if PUBLIC.contains(&r.path) {
-            assert_ne!(anon.status, StatusCode::UNAUTHORIZED, "{} {} is public", r.method, r.path);
+            assert_ne!(
+                anon.status,
+                StatusCode::UNAUTHORIZED,
+                "{} {} is public",
+                r.method,
+                r.path
+            );
         } else {
-            assert_eq!(anon.status, StatusCode::UNAUTHORIZED, "{} {} without credentials", r.method, r.path);
-            assert!(anon.body["faultstring"].is_string(), "{} {}: {}", r.method, r.path, anon.body);
+            assert_eq!(
+                anon.status,
+                StatusCode::UNAUTHORIZED,
+                "{} {} without credentials",
+                r.method,
+                r.path
+            );
+            assert!(
+                anon.body["faultstring"].is_string(),
+                "{} {}: {}",
+                r.method,
+                r.path,
+                anon.body
+            );
         }
 
         // With credentials: the handler answers (a router miss is a 404/405 without body).
         let a = h.call(method(r.method), &path, body).await;
-        assert_ne!(a.status, StatusCode::METHOD_NOT_ALLOWED, "{} {}", r.method, r.path);
+        assert_ne!(
+            a.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{} {}",
+            r.method,
+            r.path
+        );
         if a.status == StatusCode::NOT_FOUND {
             assert!(
                 a.body["faultstring"].is_string(),
@@ -197,9 +224,17 @@ async fn expired_tokens_and_deleted_keys_are_refused() {
         )
         .await;
     assert!(put.status.is_success(), "{}", put.body);
-    for path in ["/api/v1/keys/db_password", "/api/v1/keys", "/api/v1/keys?scope=all"] {
+    for path in [
+        "/api/v1/keys/db_password",
+        "/api/v1/keys",
+        "/api/v1/keys?scope=all",
+    ] {
         let a = h.get(path).await;
-        assert!(!a.body.to_string().contains("hunter2"), "{path}: {}", a.body);
+        assert!(
+            !a.body.to_string().contains("hunter2"),
+            "{path}: {}",
+            a.body
+        );
     }
     let dec = h.get("/api/v1/keys/db_password?decrypt=true").await;
     assert_eq!(dec.body["value"], Value::from("hunter2"));
