@@ -170,7 +170,8 @@ pub async fn request_with(
     // before anything is stored. Defaults are rendered again when the action runs.
     let r = renderer(ctx, action, runner, &context, config)?;
     let mut live = r.render_live(&req.parameters)?;
-    r.render_final(&live)?;
+    let final_params = r.render_final(&live)?;
+    r.check_required_and_enums(&final_params)?;
     seal_secrets(ctx, &mut live, r.specs());
 
     let now = now_iso();

@@ -386,6 +386,13 @@ impl ParamRenderer {
     /// Checks final parameters: required ones have a value, `enum`s hold, and the whole map
     /// validates against [`schema`](Self::schema) (optional parameters may be null).
     pub fn validate(&self, params: &JsonMap) -> Result<(), ParamError> {
+        self.check_required_and_enums(params)?;
+        self.check_schema(params)
+    }
+
+    /// The cheap part of [`validate`](Self::validate): required parameters have a value and
+    /// `enum`s hold (no JSON schema compiled).
+    pub fn check_required_and_enums(&self, params: &JsonMap) -> Result<(), ParamError> {
         let missing: Vec<String> = self
             .specs
             .iter()
@@ -407,6 +414,11 @@ impl ParamRenderer {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// The JSON-schema part of [`validate`](Self::validate).
+    fn check_schema(&self, params: &JsonMap) -> Result<(), ParamError> {
         // Null means "no value" for an optional parameter: validated as absent.
         let instance = Json::Object(
             params
