@@ -69,6 +69,16 @@ fn has(components: &[TraceComponent], id: Option<&String>) -> bool {
     id.is_none_or(|id| components.iter().any(|c| &c.object_id == id))
 }
 
+/// A trace as the API shows it, with StackStorm's `uid` (`trace:<id>`).
+pub fn view(t: Trace) -> Value {
+    let uid = format!("trace:{}", t.id);
+    let mut v = listing::to_json(t);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("uid".into(), Value::String(uid));
+    }
+    v
+}
+
 /// `GET /traces`: newest first.
 pub async fn list_traces(
     State(s): State<AppState>,
@@ -78,7 +88,7 @@ pub async fn list_traces(
         filters: &[("trace_tag", "trace_tag"), ("id", "id")],
         sort: ("start_timestamp", true),
         default_limit: Some(100),
-        view: listing::to_json,
+        view,
     };
     let (execution, rule, instance) = (
         p.get("execution").cloned(),
@@ -104,5 +114,5 @@ pub async fn get_trace(
 ) -> Result<Json<Value>, ApiError> {
     let paging = Paging::from_params(&p, None)?;
     let t = listing::get_by_id::<Trace>(&*s.store, "Trace", &id).await?;
-    Ok(Json(paging.project(listing::to_json(t))))
+    Ok(Json(paging.project(view(t))))
 }

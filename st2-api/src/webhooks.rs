@@ -124,12 +124,24 @@ pub async fn post(
     let mut hdrs = Map::new();
     let mut lower = Map::new();
     for (name, value) in headers.iter() {
+        // Credentials never reach the trigger payload (StackStorm drops the same three).
+        if matches!(name.as_str(), "x-auth-token" | "st2-api-key" | "cookie") {
+            continue;
+        }
         let v = Value::String(value.to_str().unwrap_or_default().to_string());
         hdrs.insert(title_case(name.as_str()), v.clone());
         lower.insert(name.as_str().to_ascii_lowercase(), v);
     }
     let payload = json!({"headers": hdrs, "headers_lower": lower, "body": body});
-    dispatch::dispatch(ctx, &trigger.trigger_ref, payload, trace_tag).await?;
+    // StackStorm's default tag for a webhook: `webhook-<url>-<uuid4 hex>`.
+    let trace_tag = trace_tag.unwrap_or_else(|| {
+        format!(
+            "webhook-{}-{}",
+            normalise(&url),
+            uuid::Uuid::new_v4().simple()
+        )
+    });
+    dispatch::dispatch(ctx, &trigger.trigger_ref, payload, Some(trace_tag)).await?;
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 

@@ -237,7 +237,16 @@ fn stackstorm_client_works_unchanged() {
         })
     });
     let traces = st2.ok(&["trace", "list"]);
-    assert!(traces.contains("webhook-st2client"), "{traces}");
+    assert!(traces.contains("trace_tag"), "{traces}");
+    let traces = st2.json(&["trace", "list"]);
+    assert!(
+        traces
+            .as_array()
+            .is_some_and(|l| l.iter().any(|t| t["trace_tag"]
+                .as_str()
+                .is_some_and(|g| g.starts_with("webhook-st2client-")))),
+        "{traces}"
+    );
 
     // packs: list, install from a git repository, remove.
     let pl = st2.ok(&["pack", "list"]);

@@ -180,6 +180,24 @@ async fn webhook_rule_action_actiontrigger_chain() {
         .await
         .expect("q");
     assert!(tis.iter().all(|t| t.status == "processed"), "{tis:?}");
+    // Webhook payloads carry the request headers, never the caller's credentials.
+    let hooks: Vec<&TriggerInstance> = tis
+        .iter()
+        .filter(|t| t.payload.get("headers_lower").is_some())
+        .collect();
+    assert!(!hooks.is_empty());
+    for t in hooks {
+        assert_eq!(
+            t.payload["headers_lower"]["content-type"],
+            "application/json"
+        );
+        assert!(
+            t.payload["headers_lower"].get("x-auth-token").is_none(),
+            "{}",
+            t.payload
+        );
+        assert!(!t.payload.to_string().contains(&h.token), "{}", t.payload);
+    }
     h.platform.shutdown().await;
 }
 
