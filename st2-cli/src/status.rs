@@ -34,7 +34,11 @@ pub fn server_url(bind: SocketAddr, flag: Option<&str>) -> String {
 }
 
 /// Prints whether `st2d` answers, with its version; exit code 1 when it does not.
-pub fn status(config: Option<&Path>, data_dir: Option<&Path>, args: &StatusArgs) -> anyhow::Result<ExitCode> {
+pub fn status(
+    config: Option<&Path>,
+    data_dir: Option<&Path>,
+    args: &StatusArgs,
+) -> anyhow::Result<ExitCode> {
     let mut cfg = Config::load(config)?;
     if let Some(d) = data_dir {
         cfg.system.data_dir = d.to_path_buf();
@@ -50,8 +54,14 @@ pub fn status(config: Option<&Path>, data_dir: Option<&Path>, args: &StatusArgs)
         .and_then(|r| r.json::<Value>());
     match answer {
         Ok(v) => {
-            let version = v.get("version").and_then(Value::as_str).unwrap_or("unknown");
-            let st2 = v.get("st2_version").and_then(Value::as_str).unwrap_or("unknown");
+            let version = v
+                .get("version")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown");
+            let st2 = v
+                .get("st2_version")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown");
             println!("st2d is running at {base} (version {version}, StackStorm API {st2})");
             Ok(ExitCode::SUCCESS)
         }

@@ -1,7 +1,7 @@
 //! `st2` as a user runs it: the real binary against a real platform and API on `127.0.0.1:0`
 //! (started in this process with `st2_api::server::run`, as `st2d` does).
 //!
-//! - auth: `r#auth_*`, `config_file_*`, `bad_token_*`
+//! - auth: `auth_*`, `config_file_*`, `bad_token_*`
 //! - actions: `action_*`, `run_*`, `unknown_action_*`
 //! - executions: `execution_*`
 //! - st2ctl: `st2ctl_status_*`
@@ -43,20 +43,18 @@ fn server() -> &'static Server {
             let rt = tokio::runtime::Runtime::new().expect("runtime");
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
-                st2_api::server::run(
-                    cfg,
-                    &["all".to_string()],
-                    listener,
-                    std::future::pending(),
-                )
-                .await
-                .expect("server");
+                st2_api::server::run(cfg, &["all".to_string()], listener, std::future::pending())
+                    .await
+                    .expect("server");
             });
         });
         let http = reqwest::blocking::Client::new();
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            assert!(Instant::now() < deadline, "the server did not start in time");
+            assert!(
+                Instant::now() < deadline,
+                "the server did not start in time"
+            );
             let up = http
                 .get(format!("http://{addr}/api/v1/"))
                 .send()
@@ -188,7 +186,10 @@ fn config_file_credentials_log_in_and_cache_the_token() {
         &std::fs::read_to_string(st2dir.join("token-st2admin")).expect("cached token"),
     )
     .expect("json");
-    assert!(cached["token"].as_str().is_some_and(|t| !t.is_empty()), "{cached}");
+    assert!(
+        cached["token"].as_str().is_some_and(|t| !t.is_empty()),
+        "{cached}"
+    );
     assert!(
         cached["expire_timestamp"]
             .as_i64()
@@ -206,6 +207,27 @@ fn config_file_credentials_log_in_and_cache_the_token() {
         .output()
         .expect("run st2");
     assert_eq!(json_of(&out)["ref"], "core.local", "{}", show(&out));
+    // A cached token the server refuses is replaced by logging in again.
+    std::fs::write(
+        st2dir.join("token-st2admin"),
+        r#"{"token": "forgotten", "expire_timestamp": 99999999999}"#,
+    )
+    .expect("stale token");
+    std::fs::write(
+        st2dir.join("config"),
+        format!(
+            "[credentials]\nusername = st2admin\npassword = {}\n",
+            server().password
+        ),
+    )
+    .expect("config");
+    let out = st2_cmd(home.path())
+        .args(["action", "get", "core.local", "-j"])
+        .output()
+        .expect("run st2");
+    assert_eq!(json_of(&out)["ref"], "core.local", "{}", show(&out));
+    let cached = std::fs::read_to_string(st2dir.join("token-st2admin")).expect("cached");
+    assert!(!cached.contains("forgotten"), "{cached}");
 }
 
 #[test]
@@ -282,7 +304,10 @@ fn unknown_action_exits_1_with_the_faultstring() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ERROR: 404"), "{err}");
-    assert!(err.contains("MESSAGE: ") && err.contains("nope.nothing"), "{err}");
+    assert!(
+        err.contains("MESSAGE: ") && err.contains("nope.nothing"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -315,7 +340,11 @@ fn execution_list_get_and_tail() {
     }
     let out = st2(&["execution", "get", &id]);
     assert!(out.status.success(), "{}", show(&out));
-    assert!(stdout(&out).contains(&format!("id: {id}")), "{}", show(&out));
+    assert!(
+        stdout(&out).contains(&format!("id: {id}")),
+        "{}",
+        show(&out)
+    );
     assert!(stdout(&out).contains("stdout: tailed"), "{}", show(&out));
 
     let out = st2(&["execution", "list", "-n", "100", "-j"]);
@@ -376,4 +405,35 @@ fn st2ctl_status_reports_running_and_stopped() {
         .expect("run st2ctl");
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(stdout(&out).contains("not running"), "{}", show(&out));
+}
+
+#[test]
+fn execution_tail_follows_a_running_execution_on_the_stream() {
+    let home = tempfile::tempdir().expect("home");
+    let t = token(home.path());
+    let st2 = |args: &[&str]| {
+        st2_cmd(home.path())
+            .env("ST2_AUTH_TOKEN", &t)
+            .args(args)
+            .output()
+            .expect("run st2")
+    };
+    let out = st2(&[
+        "action",
+        "execute",
+        "core.local",
+        "cmd=sleep 1; echo one; sleep 1; echo two",
+        "-j",
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+    let id = json_of(&out)["id"].as_str().expect("id").to_string();
+    let out = st2(&["execution", "tail", &id, "--include-metadata"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = stdout(&out);
+    assert!(text.contains("[stdout] one"), "{text}");
+    assert!(text.contains("[stdout] two"), "{text}");
+    assert!(
+        text.contains(&format!("Execution {id} has completed (status=succeeded).")),
+        "{text}"
+    );
 }

@@ -85,7 +85,8 @@ pub fn action(ctx: &Ctx, cmd: ActionCmd) -> anyhow::Result<ExitCode> {
 
 /// Casts one `k=v` value to the declared parameter type, like st2client.
 pub fn cast(name: &str, value: &str, ty: Option<&str>) -> anyhow::Result<Value> {
-    let bad = |what: &str| anyhow::anyhow!("Invalid value \"{value}\" for {what} parameter \"{name}\"");
+    let bad =
+        |what: &str| anyhow::anyhow!("Invalid value \"{value}\" for {what} parameter \"{name}\"");
     Ok(match ty.unwrap_or("string") {
         "integer" => Value::from(value.trim().parse::<i64>().map_err(|_| bad("integer"))?),
         "number" => {
@@ -343,12 +344,7 @@ fn follow(
                     let data = ev.data.get("data").and_then(Value::as_str).unwrap_or("");
                     if include_metadata {
                         let ts = ev.data.get("timestamp").and_then(Value::as_str);
-                        let _ = write!(
-                            out,
-                            "[{}][{}] {data}",
-                            ts.unwrap_or(""),
-                            ty.unwrap_or("")
-                        );
+                        let _ = write!(out, "[{}][{}] {data}", ts.unwrap_or(""), ty.unwrap_or(""));
                     } else {
                         let _ = write!(out, "{data}");
                     }
@@ -541,7 +537,10 @@ pub fn execution(ctx: &Ctx, cmd: ExecutionCmd) -> anyhow::Result<ExitCode> {
             delay,
         } => {
             let old = ctx.get_one("executions", "Execution", &id, &[])?;
-            let action_ref = lookup(&old, "action.ref").as_str().unwrap_or("").to_string();
+            let action_ref = lookup(&old, "action.ref")
+                .as_str()
+                .unwrap_or("")
+                .to_string();
             let params = if parameters.is_empty() {
                 Map::new()
             } else {

@@ -116,14 +116,26 @@ pub fn whoami(ctx: &Ctx) -> anyhow::Result<ExitCode> {
         let roles: Vec<String> = r
             .get("roles")
             .and_then(Value::as_array)
-            .map(|l| l.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .map(|l| {
+                l.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         println!(" - Roles: {}", roles.join(", "));
     }
     Ok(ExitCode::SUCCESS)
 }
 
-const APIKEY_FIELDS: &[&str] = &["id", "uid", "user", "key", "metadata", "created_at", "enabled"];
+const APIKEY_FIELDS: &[&str] = &[
+    "id",
+    "uid",
+    "user",
+    "key",
+    "metadata",
+    "created_at",
+    "enabled",
+];
 
 fn set_enabled(client: &Client, id: &str, enabled: bool) -> anyhow::Result<Value> {
     let path = format!("/apikeys/{}", super::encode_path(id));
@@ -147,8 +159,8 @@ pub fn apikey(ctx: &Ctx, cmd: ApikeyCmd) -> anyhow::Result<ExitCode> {
                 body["user"] = Value::String(u);
             }
             if let Some(m) = metadata {
-                body["metadata"] = serde_json::from_str(&m)
-                    .context("--metadata must be a JSON object")?;
+                body["metadata"] =
+                    serde_json::from_str(&m).context("--metadata must be a JSON object")?;
             }
             let key = ctx.client.post("/apikeys", &body)?;
             if only_key {

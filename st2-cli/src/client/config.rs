@@ -112,18 +112,18 @@ impl ClientConfig {
         let skip = args.skip_config
             || std::env::var("ST2_CLI_SKIP_CONFIG").is_ok_and(|v| v == "1" || v == "true");
         let config_file = args.config_file.clone().unwrap_or(default_file.clone());
-        let ini = if skip {
-            None
-        } else if config_file.exists() {
-            Some(
-                ini::Ini::load_from_file(&config_file)
-                    .with_context(|| format!("cannot read config file {}", config_file.display()))?,
-            )
-        } else if config_file != default_file {
-            bail!("config file \"{}\" doesn't exist", config_file.display());
-        } else {
-            None
-        };
+        let ini =
+            if skip {
+                None
+            } else if config_file.exists() {
+                Some(ini::Ini::load_from_file(&config_file).with_context(|| {
+                    format!("cannot read config file {}", config_file.display())
+                })?)
+            } else if config_file != default_file {
+                bail!("config file \"{}\" doesn't exist", config_file.display());
+            } else {
+                None
+            };
         Ok(Self::from_parts(args, ini.as_ref(), config_file, st2_dir()))
     }
 
@@ -191,8 +191,7 @@ pub fn write_credentials(file: &Path, user: &str, password: Option<&str>) -> any
         }
     }
     if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     ini.write_to_file(file)
         .with_context(|| format!("cannot write config file {}", file.display()))

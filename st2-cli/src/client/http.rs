@@ -75,7 +75,9 @@ pub struct Client {
     http: Http,
     /// Client for long calls (the event stream): no overall timeout.
     stream_http: Http,
-    auth: Auth,
+    auth: std::cell::RefCell<Auth>,
+    /// Credentials to log in again with when a cached token is refused (the server forgot it).
+    relogin: Option<(String, String)>,
 }
 
 /// Creates a token: `POST $AUTH_URL/tokens` with basic auth and `{}` or `{"ttl": N}`.
@@ -190,6 +192,7 @@ impl Client {
             (None, Some(k)) => Auth::ApiKey(k),
             (None, None) => Auth::None,
         };
+        let mut relogin = None;
         if auth == Auth::None {
             if let (Some(user), Some(pw)) = (
                 config.credentials.username.clone(),
@@ -201,7 +204,10 @@ impl Client {
                     .then(|| read_cached_token(&file))
                     .flatten();
                 let token = match cached {
-                    Some(t) => t,
+                    Some(t) => {
+                        relogin = Some((user.clone(), pw.clone()));
+                        t
+                    }
                     None => {
                         let t = create_token(&http, &config.auth_url, &user, &pw, None)?;
                         if config.cache_token {
@@ -224,7 +230,8 @@ impl Client {
             config,
             http,
             stream_http,
-            auth,
+            auth: std::cell::RefCell::new(auth),
+            relogin,
         })
     }
 
@@ -234,19 +241,33 @@ impl Client {
     }
 
     /// The token in use, if any.
-    pub fn token(&self) -> Option<&str> {
-        match &self.auth {
-            Auth::Token(t) | Auth::Both(t, _) => Some(t),
+    pub fn token(&self) -> Option<String> {
+        match &*self.auth.borrow() {
+            Auth::Token(t) | Auth::Both(t, _) => Some(t.clone()),
             _ => None,
         }
     }
 
     /// The API key in use, if any.
-    pub fn api_key(&self) -> Option<&str> {
-        match &self.auth {
-            Auth::ApiKey(k) | Auth::Both(_, k) => Some(k),
+    pub fn api_key(&self) -> Option<String> {
+        match &*self.auth.borrow() {
+            Auth::ApiKey(k) | Auth::Both(_, k) => Some(k.clone()),
             _ => None,
         }
+    }
+
+    /// After a cached token was refused: logs in again with the configured credentials,
+    /// caches the new token and uses it. False when there is nothing to retry with.
+    fn refresh_token(&self) -> anyhow::Result<bool> {
+        let Some((user, pw)) = &self.relogin else {
+            return Ok(false);
+        };
+        let t = create_token(&self.http, &self.config.auth_url, user, pw, None)?;
+        if let Err(e) = write_cached_token(&self.config.token_file(user), &t) {
+            tracing::warn!(error = %e, "cannot cache the token");
+        }
+        *self.auth.borrow_mut() = Auth::Token(t.token);
+        Ok(true)
     }
 
     fn authed(&self, req: RequestBuilder) -> RequestBuilder {
@@ -268,12 +289,35 @@ impl Client {
         )
     }
 
-    /// Sends a request and checks its answer.
+    /// Sends a request and checks its answer (once more with a new token when a cached token
+    /// is refused).
     pub fn send(&self, req: RequestBuilder) -> anyhow::Result<Value> {
-        let resp = req.send().with_context(|| {
-            format!("cannot reach the st2 API at {}", self.config.api_url)
-        })?;
+        let resp = self.send_raw(req)?;
         check(resp)
+    }
+
+    fn send_raw(&self, req: RequestBuilder) -> anyhow::Result<Response> {
+        let retry = req.try_clone();
+        let resp = req
+            .send()
+            .with_context(|| format!("cannot reach the st2 API at {}", self.config.api_url))?;
+        if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+            if let Some(retry) = retry {
+                if self.refresh_token()? {
+                    let token = self.token().unwrap_or_default();
+                    let mut retry = retry.build().context("cannot build the request")?;
+                    retry.headers_mut().insert(
+                        "X-Auth-Token",
+                        reqwest::header::HeaderValue::from_str(&token)
+                            .context("the new token is not a valid header")?,
+                    );
+                    return self.http.execute(retry).with_context(|| {
+                        format!("cannot reach the st2 API at {}", self.config.api_url)
+                    });
+                }
+            }
+        }
+        Ok(resp)
     }
 
     /// `GET $API{path}` with query parameters.
@@ -287,11 +331,7 @@ impl Client {
         path: &str,
         query: &[(&str, String)],
     ) -> anyhow::Result<(Value, Option<u64>)> {
-        let resp = self
-            .request(Method::GET, path)
-            .query(query)
-            .send()
-            .with_context(|| format!("cannot reach the st2 API at {}", self.config.api_url))?;
+        let resp = self.send_raw(self.request(Method::GET, path).query(query))?;
         let total = resp
             .headers()
             .get("x-total-count")
@@ -330,9 +370,9 @@ impl Client {
     pub fn open_stream(&self, query: &[(&str, String)]) -> anyhow::Result<Response> {
         let mut q: Vec<(&str, String)> = query.to_vec();
         if let Some(t) = self.token() {
-            q.push(("x-auth-token", t.to_string()));
+            q.push(("x-auth-token", t));
         } else if let Some(k) = self.api_key() {
-            q.push(("st2-api-key", k.to_string()));
+            q.push(("st2-api-key", k));
         }
         let resp = self
             .stream_http
@@ -343,7 +383,9 @@ impl Client {
         if resp.status().is_success() {
             Ok(resp)
         } else {
-            Err(check(resp).err().unwrap_or_else(|| anyhow::anyhow!("stream refused")))
+            Err(check(resp)
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!("stream refused")))
         }
     }
 }

@@ -9,7 +9,7 @@
 //! - [`actions`]: `action`, `run`, `execution`.
 //! - [`resources`]: `rule`, `trigger`, `trigger-instance`, `rule-enforcement`, `webhook`,
 //!   `trace`, `inquiry`, `key`.
-//! - [`packs`]: `pack`.
+//! - [`packs`]: the `pack` command.
 
 pub mod actions;
 pub mod auth;

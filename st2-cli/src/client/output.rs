@@ -105,7 +105,13 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
                     }
                 }
             }
-            out.push(chars[start..end].iter().collect::<String>().trim_end().to_string());
+            out.push(
+                chars[start..end]
+                    .iter()
+                    .collect::<String>()
+                    .trim_end()
+                    .to_string(),
+            );
             start = end;
         }
     }
@@ -246,6 +252,8 @@ pub fn execution_text(execution: &Value, attrs: &[&str]) -> String {
     for a in attrs {
         let v = lookup(execution, a);
         match v {
+            // Missing (or excluded) fields are left out.
+            Value::Null => {}
             Value::Object(o) if !o.is_empty() => {
                 let _ = writeln!(out, "{a}: ");
                 out.push_str(&indented_yaml(v));
@@ -305,7 +313,7 @@ mod tests {
     #[test]
     fn execution_view_nests_yaml() {
         let v = json!({"id": "1", "result": {"stdout": "hi"}, "parameters": {}});
-        let t = execution_text(&v, &["id", "parameters", "result"]);
+        let t = execution_text(&v, &["id", "parameters", "end_timestamp", "result"]);
         assert_eq!(t, "id: 1\nparameters: {}\nresult: \n  stdout: hi\n");
     }
 }

@@ -16,7 +16,14 @@ use super::output::{execution_text, lookup, print_list, print_one, render, Forma
 use super::{encode_path, Ctx};
 
 const PACK_COLUMNS: &[&str] = &["ref", "name", "description", "version", "author"];
-const PACK_ORDER: &[&str] = &["name", "version", "author", "email", "keywords", "description"];
+const PACK_ORDER: &[&str] = &[
+    "name",
+    "version",
+    "author",
+    "email",
+    "keywords",
+    "description",
+];
 
 /// `st2 pack ...`.
 pub fn pack(ctx: &Ctx, cmd: PackCmd) -> anyhow::Result<ExitCode> {
@@ -110,7 +117,11 @@ fn wait_with_progress(ctx: &Ctx, id: &str) -> anyhow::Result<Value> {
         if show {
             if let Ok(tasks) = ctx.client.get(&children, &[("depth", "-1".to_string())]) {
                 for t in tasks.as_array().cloned().unwrap_or_default() {
-                    let tid = t.get("id").and_then(Value::as_str).unwrap_or("").to_string();
+                    let tid = t
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
                     let status = t.get("status").and_then(Value::as_str).unwrap_or("");
                     if seen.get(&tid).map(String::as_str) == Some(status) {
                         continue;
@@ -142,7 +153,14 @@ fn failed(ctx: &Ctx, e: &Value) -> bool {
             "{}",
             execution_text(
                 e,
-                &["id", "action.ref", "status", "start_timestamp", "end_timestamp", "result"]
+                &[
+                    "id",
+                    "action.ref",
+                    "status",
+                    "start_timestamp",
+                    "end_timestamp",
+                    "result"
+                ]
             )
         );
     } else {
@@ -165,7 +183,9 @@ fn install(
                     let parts: Vec<String> = content
                         .iter()
                         .filter_map(|(k, v)| {
-                            v.get("count").and_then(Value::as_u64).map(|n| format!("{n} {k}"))
+                            v.get("count")
+                                .and_then(Value::as_u64)
+                                .map(|n| format!("{n} {k}"))
                         })
                         .collect();
                     println!("For the \"{p}\" pack, the following content will be registered:");
@@ -187,7 +207,11 @@ fn install(
     let installed: Vec<String> = output
         .get("packs_list")
         .and_then(Value::as_array)
-        .map(|l| l.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .map(|l| {
+            l.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(warnings) = output.get("warning_list").and_then(Value::as_array) {
         for w in warnings.iter().filter_map(Value::as_str) {
@@ -238,10 +262,10 @@ fn remove(ctx: &Ctx, packs: &[String]) -> anyhow::Result<ExitCode> {
             Err(err) => return Err(err),
             Ok(_) => bail!("Pack {p} has not been removed properly."),
         }
-        if let Some(old) = before
-            .as_array()
-            .and_then(|l| l.iter().find(|x| x.get("ref").and_then(Value::as_str) == Some(p)))
-        {
+        if let Some(old) = before.as_array().and_then(|l| {
+            l.iter()
+                .find(|x| x.get("ref").and_then(Value::as_str) == Some(p))
+        }) {
             removed.push(old.clone());
         }
     }
@@ -259,7 +283,10 @@ fn config(ctx: &Ctx, pack: &str) -> anyhow::Result<ExitCode> {
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    let current = match ctx.client.get(&format!("/configs/{}", encode_path(pack)), &[]) {
+    let current = match ctx
+        .client
+        .get(&format!("/configs/{}", encode_path(pack)), &[])
+    {
         Ok(c) => c.get("values").cloned().unwrap_or(Value::Null),
         Err(e) if is_status(&e, 404) => Value::Null,
         Err(e) => return Err(e),
@@ -269,10 +296,7 @@ fn config(ctx: &Ctx, pack: &str) -> anyhow::Result<ExitCode> {
     let mut lines = stdin.lock().lines();
     for (name, spec) in &props {
         let ty = spec.get("type").and_then(Value::as_str);
-        let default = current
-            .get(name)
-            .or_else(|| spec.get("default"))
-            .cloned();
+        let default = current.get(name).or_else(|| spec.get("default")).cloned();
         let secret = spec.get("secret").and_then(Value::as_bool).unwrap_or(false);
         let shown = match (&default, secret) {
             (Some(_), true) => " [********]".to_string(),
@@ -292,9 +316,10 @@ fn config(ctx: &Ctx, pack: &str) -> anyhow::Result<ExitCode> {
         }
         values.insert(name.clone(), cast(name, answer, ty)?);
     }
-    let saved = ctx
-        .client
-        .put(&format!("/configs/{}", encode_path(pack)), &Value::Object(values))?;
+    let saved = ctx.client.put(
+        &format!("/configs/{}", encode_path(pack)),
+        &Value::Object(values),
+    )?;
     print_one(&saved, &["pack", "values"], ctx.format);
     Ok(ExitCode::SUCCESS)
 }

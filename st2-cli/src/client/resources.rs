@@ -30,8 +30,8 @@ const RULE_ORDER: &[&str] = &[
 
 /// Reads a YAML or JSON file (YAML is a superset of JSON).
 pub fn load_file(file: &Path) -> anyhow::Result<Value> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     serde_yaml::from_str(&text).with_context(|| format!("{} is not YAML or JSON", file.display()))
 }
 
@@ -160,7 +160,15 @@ pub fn trigger(ctx: &Ctx, cmd: TriggerCmd) -> anyhow::Result<ExitCode> {
             let t = ctx.get_one("triggertypes", "Trigger", &ref_or_id, &[])?;
             print_one(
                 &t,
-                &["id", "ref", "pack", "name", "description", "parameters_schema", "payload_schema"],
+                &[
+                    "id",
+                    "ref",
+                    "pack",
+                    "name",
+                    "description",
+                    "parameters_schema",
+                    "payload_schema",
+                ],
                 ctx.format,
             );
         }
@@ -240,7 +248,11 @@ pub fn rule_enforcement(ctx: &Ctx, cmd: RuleEnforcementCmd) -> anyhow::Result<Ex
         }
         RuleEnforcementCmd::Get { id } => {
             let e = ctx.get_one("ruleenforcements", "Rule Enforcement", &id, &[])?;
-            print_one(&e, &["id", "rule", "trigger_instance_id", "execution_id"], ctx.format);
+            print_one(
+                &e,
+                &["id", "rule", "trigger_instance_id", "execution_id"],
+                ctx.format,
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -254,7 +266,12 @@ pub fn webhook(ctx: &Ctx, cmd: WebhookCmd) -> anyhow::Result<ExitCode> {
                 "/webhooks",
                 &[("include_attributes", "url,type,description".to_string())],
             )?;
-            print_list(&list, &["parameters.url", "type", "description"], ctx.format, None);
+            print_list(
+                &list,
+                &["parameters.url", "type", "description"],
+                ctx.format,
+                None,
+            );
         }
         WebhookCmd::Get { url } => {
             let w = ctx.get_one("webhooks", "Webhook", url.trim_matches('/'), &[])?;
@@ -317,11 +334,20 @@ pub fn inquiry(ctx: &Ctx, cmd: InquiryCmd) -> anyhow::Result<ExitCode> {
             let (list, total) = ctx
                 .client
                 .get_counted("/inquiries", &[("limit", last.to_string())])?;
-            print_list(&list, &["id", "roles", "users", "route", "ttl"], ctx.format, total);
+            print_list(
+                &list,
+                &["id", "roles", "users", "route", "ttl"],
+                ctx.format,
+                total,
+            );
         }
         InquiryCmd::Get { id } => {
             let i = ctx.get_one("inquiries", "Inquiry", &id, &[])?;
-            print_one(&i, &["id", "roles", "users", "route", "ttl", "schema"], ctx.format);
+            print_one(
+                &i,
+                &["id", "roles", "users", "route", "ttl", "schema"],
+                ctx.format,
+            );
         }
         InquiryCmd::Respond { id, response } => {
             let response: Value =
@@ -340,7 +366,15 @@ pub fn inquiry(ctx: &Ctx, cmd: InquiryCmd) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-const KEY_ORDER: &[&str] = &["name", "value", "secret", "encrypted", "scope", "user", "expire_timestamp"];
+const KEY_ORDER: &[&str] = &[
+    "name",
+    "value",
+    "secret",
+    "encrypted",
+    "scope",
+    "user",
+    "expire_timestamp",
+];
 
 fn scope_query(scope: &str, user: &Option<String>) -> Vec<(&'static str, String)> {
     let mut q = vec![("scope", scope.to_string())];
@@ -371,7 +405,10 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> anyhow::Result<ExitCode> {
             last,
         } => {
             let mut q = vec![
-                ("decrypt", if decrypt { "true" } else { "false" }.to_string()),
+                (
+                    "decrypt",
+                    if decrypt { "true" } else { "false" }.to_string(),
+                ),
                 ("scope", scope),
                 ("limit", last.to_string()),
             ];
@@ -391,7 +428,10 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> anyhow::Result<ExitCode> {
             user,
         } => {
             let mut q = scope_query(&scope, &user);
-            q.push(("decrypt", if decrypt { "true" } else { "false" }.to_string()));
+            q.push((
+                "decrypt",
+                if decrypt { "true" } else { "false" }.to_string(),
+            ));
             let k = ctx.get_one("keys", "Key Value Pair", &name, &q)?;
             print_one(&k, KEY_ORDER, ctx.format);
         }
@@ -458,7 +498,10 @@ pub fn key(ctx: &Ctx, cmd: KeyCmd) -> anyhow::Result<ExitCode> {
             let items = match data {
                 Value::Array(l) => l,
                 Value::Object(_) => vec![data],
-                _ => anyhow::bail!("{} must hold an object or a list of objects", file.display()),
+                _ => anyhow::bail!(
+                    "{} must hold an object or a list of objects",
+                    file.display()
+                ),
             };
             let mut done = Vec::new();
             for mut item in items {
