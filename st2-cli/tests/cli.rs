@@ -437,3 +437,28 @@ fn execution_tail_follows_a_running_execution_on_the_stream() {
         "{text}"
     );
 }
+
+#[test]
+fn login_writes_the_user_and_caches_the_token() {
+    let home = tempfile::tempdir().expect("home");
+    let out = st2_cmd(home.path())
+        .args(["login", "st2admin", "-p", &server().password])
+        .output()
+        .expect("run st2");
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        stdout(&out).contains("Logged in as st2admin"),
+        "{}",
+        show(&out)
+    );
+    let config = std::fs::read_to_string(home.path().join(".st2/config")).expect("config written");
+    assert!(config.contains("username=st2admin"), "{config}");
+    assert!(!config.contains("password"), "{config}");
+    assert!(home.path().join(".st2/token-st2admin").exists());
+    let out = st2_cmd(home.path())
+        .args(["action", "get", "core.local", "-y"])
+        .output()
+        .expect("run st2");
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(stdout(&out).contains("ref: core.local"), "{}", show(&out));
+}

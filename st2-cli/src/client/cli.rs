@@ -8,7 +8,7 @@ use super::config::ConnArgs;
 
 /// st2: command-line client of the st2 platform (StackStorm-compatible).
 #[derive(Debug, Parser)]
-#[command(name = "st2", version, about)]
+#[command(name = "st2", version)]
 pub struct Cli {
     /// Connection and credentials.
     #[command(flatten)]

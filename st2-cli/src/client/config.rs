@@ -33,10 +33,10 @@ pub struct ConnArgs {
     #[arg(long, env = "ST2_STREAM_URL")]
     pub stream_url: Option<String>,
     /// Authentication token.
-    #[arg(short = 't', long, env = "ST2_AUTH_TOKEN")]
+    #[arg(short = 't', long, env = "ST2_AUTH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// API key.
-    #[arg(long, env = "ST2_API_KEY")]
+    #[arg(long, env = "ST2_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// Config file (default ~/.st2/config).
     #[arg(long, env = "ST2_CONFIG_FILE")]
@@ -194,7 +194,15 @@ pub fn write_credentials(file: &Path, user: &str, password: Option<&str>) -> any
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     ini.write_to_file(file)
-        .with_context(|| format!("cannot write config file {}", file.display()))
+        .with_context(|| format!("cannot write config file {}", file.display()))?;
+    // It may hold a password: readable by its owner only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot restrict {}", file.display()))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
