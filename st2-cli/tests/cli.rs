@@ -462,3 +462,53 @@ fn login_writes_the_user_and_caches_the_token() {
     assert!(out.status.success(), "{}", show(&out));
     assert!(stdout(&out).contains("ref: core.local"), "{}", show(&out));
 }
+
+#[test]
+fn keys_rules_webhooks_traces_and_whoami() {
+    let ok = |args: &[&str]| {
+        let out = st2(args);
+        assert!(out.status.success(), "st2 {args:?}: {}", show(&out));
+        stdout(&out)
+    };
+    assert!(ok(&["whoami"]).contains("st2admin"));
+
+    // keys: set, encrypted, decrypt, list, delete, not found after.
+    ok(&["key", "set", "cli_k", "v1"]);
+    assert_eq!(json_of(&st2(&["key", "get", "cli_k", "-j"]))["value"], "v1");
+    ok(&["key", "set", "cli_s", "hush", "--encrypt"]);
+    let enc = json_of(&st2(&["key", "get", "cli_s", "-j"]));
+    assert_eq!(enc["encrypted"], true);
+    assert_ne!(enc["value"], "hush");
+    assert_eq!(
+        json_of(&st2(&["key", "get", "cli_s", "-d", "-j"]))["value"],
+        "hush"
+    );
+    assert!(ok(&["key", "list", "--prefix", "cli_"]).contains("cli_k"));
+    ok(&["key", "delete", "cli_k"]);
+    assert_eq!(st2(&["key", "get", "cli_k"]).status.code(), Some(1));
+
+    // rules: create from YAML, list, disable, webhook registered, delete.
+    let dir = tempfile::tempdir().expect("tmp");
+    let rule = dir.path().join("rule.yaml");
+    std::fs::write(
+        &rule,
+        "name: cli_hook\npack: default\nenabled: true\ntrigger:\n  type: core.st2.webhook\n  parameters:\n    url: cli_hook\naction:\n  ref: core.noop\n",
+    )
+    .expect("write");
+    ok(&["rule", "create", rule.to_str().expect("utf-8")]);
+    assert!(ok(&["rule", "list", "-p", "default"]).contains("default.cli_hook"));
+    ok(&["rule", "disable", "default.cli_hook"]);
+    assert_eq!(
+        json_of(&st2(&["rule", "get", "default.cli_hook", "-j"]))["enabled"],
+        false
+    );
+    assert!(ok(&["webhook", "list"]).contains("cli_hook"));
+    assert!(ok(&["trigger", "list"]).contains("core.st2.webhook"));
+    ok(&["rule", "delete", "default.cli_hook"]);
+    assert_eq!(
+        st2(&["rule", "get", "default.cli_hook"]).status.code(),
+        Some(1)
+    );
+    ok(&["trace", "list"]);
+    ok(&["pack", "list"]);
+}
