@@ -146,45 +146,24 @@ pub async fn list_executions(
     State(s): State<AppState>,
     QueryParams(p): QueryParams<RawParams>,
 ) -> Result<Response, ApiError> {
-    let (gt, lt) = (p.get("timestamp_gt"), p.get("timestamp_lt"));
+    let spec = listing::ListSpec::<Execution> {
+        filters: FILTERS,
+        sort: ("id", true),
+        default_limit: Some(100),
+        view,
+    };
+    let (gt, lt) = (
+        p.get("timestamp_gt").cloned(),
+        p.get("timestamp_lt").cloned(),
+    );
     if gt.is_none() && lt.is_none() {
-        let spec = listing::ListSpec::<Execution> {
-            filters: FILTERS,
-            sort: ("id", true),
-            default_limit: Some(100),
-            view,
-        };
         return listing::list(&*s.store, &p, Query::all(), &spec).await;
     }
     // Time windows: filtered here (the store knows equality only), then paged.
-    let paging = Paging::from_params(&p, Some(100))?;
-    let q =
-        listing::filtered(Query::all(), &p, FILTERS).sort("id", paging.descending.unwrap_or(true));
-    let within = |e: &Execution| {
-        let t = parse_time(&e.start_timestamp);
-        gt.is_none_or(|g| t.is_some() && t > parse_time(g))
-            && lt.is_none_or(|l| t.is_some() && t < parse_time(l))
-    };
-    let all: Vec<Execution> = repo::<Execution>(&*s.store)
-        .find(&q)
-        .await?
-        .into_iter()
-        .filter(within)
-        .collect();
-    let total = all.len() as u64;
-    let items = all
-        .into_iter()
-        .skip(paging.offset as usize)
-        .take(paging.limit.map_or(usize::MAX, |l| l as usize))
-        .map(|e| paging.project(view(e)))
-        .collect();
-    Ok(listing::with_total(Value::Array(items), total))
-}
-
-fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|d| d.with_timezone(&chrono::Utc))
+    listing::list_matching(&*s.store, &p, Query::all(), &spec, move |e: &Execution| {
+        listing::within(&e.start_timestamp, gt.as_deref(), lt.as_deref())
+    })
+    .await
 }
 
 async fn load(s: &AppState, id: &str) -> Result<Execution, ApiError> {

@@ -225,6 +225,49 @@ pub async fn list<T: Document>(
     Ok(with_total(Value::Array(items), total))
 }
 
+/// Like [`list`], keeping only the documents for which `keep` holds (checked here,
+/// after the store's equality filters), then paging and projecting. `X-Total-Count` counts the
+/// kept documents.
+pub async fn list_matching<T: Document>(
+    store: &dyn Store,
+    p: &RawParams,
+    q: Query,
+    spec: &ListSpec<T>,
+    keep: impl Fn(&T) -> bool,
+) -> Result<Response, ApiError> {
+    let paging = Paging::from_params(p, spec.default_limit)?;
+    let (field, desc) = spec.sort;
+    let q = filtered(q, p, spec.filters).sort(field, paging.descending.unwrap_or(desc));
+    let kept: Vec<T> = repo::<T>(store)
+        .find(&q)
+        .await?
+        .into_iter()
+        .filter(|d| keep(d))
+        .collect();
+    let total = kept.len() as u64;
+    let items = kept
+        .into_iter()
+        .skip(usize::try_from(paging.offset).unwrap_or(usize::MAX))
+        .take(paging.limit.map_or(usize::MAX, |l| l as usize))
+        .map(|d| paging.project((spec.view)(d)))
+        .collect();
+    Ok(with_total(Value::Array(items), total))
+}
+
+fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|d| d.with_timezone(&chrono::Utc))
+}
+
+/// True when the ISO-8601 time `t` is after `gt` and before `lt` (each bound optional; an
+/// unreadable time is outside any window).
+pub fn within(t: &str, gt: Option<&str>, lt: Option<&str>) -> bool {
+    let t = parse_time(t);
+    gt.is_none_or(|g| t.is_some() && t > parse_time(g))
+        && lt.is_none_or(|l| t.is_some() && t < parse_time(l))
+}
+
 /// 404 `{what} with ref or id "{key}" not found` (the shape of StackStorm's message).
 pub fn not_found(what: &str, key: &str) -> ApiError {
     ApiError::new(

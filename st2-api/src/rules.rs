@@ -31,7 +31,7 @@ use st2_core::store::{repo, Query, Write};
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::listing::{self, ListSpec, RawParams};
-use crate::traces::{list_matching, within};
+use crate::listing::{list_matching, within};
 use crate::AppState;
 
 /// The routes of this module.

@@ -1,6 +1,5 @@
 //! Traces: `GET /traces` (newest first; filters `trace_tag`, `execution`, `rule`,
-//! `trigger_instance`) and `GET /traces/{id}`; plus the in-memory list path that resources use
-//! for filters the store cannot express (either-of fields, array members, time windows).
+//! `trigger_instance`) and `GET /traces/{id}`.
 
 use axum::extract::{Path, Query as QueryParams, State};
 use axum::response::Response;
@@ -8,8 +7,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::Value;
 
-use st2_core::model::{Document, Trace, TraceComponent};
-use st2_core::store::{repo, Query, Store};
+use st2_core::model::{Trace, TraceComponent};
+use st2_core::store::Query;
 
 use crate::error::ApiError;
 use crate::listing::{self, ListSpec, Paging, RawParams};
@@ -20,49 +19,6 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/traces", get(list_traces))
         .route("/traces/{id}", get(get_trace))
-}
-
-/// Like [`listing::list`], keeping only the documents for which `keep` holds (checked here,
-/// after the store's equality filters), then paging and projecting. `X-Total-Count` counts the
-/// kept documents.
-pub async fn list_matching<T: Document>(
-    store: &dyn Store,
-    p: &RawParams,
-    q: Query,
-    spec: &ListSpec<T>,
-    keep: impl Fn(&T) -> bool,
-) -> Result<Response, ApiError> {
-    let paging = Paging::from_params(p, spec.default_limit)?;
-    let (field, desc) = spec.sort;
-    let q = listing::filtered(q, p, spec.filters).sort(field, paging.descending.unwrap_or(desc));
-    let kept: Vec<T> = repo::<T>(store)
-        .find(&q)
-        .await?
-        .into_iter()
-        .filter(|d| keep(d))
-        .collect();
-    let total = kept.len() as u64;
-    let items = kept
-        .into_iter()
-        .skip(usize::try_from(paging.offset).unwrap_or(usize::MAX))
-        .take(paging.limit.map_or(usize::MAX, |l| l as usize))
-        .map(|d| paging.project((spec.view)(d)))
-        .collect();
-    Ok(listing::with_total(Value::Array(items), total))
-}
-
-fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|d| d.with_timezone(&chrono::Utc))
-}
-
-/// True when the ISO-8601 time `t` is after `gt` and before `lt` (each bound optional; an
-/// unreadable time is outside any window).
-pub fn within(t: &str, gt: Option<&str>, lt: Option<&str>) -> bool {
-    let t = parse_time(t);
-    gt.is_none_or(|g| t.is_some() && t > parse_time(g))
-        && lt.is_none_or(|l| t.is_some() && t < parse_time(l))
 }
 
 fn has(components: &[TraceComponent], id: Option<&String>) -> bool {
@@ -98,7 +54,7 @@ pub async fn list_traces(
     if execution.is_none() && rule.is_none() && instance.is_none() {
         return listing::list(&*s.store, &p, Query::all(), &spec).await;
     }
-    list_matching(&*s.store, &p, Query::all(), &spec, move |t: &Trace| {
+    listing::list_matching(&*s.store, &p, Query::all(), &spec, move |t: &Trace| {
         has(&t.action_executions, execution.as_ref())
             && has(&t.rules, rule.as_ref())
             && has(&t.trigger_instances, instance.as_ref())

@@ -30,8 +30,8 @@ use st2_core::store::{repo, Collection, Query, Repo, Write};
 use crate::error::ApiError;
 use crate::executions::services;
 use crate::listing::{self, ListSpec, Paging, RawParams};
+use crate::listing::{list_matching, within};
 use crate::rules::invalid;
-use crate::traces::{list_matching, within};
 use crate::AppState;
 
 /// The pack whose trigger types are built in and cannot be changed through the API.
