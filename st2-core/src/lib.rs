@@ -24,6 +24,8 @@
 //!   the timer engine that fires them.
 //! - [`runners`]: the action runners (local shell, Python with a StackStorm-compatible shim,
 //!   HTTP, remote SSH, noop/announcement/inquirer) behind the `Runner` trait and registry.
+//! - [`workflow`]: Orquesta workflows: spec, YAQL and Jinja expressions with Orquesta's functions,
+//!   the pure state machine.
 //! - [`error`]: the crate's error type.
 
 pub mod auth;
@@ -42,5 +44,6 @@ pub mod services;
 pub mod store;
 pub mod template;
 pub mod timers;
+pub mod workflow;
 
 pub use error::{Error, Result};

@@ -1,0 +1,1 @@
+//! See [`super`]: to be written.
