@@ -14,6 +14,14 @@
 //!
 //! Sorting uses SQLite's order of the extracted values: missing/`null` first, then numbers (and
 //! booleans, as 0/1), then strings by byte order; ties are broken by `id` in the same direction.
+//!
+//! # Concurrency
+//! One writer thread owns the write connection and commits in groups: it takes every write
+//! waiting in its queue, runs each in a savepoint of one `BEGIN IMMEDIATE` transaction (a
+//! failing write is rolled back alone), commits once, and only then answers the callers. Many
+//! concurrent small writes thus share one commit. Reads of a file store run on the caller's
+//! thread over a small pool of read connections (WAL readers never wait for the writer); an
+//! in-memory store has one connection, so its reads go through the writer thread.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -36,21 +44,43 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Name of the SQL function comparing two JSON texts as values (see [`register_functions`]).
 const JSON_EQ_FN: &str = "st2_json_eq";
 
-/// The embedded SQLite store. Cloning is cheap: clones share one connection.
+/// Read connections of a file store (reads are short; two cores rarely need more).
+const READERS: usize = 4;
+
+/// Most writes committed together.
+const MAX_GROUP: usize = 256;
+
+/// What a queued write returns once it has run: called with the group's commit outcome, it
+/// answers the caller.
+type Finish = Box<dyn FnOnce(Option<&str>) + Send>;
+
+/// A queued write: runs on the writer's connection inside the group transaction (`None`: the
+/// transaction could not start, so it does not run); returns whether its changes are kept
+/// (else rolled back to its savepoint) and how to answer.
+type Job = Box<dyn FnOnce(Option<&Connection>) -> (bool, Finish) + Send>;
+
+/// The embedded SQLite store. Cloning is cheap: clones share the writer thread and readers.
 ///
-/// Each handle owns one connection, used by one blocking task at a time; several handles (or
-/// processes) on the same file coordinate through SQLite's locks.
+/// Several handles (or processes) on the same file coordinate through SQLite's locks.
 #[derive(Clone)]
 pub struct EmbeddedStore {
-    /// The connection; a mutex because a `Connection` is not `Sync`.
-    conn: Arc<Mutex<Connection>>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The writer thread's queue.
+    writer: Mutex<std::sync::mpsc::Sender<Job>>,
+    /// Read connections (file stores); empty: reads go through the writer.
+    readers: Vec<Mutex<Connection>>,
+    /// Round-robin start for picking a reader.
+    next_reader: std::sync::atomic::AtomicUsize,
     /// The file, or `None` in memory (for `Debug` and error messages).
     path: Option<PathBuf>,
 }
 
 impl fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.path {
+        match &self.inner.path {
             Some(p) => f.debug_struct("EmbeddedStore").field("path", p).finish(),
             None => f
                 .debug_struct("EmbeddedStore")
@@ -64,21 +94,36 @@ impl EmbeddedStore {
     /// Opens (creating it if needed) the store file at `path`; its directory must exist.
     /// Creates the tables and indexes that are missing.
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path).map_err(backend(format!(
-            "cannot open store file {}",
-            path.display()
-        )))?;
-        Self::init(conn, Some(path.to_path_buf()))
+        let open = || {
+            Connection::open(path).map_err(backend(format!(
+                "cannot open store file {}",
+                path.display()
+            )))
+        };
+        let writer = open()?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let conn = open()?;
+            conn.busy_timeout(BUSY_TIMEOUT)
+                .map_err(backend("cannot set busy timeout".into()))?;
+            register_functions(&conn)?;
+            readers.push(Mutex::new(conn));
+        }
+        Self::init(writer, readers, Some(path.to_path_buf()))
     }
 
     /// A private, empty store in memory (tests, `--dry-run` style tools).
     pub fn open_in_memory() -> Result<Self> {
         let conn = Connection::open_in_memory()
             .map_err(backend("cannot open in-memory store".to_string()))?;
-        Self::init(conn, None)
+        Self::init(conn, Vec::new(), None)
     }
 
-    fn init(mut conn: Connection, path: Option<PathBuf>) -> Result<Self> {
+    fn init(
+        mut conn: Connection,
+        readers: Vec<Mutex<Connection>>,
+        path: Option<PathBuf>,
+    ) -> Result<Self> {
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(backend("cannot set busy timeout".into()))?;
         let mode: String = conn
@@ -96,28 +141,126 @@ impl EmbeddedStore {
             .map_err(backend("cannot set synchronous mode".into()))?;
         register_functions(&conn)?;
         create_schema(&mut conn)?;
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("st2-store-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StoreError::Backend(format!("cannot start the store writer: {e}")))?;
         tracing::debug!(path = ?path, "opened embedded store");
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-            path,
+            inner: Arc::new(Inner {
+                writer: Mutex::new(tx),
+                readers,
+                next_reader: std::sync::atomic::AtomicUsize::new(0),
+                path,
+            }),
         })
     }
 
-    /// Runs `f` on the connection in a blocking task.
-    async fn run<T, F>(&self, f: F) -> Result<T>
+    /// Runs `f` in the writer's group transaction (in its own savepoint) and answers once the
+    /// group is committed. An `Err` from `f` rolls back `f`'s changes only.
+    async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            // A panic while holding the lock leaves the connection usable: an open
-            // transaction is rolled back when its guard is dropped during unwinding.
-            let mut guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("embedded store task failed: {e}")))?
+        let (reply, answer) = tokio::sync::oneshot::channel::<Result<T>>();
+        let job: Job = Box::new(move |conn| {
+            let out = match conn {
+                Some(conn) => f(conn),
+                None => Err(StoreError::Backend("the write transaction did not start".into())),
+            };
+            let keep = out.is_ok();
+            let finish: Finish = Box::new(move |commit_error| {
+                let out = match (out, commit_error) {
+                    (Ok(v), None) => Ok(v),
+                    (Ok(_), Some(e)) => Err(StoreError::Backend(format!("cannot commit: {e}"))),
+                    (Err(e), _) => Err(e),
+                };
+                let _ = reply.send(out);
+            });
+            (keep, finish)
+        });
+        self.inner
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .send(job)
+            .map_err(|_| StoreError::Backend("the store writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Backend("the store writer dropped a write".into()))?
+    }
+
+    /// Runs a read: on a read connection, on the caller's thread (file stores), or through the
+    /// writer (in memory).
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let readers = &self.inner.readers;
+        if readers.is_empty() {
+            return self.write(f).await;
+        }
+        let start = self
+            .inner
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for i in 0..readers.len() {
+            if let Ok(conn) = readers[(start + i) % readers.len()].try_lock() {
+                return f(&conn);
+            }
+        }
+        let conn = readers[start % readers.len()]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        f(&conn)
+    }
+}
+
+/// The writer thread: takes every queued write, runs each in a savepoint of one transaction,
+/// commits once, answers. Ends when every handle is gone.
+fn writer_loop(conn: Connection, rx: std::sync::mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let msg = format!("cannot start write transaction: {e}");
+            for job in group {
+                let (_, finish) = job(None);
+                finish(Some(&msg));
+            }
+            continue;
+        }
+        let mut finishers = Vec::with_capacity(group.len());
+        for job in group {
+            let saved = conn.execute_batch("SAVEPOINT op").is_ok();
+            let (keep, finish) = job(Some(&conn));
+            if saved {
+                let end = if keep {
+                    "RELEASE op"
+                } else {
+                    "ROLLBACK TO op; RELEASE op"
+                };
+                if let Err(e) = conn.execute_batch(end) {
+                    tracing::warn!(error = %e, "store savepoint");
+                }
+            }
+            finishers.push(finish);
+        }
+        let commit = conn.execute_batch("COMMIT").err().map(|e| e.to_string());
+        if commit.is_some() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for finish in finishers {
+            finish(commit.as_deref());
+        }
     }
 }
 
@@ -353,7 +496,7 @@ fn prepare(write: Write) -> Result<Op> {
 impl Store for EmbeddedStore {
     async fn get(&self, collection: Collection, id: &str) -> Result<Option<Value>> {
         let id = id.to_string();
-        self.run(move |conn| {
+        self.read(move |conn| {
             let sql = format!("SELECT doc FROM \"{}\" WHERE id = ?", collection.name());
             let text: Option<String> = conn
                 .prepare_cached(&sql)
@@ -380,7 +523,7 @@ impl Store for EmbeddedStore {
             w.sql,
             order_by(query)?
         );
-        self.run(move |conn| {
+        self.read(move |conn| {
             let texts = conn
                 .prepare_cached(&sql)
                 .and_then(|mut st| {
@@ -398,7 +541,7 @@ impl Store for EmbeddedStore {
     async fn count(&self, collection: Collection, query: &Query) -> Result<u64> {
         let w = SqlWhere::build(&query.filters)?;
         let sql = format!("SELECT COUNT(*) FROM \"{}\" {}", collection.name(), w.sql);
-        self.run(move |conn| {
+        self.read(move |conn| {
             let n: i64 = conn
                 .prepare_cached(&sql)
                 .and_then(|mut st| st.query_row(params_from_iter(w.params.iter()), |r| r.get(0)))
@@ -416,10 +559,8 @@ impl Store for EmbeddedStore {
         if ops.is_empty() {
             return Ok(());
         }
-        self.run(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend("cannot start write transaction".into()))?;
+        // The writer's savepoint makes the batch atomic.
+        self.write(move |tx| {
             for op in &ops {
                 match op {
                     Op::Put {
@@ -444,8 +585,7 @@ impl Store for EmbeddedStore {
                     }
                 }
             }
-            tx.commit()
-                .map_err(backend("cannot commit write batch".into()))
+            Ok(())
         })
         .await
     }
@@ -459,16 +599,10 @@ impl Store for EmbeddedStore {
         patch: JsonMap,
     ) -> Result<Option<Value>> {
         let (id, field, expected) = (id.to_string(), field.to_string(), expected.to_vec());
-        self.run(move |conn| {
+        // The writer holds the write lock for the whole group, so no one changes the document
+        // between the check and the write.
+        self.write(move |tx| {
             let what = || format!("{collection:?} document {id:?}");
-            // IMMEDIATE takes the write lock before reading, so no one changes the document
-            // between the check and the write.
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend(format!(
-                    "cannot start compare-and-set on {}",
-                    what()
-                )))?;
             let sql = format!("SELECT doc FROM \"{}\" WHERE id = ?", collection.name());
             let text: Option<String> = tx
                 .prepare_cached(&sql)
@@ -501,10 +635,6 @@ impl Store for EmbeddedStore {
             tx.prepare_cached(&sql)
                 .and_then(|mut st| st.execute([&text, &id]))
                 .map_err(backend(format!("cannot write {}", what())))?;
-            tx.commit().map_err(backend(format!(
-                "cannot commit compare-and-set on {}",
-                what()
-            )))?;
             Ok(Some(doc))
         })
         .await
@@ -513,7 +643,7 @@ impl Store for EmbeddedStore {
     /// Deletes in one statement, so "existed" is exact even under concurrent deletes.
     async fn delete(&self, collection: Collection, id: &str) -> Result<bool> {
         let id = id.to_string();
-        self.run(move |conn| {
+        self.write(move |conn| {
             let sql = format!("DELETE FROM \"{}\" WHERE id = ?", collection.name());
             let n = conn
                 .prepare_cached(&sql)
@@ -547,8 +677,10 @@ mod tests {
 
     #[test]
     fn indexed_equality_uses_the_expression_index() {
-        let store = EmbeddedStore::open_in_memory().expect("in-memory store");
-        let conn = store.conn.lock().expect("fresh mutex");
+        let conn = Connection::open_in_memory().expect("in-memory db");
+        register_functions(&conn).expect("functions");
+        let mut conn = conn;
+        create_schema(&mut conn).expect("schema");
         let cases = [
             (
                 Collection::Executions,
