@@ -20,6 +20,9 @@ pub const ACTION_TRIGGER: &str = "core.st2.generic.actiontrigger";
 /// Trigger emitted per notify route.
 pub const NOTIFY_TRIGGER: &str = "core.st2.generic.notifytrigger";
 
+/// Completions handled at once (also the notifier queue's prefetch).
+pub const CONCURRENCY: usize = 16;
+
 /// The notifier service.
 pub struct Notifier {
     ctx: Ctx,
@@ -36,44 +39,62 @@ impl Notifier {
         let sub = self
             .ctx
             .bus
-            .subscribe(SubscribeSpec::work(
-                names::NOTIFIER_WORK,
-                names::LIVEACTION_STATUS,
-                COMPLETED_STATUSES,
-            ))
+            .subscribe(
+                SubscribeSpec::work(
+                    names::NOTIFIER_WORK,
+                    names::LIVEACTION_STATUS,
+                    COMPLETED_STATUSES,
+                )
+                .with_prefetch(CONCURRENCY as u16),
+            )
             .await?;
         Ok(tokio::spawn(self.consume(sub)))
     }
 
     async fn consume(self: Arc<Self>, mut sub: Subscription) {
+        // Completions are handled concurrently; each is independent of the others.
+        let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
         while let Some(d) = sub.next().await {
             let Ok(d) = d else { continue };
-            // Only completions are routed here (`{"id"}` on `st2.liveaction.status`), so the
-            // notifier's queue carries one message per execution, not one per status change.
-            let id = d.message().value().ok().and_then(|v| {
-                v.get("id")
-                    .and_then(serde_json::Value::as_str)
-                    .map(String::from)
-            });
-            let res = match id {
-                Some(id) => match crate::store::repo::<Execution>(&*self.ctx.store)
-                    .get(&id)
-                    .await
-                {
-                    Ok(Some(e)) if e.status.is_completed() => self.completed(&e).await,
-                    Ok(_) => Ok(()),
-                    Err(e) => Err(e.into()),
-                },
-                None => Ok(()),
+            let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+                break;
             };
-            match res {
-                Ok(()) => {
-                    let _ = d.ack().await;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "notifier failed; requeued");
-                    let _ = d.nack(true).await;
-                }
+            let me = Arc::clone(&self);
+            tokio::spawn(async move {
+                me.handle(d).await;
+                drop(permit);
+            });
+        }
+        let _ = slots.acquire_many(CONCURRENCY as u32).await;
+    }
+
+    /// One completion message: the execution's triggers, then ack (or requeue on failure).
+    async fn handle(&self, d: crate::bus::Delivery) {
+        // Only completions are routed here (`{"id"}` on `st2.liveaction.status`), so the
+        // notifier's queue carries one message per execution, not one per status change.
+        let id = d.message().value().ok().and_then(|v| {
+            v.get("id")
+                .and_then(serde_json::Value::as_str)
+                .map(String::from)
+        });
+        let res = match id {
+            Some(id) => match crate::store::repo::<Execution>(&*self.ctx.store)
+                .get(&id)
+                .await
+            {
+                Ok(Some(e)) if e.status.is_completed() => self.completed(&e).await,
+                Ok(_) => Ok(()),
+                Err(e) => Err(e.into()),
+            },
+            None => Ok(()),
+        };
+        match res {
+            Ok(()) => {
+                let _ = d.ack().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "notifier failed; requeued");
+                let _ = d.nack(true).await;
             }
         }
     }

@@ -23,6 +23,9 @@ use crate::template::RenderContext;
 /// `st2ctl reload`, become live within this time; API changes call [`RulesEngine::reload`]).
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 
+/// Trigger instances processed at once (also the rules engine queue's prefetch).
+pub const CONCURRENCY: usize = 16;
+
 /// The rules engine.
 pub struct RulesEngine {
     ctx: Ctx,
@@ -59,11 +62,14 @@ impl RulesEngine {
         let sub = self
             .ctx
             .bus
-            .subscribe(SubscribeSpec::work(
-                names::RULES_ENGINE_WORK,
-                names::TRIGGER_INSTANCES_DISPATCH,
-                ["#"],
-            ))
+            .subscribe(
+                SubscribeSpec::work(
+                    names::RULES_ENGINE_WORK,
+                    names::TRIGGER_INSTANCES_DISPATCH,
+                    ["#"],
+                )
+                .with_prefetch(CONCURRENCY as u16),
+            )
             .await?;
         Ok(tokio::spawn(self.consume(sub)))
     }
@@ -82,6 +88,9 @@ impl RulesEngine {
                 }
             })
         };
+        // Instances are processed concurrently (each waits on its own store writes, which the
+        // store commits in groups); the queue's prefetch bounds how many are in hand.
+        let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
         while let Some(delivery) = sub.next().await {
             let delivery = match delivery {
                 Ok(d) => d,
@@ -90,17 +99,26 @@ impl RulesEngine {
                     continue;
                 }
             };
-            let msg = delivery.message().value().unwrap_or(Value::Null);
-            match self.process(&msg).await {
-                Ok(()) => {
-                    let _ = delivery.ack().await;
+            let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+                break;
+            };
+            let me = Arc::clone(&self);
+            tokio::spawn(async move {
+                let msg = delivery.message().value().unwrap_or(Value::Null);
+                match me.process(&msg).await {
+                    Ok(()) => {
+                        let _ = delivery.ack().await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "trigger instance processing failed; requeued");
+                        let _ = delivery.nack(true).await;
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "trigger instance processing failed; requeued");
-                    let _ = delivery.nack(true).await;
-                }
-            }
+                drop(permit);
+            });
         }
+        // Let the instances in hand finish.
+        let _ = slots.acquire_many(CONCURRENCY as u32).await;
         reloader.abort();
     }
 

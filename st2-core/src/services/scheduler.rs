@@ -17,6 +17,9 @@ use crate::store::{repo, Query};
 /// How often delayed executions are re-examined.
 pub const DELAYED_SWEEP: Duration = Duration::from_millis(500);
 
+/// Executions scheduled at once.
+pub const CONCURRENCY: usize = 16;
+
 /// Statuses that occupy a concurrency slot.
 const ACTIVE: [ExecutionStatus; 4] = [
     ExecutionStatus::Scheduled,
@@ -78,18 +81,26 @@ impl Scheduler {
 
     async fn consume(self: Arc<Self>, mut req: Subscription, mut done: Subscription) {
         let mut sweep = tokio::time::interval(DELAYED_SWEEP);
+        let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
         loop {
             tokio::select! {
                 d = req.next() => {
                     let Some(d) = d else { break };
                     let Ok(d) = d else { continue };
                     let id = d.message().value().ok().and_then(|v| v.get("id").and_then(Value::as_str).map(String::from));
-                    if let Some(id) = id {
-                        if let Err(e) = self.schedule(&id).await {
-                            tracing::warn!(execution = %id, error = %e, "scheduling failed");
+                    // Executions are scheduled concurrently; those of actions with policies
+                    // take the policy lock inside `schedule`.
+                    let Ok(permit) = Arc::clone(&slots).acquire_owned().await else { break };
+                    let me = Arc::clone(&self);
+                    tokio::spawn(async move {
+                        if let Some(id) = id {
+                            if let Err(e) = me.schedule(&id).await {
+                                tracing::warn!(execution = %id, error = %e, "scheduling failed");
+                            }
                         }
-                    }
-                    let _ = d.ack().await;
+                        let _ = d.ack().await;
+                        drop(permit);
+                    });
                 }
                 d = done.next() => {
                     let Some(d) = d else { break };
@@ -116,7 +127,6 @@ impl Scheduler {
 
     /// Applies the policies to one `requested` or `delayed` execution.
     pub async fn schedule(&self, id: &str) -> Result<(), ServiceError> {
-        let _one_at_a_time = self.lock.lock().await;
         let Some(exec) = repo::<Execution>(&*self.ctx.store).get(id).await? else {
             return Ok(());
         };
@@ -176,6 +186,22 @@ impl Scheduler {
             .catalog
             .policies(&*self.ctx.store, &action_ref)
             .await?;
+        if policies.is_empty() {
+            // No policy to count against: the compare-and-set alone decides.
+            advance(&self.ctx, &exec, ExecutionStatus::Scheduled, JsonMap::new()).await?;
+            return Ok(());
+        }
+        // Policies count executions: one decision at a time, on a fresh read.
+        let _one_at_a_time = self.lock.lock().await;
+        let Some(exec) = repo::<Execution>(&*self.ctx.store).get(id).await? else {
+            return Ok(());
+        };
+        if !matches!(
+            exec.status,
+            ExecutionStatus::Requested | ExecutionStatus::Delayed
+        ) {
+            return Ok(());
+        }
         let mut decision = Decision::Schedule;
         for p in policies.iter() {
             match self.apply(p, &exec, &action_ref).await? {
