@@ -1,8 +1,8 @@
 //! Actions and runner types: `GET /actions[/{ref_or_id}]`, `GET /runnertypes[/{name_or_id}]`
 //! (`?name=` filters, as `st2 run` uses it).
 
-use axum::extract::{Path, Query as QueryParams, State};
-use axum::response::Response;
+use axum::extract::{OriginalUri, Path, Query as QueryParams, State};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::Value;
@@ -23,9 +23,16 @@ pub fn routes() -> Router<AppState> {
         .route("/runnertypes/{key}", get(get_runner))
 }
 
-/// `GET /actions`.
+/// The cache key of a request: its path and query.
+fn request_key(uri: &axum::http::Uri) -> String {
+    uri.path_and_query()
+        .map_or_else(|| uri.path().to_string(), |pq| pq.as_str().to_string())
+}
+
+/// `GET /actions` (answered from the catalog's listing cache when it is fresh).
 pub async fn list_actions(
     State(s): State<AppState>,
+    OriginalUri(uri): OriginalUri,
     QueryParams(p): QueryParams<RawParams>,
 ) -> Result<Response, ApiError> {
     let spec = ListSpec::<Action> {
@@ -38,22 +45,32 @@ pub async fn list_actions(
         default_limit: None,
         view: listing::to_json,
     };
-    listing::list(&*s.store, &p, Query::all(), &spec).await
+    listing::cached_list(&s, &request_key(&uri), &p, &spec).await
 }
 
-/// `GET /actions/{ref_or_id}`.
+/// `GET /actions/{ref_or_id}` (from the catalog when the pipeline runs here).
 pub async fn get_action(
     State(s): State<AppState>,
     Path(key): Path<String>,
-) -> Result<Json<Action>, ApiError> {
+) -> Result<Response, ApiError> {
+    if let Some(ctx) = &s.services {
+        return match ctx.catalog.action(&*s.store, &key).await {
+            Ok(loaded) => Ok(Json(&loaded.action_json).into_response()),
+            Err(st2_core::services::ServiceError::NotFound { kind: "action", .. }) => {
+                Err(listing::not_found("Action", &key))
+            }
+            Err(e) => Err(e.into()),
+        };
+    }
     listing::get_by_ref_or_id::<Action>(&*s.store, "Action", &key)
         .await
-        .map(Json)
+        .map(|a| Json(a).into_response())
 }
 
 /// `GET /runnertypes` (`?name=` filters, as `st2 run` uses it).
 pub async fn list_runners(
     State(s): State<AppState>,
+    OriginalUri(uri): OriginalUri,
     QueryParams(p): QueryParams<RawParams>,
 ) -> Result<Response, ApiError> {
     let spec = ListSpec::<RunnerType> {
@@ -62,7 +79,7 @@ pub async fn list_runners(
         default_limit: None,
         view: listing::to_json,
     };
-    listing::list(&*s.store, &p, Query::all(), &spec).await
+    listing::cached_list(&s, &request_key(&uri), &p, &spec).await
 }
 
 /// `GET /runnertypes/{name_or_id}`.

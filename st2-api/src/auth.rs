@@ -41,6 +41,20 @@ fn header_str(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The user of a valid token: from the catalog's token cache when the pipeline runs here (a
+/// token cannot be revoked, only expire), else from the store.
+async fn token_user(state: &AppState, token: &str) -> st2_core::Result<Option<String>> {
+    let catalog = state.services.as_ref().map(|c| &c.catalog);
+    if let Some(user) = catalog.and_then(|c| c.token_user(token)) {
+        return Ok(Some(user));
+    }
+    let found = st2_core::auth::valid_token(&*state.store, token).await?;
+    if let (Some(c), Some((user, expiry))) = (catalog, &found) {
+        c.put_token(token, user, *expiry);
+    }
+    Ok(found.map(|(user, _)| user))
+}
+
 /// Requires a valid token or API key when auth is enabled.
 pub async fn require_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     if !state.auth_enabled {
@@ -62,7 +76,7 @@ pub async fn require_auth(State(state): State<AppState>, mut req: Request, next:
     );
     let (user, method) = match (token, key) {
         (Some((t, location)), _) => (
-            st2_core::auth::user_for_token(&*state.store, &t).await,
+            token_user(&state, &t).await,
             AuthMethod {
                 method: "authentication token",
                 location,

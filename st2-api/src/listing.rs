@@ -211,6 +211,52 @@ pub async fn list<T: Document>(
     q: Query,
     spec: &ListSpec<T>,
 ) -> Result<Response, ApiError> {
+    let (items, total) = list_value(store, p, q, spec).await?;
+    Ok(with_total(items, total))
+}
+
+/// A JSON body (already serialised) with `X-Total-Count`.
+pub fn bytes_with_total(body: axum::body::Bytes, total: u64) -> Response {
+    let mut resp = (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&total.to_string()) {
+        resp.headers_mut().insert("X-Total-Count", v);
+    }
+    resp
+}
+
+/// [`list`] of registration-time content (actions, runner types, ...), answered from the
+/// catalog's cache of serialised listings when the pipeline runs in this process; `key` names
+/// the request (resource and query string).
+pub async fn cached_list<T: Document>(
+    state: &crate::AppState,
+    key: &str,
+    p: &RawParams,
+    spec: &ListSpec<T>,
+) -> Result<Response, ApiError> {
+    let Some(ctx) = &state.services else {
+        return list(&*state.store, p, Query::all(), spec).await;
+    };
+    if let Some(hit) = ctx.catalog.listing(key) {
+        return Ok(bytes_with_total(hit.0.clone(), hit.1));
+    }
+    let started = ctx.catalog.generation();
+    let (items, total) = list_value(&*state.store, p, Query::all(), spec).await?;
+    let body = axum::body::Bytes::from(serde_json::to_vec(&items).unwrap_or_default());
+    ctx.catalog.put_listing(key, started, body.clone(), total);
+    Ok(bytes_with_total(body, total))
+}
+
+/// The items and total of [`list`].
+pub async fn list_value<T: Document>(
+    store: &dyn Store,
+    p: &RawParams,
+    q: Query,
+    spec: &ListSpec<T>,
+) -> Result<(Value, u64), ApiError> {
     let paging = Paging::from_params(p, spec.default_limit)?;
     let (field, desc) = spec.sort;
     let q = filtered(q, p, spec.filters).sort(field, paging.descending.unwrap_or(desc));
@@ -222,7 +268,7 @@ pub async fn list<T: Document>(
         .into_iter()
         .map(|d| paging.project((spec.view)(d)))
         .collect();
-    Ok(with_total(Value::Array(items), total))
+    Ok((Value::Array(items), total))
 }
 
 /// Like [`list`], keeping only the documents for which `keep` holds (checked here,

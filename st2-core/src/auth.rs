@@ -122,13 +122,18 @@ pub async fn issue_token(
 
 /// The user a token belongs to, if it exists and has not expired.
 pub async fn user_for_token(store: &dyn Store, token: &str) -> Result<Option<String>> {
+    Ok(valid_token(store, token).await?.map(|(user, _)| user))
+}
+
+/// The user of a valid (existing, unexpired) token and its expiry as Unix seconds.
+pub async fn valid_token(store: &dyn Store, token: &str) -> Result<Option<(String, i64)>> {
     let t = repo::<crate::model::Token>(store)
         .find_one(Query::all().eq("token", secret_hash(token)))
         .await?;
-    Ok(t.filter(|t| {
-        chrono::DateTime::parse_from_rfc3339(&t.expiry).is_ok_and(|e| e > chrono::Utc::now())
-    })
-    .map(|t| t.user))
+    Ok(t.and_then(|t| {
+        let expiry = chrono::DateTime::parse_from_rfc3339(&t.expiry).ok()?;
+        (expiry > chrono::Utc::now()).then(|| (t.user, expiry.timestamp()))
+    }))
 }
 
 /// Creates an enabled API key for `user`. The returned document is the stored one (id,

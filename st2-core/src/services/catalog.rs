@@ -102,6 +102,11 @@ pub struct Catalog {
     configs: Cache<JsonMap>,
     policies: Cache<Vec<Policy>>,
     triggers: Cache<ResolvedTrigger>,
+    /// Serialised API answers about registration-time content (body, total), by request.
+    listings: Cache<(bytes::Bytes, u64)>,
+    /// Auth tokens seen valid: token → (user, expiry as Unix seconds). Tokens cannot be
+    /// revoked, only expire, so a cached one is as good as a stored one until its expiry.
+    tokens: Cache<(String, i64)>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -123,6 +128,41 @@ impl Catalog {
         self.configs.clear();
         self.policies.clear();
         self.triggers.clear();
+        self.listings.clear();
+    }
+
+    /// The current generation: pass it back to [`put_listing`](Self::put_listing) so that a
+    /// listing computed across an [`invalidate`](Self::invalidate) is not cached.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// A cached API answer (serialised body and total) for `key`, if fresh.
+    pub fn listing(&self, key: &str) -> Option<Arc<(bytes::Bytes, u64)>> {
+        self.listings.get(key, Self::TTL)
+    }
+
+    /// Caches an API answer computed from the generation `started`.
+    pub fn put_listing(&self, key: &str, started: u64, body: bytes::Bytes, total: u64) {
+        self.cache(&self.listings, key, started, &Arc::new((body, total)));
+    }
+
+    /// The user of a token seen valid before, if it has not expired since.
+    pub fn token_user(&self, token: &str) -> Option<String> {
+        let hit = self.tokens.get(token, Self::TTL)?;
+        (hit.1 > chrono::Utc::now().timestamp()).then(|| hit.0.clone())
+    }
+
+    /// Remembers a valid token with its expiry (Unix seconds).
+    pub fn put_token(&self, token: &str, user: &str, expiry: i64) {
+        let mut tokens = self.tokens.lock();
+        if tokens.len() > 10_000 {
+            tokens.clear(); // bounded: a burst of distinct tokens only costs re-reads
+        }
+        tokens.insert(
+            token.to_string(),
+            (Instant::now(), Arc::new((user.to_string(), expiry))),
+        );
     }
 
     fn cache<V>(&self, cache: &Cache<V>, key: &str, started: u64, v: &Arc<V>) {

@@ -168,7 +168,9 @@ impl EmbeddedStore {
         let job: Job = Box::new(move |conn| {
             let out = match conn {
                 Some(conn) => f(conn),
-                None => Err(StoreError::Backend("the write transaction did not start".into())),
+                None => Err(StoreError::Backend(
+                    "the write transaction did not start".into(),
+                )),
             };
             let keep = out.is_ok();
             let finish: Finish = Box::new(move |commit_error| {
