@@ -25,15 +25,29 @@ fn normalise(url: &str) -> &str {
 
 /// The webhook triggers registered by rules.
 pub async fn find_webhook(state: &AppState, url: &str) -> Result<Option<Trigger>, ApiError> {
-    let triggers: Vec<Trigger> = repo::<Trigger>(&*state.store)
-        .find(&Query::all().eq("type", WEBHOOK_TRIGGER_TYPE))
-        .await?;
-    Ok(triggers.into_iter().find(|t| {
+    let same_url = |t: &&Trigger| {
         t.parameters
             .get("url")
             .and_then(Value::as_str)
             .is_some_and(|u| normalise(u) == normalise(url))
-    }))
+    };
+    match &state.services {
+        // The catalog's copy: rule changes made here invalidate it, others are seen within
+        // its TTL (as the rules engine sees them).
+        Some(ctx) => Ok(ctx
+            .catalog
+            .triggers_of_type(&*state.store, WEBHOOK_TRIGGER_TYPE)
+            .await?
+            .iter()
+            .find(same_url)
+            .cloned()),
+        None => Ok(repo::<Trigger>(&*state.store)
+            .find(&Query::all().eq("type", WEBHOOK_TRIGGER_TYPE))
+            .await?
+            .iter()
+            .find(same_url)
+            .cloned()),
+    }
 }
 
 /// `GET /api/v1/webhooks`.

@@ -102,6 +102,8 @@ pub struct Catalog {
     configs: Cache<JsonMap>,
     policies: Cache<Vec<Policy>>,
     triggers: Cache<ResolvedTrigger>,
+    /// Triggers of one type (webhooks), by type ref.
+    triggers_of_type: Cache<Vec<Trigger>>,
     /// Serialised API answers about registration-time content (body, total), by request.
     listings: Cache<(bytes::Bytes, u64)>,
     /// Auth tokens seen valid: token → (user, expiry as Unix seconds). Tokens cannot be
@@ -129,6 +131,26 @@ impl Catalog {
         self.policies.clear();
         self.triggers.clear();
         self.listings.clear();
+        self.triggers_of_type.clear();
+    }
+
+    /// The triggers of a trigger type (e.g. every `core.st2.webhook` trigger a rule made).
+    pub async fn triggers_of_type(
+        &self,
+        store: &dyn Store,
+        type_ref: &str,
+    ) -> Result<Arc<Vec<Trigger>>, ServiceError> {
+        if let Some(hit) = self.triggers_of_type.get(type_ref, Self::TTL) {
+            return Ok(hit);
+        }
+        let started = self.generation.load(Ordering::SeqCst);
+        let found = Arc::new(
+            repo::<Trigger>(store)
+                .find(&Query::all().eq("type", type_ref))
+                .await?,
+        );
+        self.cache(&self.triggers_of_type, type_ref, started, &found);
+        Ok(found)
     }
 
     /// The current generation: pass it back to [`put_listing`](Self::put_listing) so that a
