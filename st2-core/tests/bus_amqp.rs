@@ -34,7 +34,11 @@ async fn run(name: &str) {
         .find(|(n, _)| *n == name)
         .unwrap_or_else(|| panic!("no conformance check {name}"));
     let bus: Arc<dyn Bus> = Arc::new(amqp().await);
-    conformance::run_one(name, *check, bus).await;
+    // RabbitMQ has no all-or-nothing fan-out (see `Capabilities::atomic_fan_out`).
+    let capabilities = conformance::Capabilities {
+        atomic_fan_out: false,
+    };
+    conformance::run_one_with(name, *check, bus, capabilities).await;
 }
 
 macro_rules! conformance_tests {
@@ -115,7 +119,10 @@ async fn st2_topology_declares_and_routes() {
     let q = unique(names::ACTIONRUNNER_WORK);
     let st2 = SubscribeSpec::st2(&names::ST2_QUEUES[2]);
     let mut work = bus
-        .subscribe(SubscribeSpec { queue: q.clone(), ..st2 })
+        .subscribe(SubscribeSpec {
+            queue: q.clone(),
+            ..st2
+        })
         .await
         .expect("subscribe");
     bus.publish_json(names::LIVEACTION_STATUS, "requested", &json!({"id": "a"}))
@@ -160,7 +167,10 @@ async fn publish_batch_delivers_all() {
 }
 
 fn rabbitmqctl(args: &[&str]) {
-    match std::process::Command::new("rabbitmqctl").args(args).output() {
+    match std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+    {
         Ok(out) if out.status.success() => {}
         Ok(out) => panic!(
             "rabbitmqctl {args:?} failed: {}",
@@ -190,7 +200,9 @@ async fn reconnects_after_connection_loss() {
         .subscribe(SubscribeSpec::work(&q, &x, ["#"]))
         .await
         .expect("subscribe");
-    bus.publish_json(&x, "k", &json!("before")).await.expect("pub");
+    bus.publish_json(&x, "k", &json!("before"))
+        .await
+        .expect("pub");
     assert_eq!(next_value(&mut sub).await, json!("before"));
 
     rabbitmqctl(&[

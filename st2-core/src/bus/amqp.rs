@@ -131,11 +131,7 @@ impl AmqpBus {
     /// publisher confirms: all are sent, then all confirms awaited; messages a full
     /// [`Overflow::Block`] queue refused are sent again (so their order among the batch may
     /// change) until every one is taken.
-    pub async fn publish_batch(
-        &self,
-        exchange: &str,
-        batch: Vec<(String, Message)>,
-    ) -> Result<()> {
+    pub async fn publish_batch(&self, exchange: &str, batch: Vec<(String, Message)>) -> Result<()> {
         self.inner.check_open()?;
         self.inner.ensure_exchange(exchange).await?;
         let mut pending = batch;
@@ -305,7 +301,12 @@ impl Inner {
             ..Default::default()
         };
         match channel
-            .exchange_declare(exchange, ExchangeKind::Topic, passive, FieldTable::default())
+            .exchange_declare(
+                exchange,
+                ExchangeKind::Topic,
+                passive,
+                FieldTable::default(),
+            )
             .await
         {
             Ok(()) => {
@@ -414,9 +415,7 @@ fn outgoing(message: &Message) -> (Vec<u8>, BasicProperties) {
     let props = BasicProperties::default()
         .with_delivery_mode(2)
         .with_content_type(ShortString::from(message.content_type.clone()))
-        .with_message_id(ShortString::from(
-            uuid::Uuid::new_v4().simple().to_string(),
-        ))
+        .with_message_id(ShortString::from(uuid::Uuid::new_v4().simple().to_string()))
         .with_headers(headers);
     (message.payload.to_vec(), props)
 }
@@ -764,7 +763,10 @@ impl Bus for AmqpBus {
             outstanding: Arc::new(AtomicU64::new(0)),
         };
         tokio::spawn(task.run(channel, consumer));
-        Ok(Subscription::new(Box::new(AmqpConsumer { queue: name, rx })))
+        Ok(Subscription::new(Box::new(AmqpConsumer {
+            queue: name,
+            rx,
+        })))
     }
 
     async fn delete_queue(&self, queue: &str) -> Result<()> {
@@ -876,8 +878,7 @@ impl ConsumeTask {
                 }
                 None => {
                     // Cancelled by the broker (queue deleted) while the channel lives: the end.
-                    if channel.status().connected() || self.inner.closed.load(Ordering::SeqCst)
-                    {
+                    if channel.status().connected() || self.inner.closed.load(Ordering::SeqCst) {
                         let channel = channel.clone();
                         let outstanding = self.outstanding.clone();
                         tokio::spawn(close_when_settled(channel, outstanding));
@@ -920,8 +921,7 @@ impl ConsumeTask {
                     .map(|m| m.as_str().to_string());
                 let count = match id {
                     Some(id) => {
-                        let mut counts =
-                            self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+                        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
                         let n = counts.entry(id).or_insert(0);
                         *n += 1;
                         *n
