@@ -19,6 +19,22 @@ command -v setsid >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y 
 # git: pack install tests build real repositories (libgit2 is vendored; the CLI helps debugging).
 command -v git >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq git >/dev/null; }
 
+# RabbitMQ: the amqp bus backend is tested against a real broker (guest/guest on 127.0.0.1:5672,
+# or ST2_TEST_AMQP_URL). Installed when absent, started when not answering, waited for (bounded).
+if ! command -v rabbitmq-server >/dev/null 2>&1; then
+  apt-get update -qq && apt-get install -y -qq rabbitmq-server >/dev/null
+fi
+amqp_port_open() { (exec 3<>/dev/tcp/127.0.0.1/5672) >/dev/null 2>&1; }
+rabbitmq_up() { rabbitmq-diagnostics -q ping >/dev/null 2>&1 && amqp_port_open; }
+if [ -z "${ST2_TEST_AMQP_URL:-}" ] && ! rabbitmq_up; then
+  rabbitmq-server -detached >/dev/null 2>&1 || true
+  for _ in $(seq 1 60); do
+    rabbitmq_up && break
+    sleep 1
+  done
+  rabbitmq_up || { echo "RabbitMQ did not start within 60 s" >&2; exit 1; }
+fi
+
 # StackStorm's own client (st2client 3.9.0 from PyPI) in a virtualenv: the acceptance test runs
 # it against a live st2d. Kept in a cache dir so later runs reuse it.
 ST2_TEST_CACHE="${ST2_TEST_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/st2-rs-tests}"

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::bus::{Bus, MemoryBus};
+use crate::bus::{AmqpBus, Bus, MemoryBus};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, GarbageCollectorConfig};
@@ -55,14 +55,22 @@ impl Platform {
     /// broken packs are skipped with a warning), re-claim, then the selected roles.
     pub async fn start(cfg: &Config, roles: &[String]) -> Result<Self, crate::Error> {
         let store = cfg.open_store().await?;
-        if cfg.messaging.url.is_some() {
-            return Err(crate::Error::Config(crate::config::ConfigError::Value {
-                section: "messaging".into(),
-                key: "url".into(),
-                reason: "only the in-process bus is available in this build".into(),
-            }));
-        }
-        let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+        let bus: Arc<dyn Bus> = match cfg.messaging.url.as_deref() {
+            None => Arc::new(MemoryBus::new()),
+            Some(url) if url.starts_with("amqp://") || url.starts_with("amqps://") => {
+                Arc::new(AmqpBus::connect(url).await.map_err(ServiceError::from)?)
+            }
+            Some(url) => {
+                return Err(crate::Error::Config(crate::config::ConfigError::Value {
+                    section: "messaging".into(),
+                    key: "url".into(),
+                    reason: format!(
+                        "{:?} is not an amqp:// URL (leave it unset for the in-process bus)",
+                        url.split('@').next_back().unwrap_or_default()
+                    ),
+                }));
+            }
+        };
         bus.declare_st2_exchanges()
             .await
             .map_err(ServiceError::from)?;

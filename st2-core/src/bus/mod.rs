@@ -38,6 +38,7 @@
 //!
 //! This module must not know about the store, HTTP or what the messages mean.
 
+pub mod amqp;
 pub mod conformance;
 mod error;
 pub mod memory;
@@ -50,6 +51,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 
+pub use amqp::AmqpBus;
 pub use error::BusError;
 pub use memory::MemoryBus;
 pub use message::{Acker, Consumer, Delivery, DeliveryInfo, Message, Subscription};
