@@ -1,0 +1,894 @@
+//! YAQL's standard library over JSON values (the functions Orquesta workflows use), plus the
+//! value rules every operator shares: truthiness, equality, ordering, `str()` and Python's
+//! `repr`. Functions here are eager (arguments already evaluated); those taking lambdas are in
+//! [`super::eval`]. Compiled regexes are cached by pattern.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use fancy_regex::Regex;
+use serde_json::{Map, Value};
+
+use super::YaqlError;
+
+/// The key marking a compiled-regex value made by `regex(pattern)`.
+pub(crate) const REGEX_KEY: &str = "__yaql_regex__";
+
+/// A number operand.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Num {
+    I(i64),
+    F(f64),
+}
+
+impl Num {
+    pub(crate) fn as_f64(self) -> f64 {
+        match self {
+            Num::I(i) => i as f64,
+            Num::F(f) => f,
+        }
+    }
+}
+
+/// The number in `v` (booleans are not numbers here, as in YAQL's arithmetic).
+pub(crate) fn num(v: &Value) -> Option<Num> {
+    match v {
+        Value::Number(n) => Some(match n.as_i64() {
+            Some(i) => Num::I(i),
+            None => Num::F(n.as_f64().unwrap_or(f64::NAN)),
+        }),
+        _ => None,
+    }
+}
+
+/// A float as a JSON value (non-finite results become `null`, JSON has no NaN).
+pub(crate) fn float(f: f64) -> Value {
+    serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)
+}
+
+/// Python truthiness: `null`, `false`, `0`, `""`, `[]` and `{}` are false.
+pub(crate) fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(m) => !m.is_empty(),
+    }
+}
+
+/// A short name of the value's type, for error messages.
+pub(crate) fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) => "integer",
+        Value::String(_) => "string",
+        Value::Array(_) => "list",
+        Value::Object(m) if m.len() == 1 && m.contains_key(REGEX_KEY) => "regex",
+        Value::Object(_) => "dict",
+    }
+}
+
+/// Python equality: `1 = 1.0`, `true = 1`, lists and dicts element-wise.
+pub(crate) fn equals(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| equals(p, q)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| equals(v, w)))
+        }
+        (Value::Bool(x), Value::Number(_)) => num(b).is_some_and(|n| n.as_f64() == f64::from(u8::from(*x))),
+        (Value::Number(_), Value::Bool(_)) => equals(b, a),
+        (Value::Number(_), Value::Number(_)) => match (num(a), num(b)) {
+            (Some(Num::I(x)), Some(Num::I(y))) => x == y,
+            (Some(x), Some(y)) => x.as_f64() == y.as_f64(),
+            _ => false,
+        },
+        _ => a == b,
+    }
+}
+
+/// YAQL ordering: numbers with numbers, strings with strings, `null` before everything;
+/// `None` when the two cannot be compared (booleans, lists, mixed types).
+pub(crate) fn compare(a: &Value, b: &Value) -> Option<Ordering> {
+    match (a, b) {
+        (Value::Null, Value::Null) => Some(Ordering::Equal),
+        (Value::Null, _) => Some(Ordering::Less),
+        (_, Value::Null) => Some(Ordering::Greater),
+        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
+        (Value::Number(_), Value::Number(_)) => match (num(a)?, num(b)?) {
+            (Num::I(x), Num::I(y)) => Some(x.cmp(&y)),
+            (x, y) => x.as_f64().partial_cmp(&y.as_f64()),
+        },
+        _ => None,
+    }
+}
+
+/// A value used as a dict key (JSON keys are strings): strings as they are, others as `str()`.
+pub(crate) fn key_string(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => to_str(other),
+    }
+}
+
+/// YAQL's `str()`: `null`/`true`/`false` in lower case, floats as Python prints them, lists
+/// and dicts as Python's `repr` of the tuple or dict YAQL holds.
+pub(crate) fn to_str(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::String(s) => s.clone(),
+        other => repr(other),
+    }
+}
+
+/// Python's `repr` (and `str.format` of a non-string): `None`, `True`, `'text'`, `(1, 2)`.
+pub(crate) fn repr(v: &Value) -> String {
+    match v {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => i.to_string(),
+            None => match n.as_u64() {
+                Some(u) => u.to_string(),
+                None => py_float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+        },
+        Value::String(s) => {
+            let q = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+            let mut out = String::with_capacity(s.len() + 2);
+            out.push(q);
+            for c in s.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\t' => out.push_str("\\t"),
+                    '\r' => out.push_str("\\r"),
+                    c if c == q => {
+                        out.push('\\');
+                        out.push(c);
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push(q);
+            out
+        }
+        Value::Array(a) => {
+            let inner: Vec<String> = a.iter().map(repr).collect();
+            if inner.len() == 1 {
+                format!("({},)", inner[0])
+            } else {
+                format!("({})", inner.join(", "))
+            }
+        }
+        Value::Object(m) => {
+            let inner: Vec<String> = m.iter().map(|(k, v)| format!("{}: {}", repr(&Value::String(k.clone())), repr(v))).collect();
+            format!("{{{}}}", inner.join(", "))
+        }
+    }
+}
+
+/// A float as Python's `repr` prints it (`1.0`, `0.1`, `1e+20`, `1e-05`).
+fn py_float(f: f64) -> String {
+    if f.is_nan() {
+        return "nan".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let a = f.abs();
+    if a != 0.0 && !(1e-4..1e16).contains(&a) {
+        let s = format!("{f:e}");
+        let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
+        let (sign, digits) = match exp.strip_prefix('-') {
+            Some(d) => ('-', d),
+            None => ('+', exp),
+        };
+        return format!("{mant}e{sign}{digits:0>2}");
+    }
+    let s = format!("{f}");
+    if s.contains('.') {
+        s
+    } else {
+        format!("{s}.0")
+    }
+}
+
+/// The items of a collection argument: a list's elements, a dict's keys; others are an error.
+pub(crate) fn iterate<'v>(function: &str, v: &'v Value) -> Result<Cow<'v, [Value]>, YaqlError> {
+    match v {
+        Value::Array(a) => Ok(Cow::Borrowed(a.as_slice())),
+        Value::Object(m) if !m.contains_key(REGEX_KEY) => {
+            Ok(Cow::Owned(m.keys().map(|k| Value::String(k.clone())).collect()))
+        }
+        other => Err(YaqlError::func(function, format!("expects a collection, got {}", type_name(other)))),
+    }
+}
+
+/// Compiled regexes by pattern, shared by every evaluation.
+static REGEX_CACHE: LazyLock<Mutex<HashMap<String, Arc<Regex>>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Compiles (or fetches from the cache) a Python-syntax regex.
+pub(crate) fn compile(pattern: &str) -> Result<Arc<Regex>, YaqlError> {
+    let mut cache = REGEX_CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(re) = cache.get(pattern) {
+        return Ok(re.clone());
+    }
+    let re = Arc::new(
+        Regex::new(pattern).map_err(|e| YaqlError::func("regex", format!("invalid pattern '{pattern}': {e}")))?,
+    );
+    if cache.len() >= 1024 {
+        cache.clear();
+    }
+    cache.insert(pattern.to_string(), re.clone());
+    Ok(re)
+}
+
+/// The regex in a pattern string or a `regex()` value; `None` for other values.
+pub(crate) fn regex_of(v: &Value) -> Result<Option<Arc<Regex>>, YaqlError> {
+    match v {
+        Value::String(p) => compile(p).map(Some),
+        Value::Object(m) if m.len() == 1 => match m.get(REGEX_KEY) {
+            Some(Value::String(p)) => compile(p).map(Some),
+            _ => Ok(None),
+        },
+        _ => Ok(None),
+    }
+}
+
+fn is_regex(v: &Value) -> bool {
+    matches!(v, Value::Object(m) if m.len() == 1 && m.contains_key(REGEX_KEY))
+}
+
+/// Converts Python replacement syntax (`\1`, `\g<name>`) to the regex crate's (`${1}`).
+fn py_replacement(repl: &str) -> String {
+    let mut out = String::with_capacity(repl.len());
+    let chars: Vec<char> = repl.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '$' {
+            out.push_str("$$");
+        } else if c == '\\' && i + 1 < chars.len() && chars[i + 1].is_ascii_digit() {
+            let start = i + 1;
+            i += 1;
+            while i < chars.len() && chars[i].is_ascii_digit() {
+                i += 1;
+            }
+            let digits: String = chars[start..i].iter().collect();
+            out.push_str(&format!("${{{digits}}}"));
+            continue;
+        } else if c == '\\' && repl[repl.char_indices().nth(i).map_or(0, |(b, _)| b)..].starts_with("\\g<") {
+            let rest: String = chars[i + 3..].iter().collect();
+            if let Some(end) = rest.find('>') {
+                out.push_str(&format!("${{{}}}", &rest[..end]));
+                i += 3 + rest[..end].chars().count() + 1;
+                continue;
+            }
+            out.push(c);
+        } else if c == '\\' && i + 1 < chars.len() {
+            match chars[i + 1] {
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                '\\' => out.push('\\'),
+                other => {
+                    out.push('\\');
+                    out.push(other);
+                }
+            }
+            i += 2;
+            continue;
+        } else {
+            out.push(c);
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Checked argument access for one function call.
+struct Args<'n> {
+    name: &'n str,
+    v: Vec<Value>,
+}
+
+impl Args<'_> {
+    fn err(&self, message: impl Into<String>) -> YaqlError {
+        YaqlError::func(self.name, message)
+    }
+
+    fn count(&self, min: usize, max: usize) -> Result<(), YaqlError> {
+        if self.v.len() < min || self.v.len() > max {
+            let want = if min == max { format!("{min}") } else { format!("{min} to {max}") };
+            return Err(self.err(format!("takes {want} argument(s), got {}", self.v.len())));
+        }
+        Ok(())
+    }
+
+    fn str(&self, i: usize) -> Result<&str, YaqlError> {
+        match self.v.get(i) {
+            Some(Value::String(s)) => Ok(s),
+            Some(other) => Err(self.err(format!("argument {} must be a string, got {}", i + 1, type_name(other)))),
+            None => Err(self.err(format!("missing argument {}", i + 1))),
+        }
+    }
+
+    fn int(&self, i: usize) -> Result<i64, YaqlError> {
+        match self.v.get(i).and_then(num) {
+            Some(Num::I(n)) => Ok(n),
+            _ => Err(self.err(format!(
+                "argument {} must be an integer, got {}",
+                i + 1,
+                self.v.get(i).map_or("nothing", type_name)
+            ))),
+        }
+    }
+
+    fn opt_int(&self, i: usize, default: i64) -> Result<i64, YaqlError> {
+        if self.v.get(i).is_none_or(Value::is_null) {
+            Ok(default)
+        } else {
+            self.int(i)
+        }
+    }
+
+    fn list(&self, i: usize) -> Result<&[Value], YaqlError> {
+        match self.v.get(i) {
+            Some(Value::Array(a)) => Ok(a),
+            Some(other) => Err(self.err(format!("argument {} must be a list, got {}", i + 1, type_name(other)))),
+            None => Err(self.err(format!("missing argument {}", i + 1))),
+        }
+    }
+
+    fn dict(&self, i: usize) -> Result<&Map<String, Value>, YaqlError> {
+        match self.v.get(i) {
+            Some(Value::Object(m)) if !is_regex(&self.v[i]) => Ok(m),
+            Some(other) => Err(self.err(format!("argument {} must be a dict, got {}", i + 1, type_name(other)))),
+            None => Err(self.err(format!("missing argument {}", i + 1))),
+        }
+    }
+
+    fn items(&self, i: usize) -> Result<Cow<'_, [Value]>, YaqlError> {
+        match self.v.get(i) {
+            Some(v) => iterate(self.name, v),
+            None => Err(self.err(format!("missing argument {}", i + 1))),
+        }
+    }
+}
+
+/// Calls the standard function `name`; `None` when there is no such function.
+pub(crate) fn call(name: &str, args: Vec<Value>, keywords: Vec<(String, Value)>) -> Option<Result<Value, YaqlError>> {
+    let a = Args { name, v: args };
+    if !keywords.is_empty() && !matches!(name, "dict" | "format") {
+        return Some(Err(a.err("takes no keyword arguments")));
+    }
+    Some(match name {
+        "dict" => dict(&a, keywords),
+        "format" => format(&a, &keywords),
+        _ => return call_positional(name, &a),
+    })
+}
+
+fn call_positional(name: &str, a: &Args) -> Option<Result<Value, YaqlError>> {
+    let r = match name {
+        "len" | "count" => len(a),
+        "str" | "string" => a.count(1, 1).map(|_| Value::String(to_str(&a.v[0]))),
+        "int" => int(a),
+        "float" => float_of(a),
+        "bool" => a.count(1, 1).map(|_| Value::Bool(truthy(&a.v[0]))),
+        "keys" => a.count(1, 1).and_then(|_| a.dict(0)).map(|m| Value::Array(m.keys().map(|k| Value::String(k.clone())).collect())),
+        "values" => a.count(1, 1).and_then(|_| a.dict(0)).map(|m| Value::Array(m.values().cloned().collect())),
+        "items" => a.count(1, 1).and_then(|_| a.dict(0)).map(|m| {
+            Value::Array(m.iter().map(|(k, v)| Value::Array(vec![Value::String(k.clone()), v.clone()])).collect())
+        }),
+        "get" => get(a),
+        "set" => set(a),
+        "delete" => delete(a),
+        "containsKey" => a.count(2, 2).and_then(|_| a.dict(0)).map(|m| Value::Bool(m.contains_key(&key_string(&a.v[1])))),
+        "containsValue" => a.count(2, 2).and_then(|_| a.dict(0)).map(|m| Value::Bool(m.values().any(|v| equals(v, &a.v[1])))),
+        "list" => Ok(Value::Array(a.v.clone())),
+        "toList" => a.count(1, 1).and_then(|_| a.items(0)).map(|i| Value::Array(i.into_owned())),
+        "join" => join(a),
+        "split" => split(a),
+        "replace" => replace(a),
+        "regex" => regex(a),
+        "matches" => matches(a),
+        "search" => search(a),
+        "searchAll" => search_all(a),
+        "escapeRegex" => a.count(1, 1).and_then(|_| a.str(0)).map(|s| Value::String(fancy_regex::escape(s).into_owned())),
+        "toUpper" => a.count(1, 1).and_then(|_| a.str(0)).map(|s| Value::String(s.to_uppercase())),
+        "toLower" => a.count(1, 1).and_then(|_| a.str(0)).map(|s| Value::String(s.to_lowercase())),
+        "trim" | "trimLeft" | "trimRight" => trim(name, a),
+        "startsWith" | "endsWith" => starts_ends(name, a),
+        "substring" => substring(a),
+        "indexOf" | "lastIndexOf" => index_of(name, a),
+        "characters" => a.count(1, 1).and_then(|_| a.str(0)).map(|s| Value::Array(s.chars().map(|c| Value::String(c.into())).collect())),
+        "concat" => concat(a),
+        "isEmpty" => a.count(1, 1).map(|_| Value::Bool(match &a.v[0] {
+            Value::Null => true,
+            Value::String(s) => s.trim().is_empty(),
+            other => !truthy(other),
+        })),
+        "isList" => a.count(1, 1).map(|_| Value::Bool(a.v[0].is_array())),
+        "isDict" => a.count(1, 1).map(|_| Value::Bool(a.v[0].is_object() && !is_regex(&a.v[0]))),
+        "isString" => a.count(1, 1).map(|_| Value::Bool(a.v[0].is_string())),
+        "isInteger" => a.count(1, 1).map(|_| Value::Bool(a.v[0].is_i64() || a.v[0].is_u64())),
+        "isNumber" => a.count(1, 1).map(|_| Value::Bool(a.v[0].is_number())),
+        "isBoolean" => a.count(1, 1).map(|_| Value::Bool(a.v[0].is_boolean())),
+        "isRegex" => a.count(1, 1).map(|_| Value::Bool(is_regex(&a.v[0]))),
+        "first" | "last" => first_last(name, a),
+        "single" => a.count(1, 1).and_then(|_| a.items(0)).and_then(|i| match &*i {
+            [one] => Ok(one.clone()),
+            _ => Err(a.err(format!("expects exactly one item, got {}", i.len()))),
+        }),
+        "distinct" => distinct(a),
+        "sum" => sum(a),
+        "max" | "min" => max_min(name, a),
+        "contains" => contains(a),
+        "range" => range(a),
+        "flatten" => a.count(1, 1).and_then(|_| a.list(0)).map(|l| {
+            let mut out = Vec::new();
+            flatten_into(l, &mut out);
+            Value::Array(out)
+        }),
+        "skip" | "take" | "limit" => skip_take(name, a),
+        "reverse" => a.count(1, 1).and_then(|_| a.items(0)).map(|i| Value::Array(i.iter().rev().cloned().collect())),
+        "append" => a.list(0).map(|l| Value::Array(l.iter().chain(&a.v[1..]).cloned().collect())),
+        "coalesce" => Ok(a.v.iter().find(|v| !v.is_null()).cloned().unwrap_or(Value::Null)),
+        "isNull" => a.count(1, 1).map(|_| Value::Bool(a.v[0].is_null())),
+        _ => return None,
+    };
+    Some(r)
+}
+
+fn len(a: &Args) -> Result<Value, YaqlError> {
+    a.count(1, 1)?;
+    match &a.v[0] {
+        Value::String(s) => Ok(Value::from(s.chars().count())),
+        Value::Array(l) => Ok(Value::from(l.len())),
+        Value::Object(m) => Ok(Value::from(m.len())),
+        other => Err(a.err(format!("cannot take the length of {}", type_name(other)))),
+    }
+}
+
+fn int(a: &Args) -> Result<Value, YaqlError> {
+    a.count(1, 1)?;
+    match &a.v[0] {
+        Value::Null => Ok(Value::from(0)),
+        Value::Bool(b) => Ok(Value::from(i64::from(*b))),
+        Value::Number(_) => match num(&a.v[0]) {
+            Some(Num::I(i)) => Ok(Value::from(i)),
+            Some(Num::F(f)) if f.is_finite() && f.abs() < 9.2e18 => Ok(Value::from(f.trunc() as i64)),
+            _ => Err(a.err("number out of integer range")),
+        },
+        Value::String(s) => s.trim().replace('_', "").parse::<i64>().map(Value::from).map_err(|_| a.err(format!("invalid integer '{s}'"))),
+        other => Err(a.err(format!("cannot convert {} to integer", type_name(other)))),
+    }
+}
+
+fn float_of(a: &Args) -> Result<Value, YaqlError> {
+    a.count(1, 1)?;
+    match &a.v[0] {
+        Value::Null => Ok(float(0.0)),
+        Value::Bool(b) => Ok(float(f64::from(u8::from(*b)))),
+        Value::Number(n) => Ok(float(n.as_f64().unwrap_or(f64::NAN))),
+        Value::String(s) => s.trim().parse::<f64>().map(float).map_err(|_| a.err(format!("invalid float '{s}'"))),
+        other => Err(a.err(format!("cannot convert {} to float", type_name(other)))),
+    }
+}
+
+/// `dict(a => 1)`, `dict([[k, v], ...])`, `dict({..})`.
+fn dict(a: &Args, keywords: Vec<(String, Value)>) -> Result<Value, YaqlError> {
+    let mut m = Map::new();
+    for v in &a.v {
+        match v {
+            Value::Array(pairs) => {
+                for p in pairs {
+                    match p {
+                        Value::Array(kv) if kv.len() == 2 => {
+                            m.insert(key_string(&kv[0]), kv[1].clone());
+                        }
+                        other => return Err(a.err(format!("expects [key, value] pairs, got {}", type_name(other)))),
+                    }
+                }
+            }
+            Value::Object(o) => m.extend(o.iter().map(|(k, v)| (k.clone(), v.clone()))),
+            other => return Err(a.err(format!("expects key => value pairs, got {}", type_name(other)))),
+        }
+    }
+    m.extend(keywords);
+    Ok(Value::Object(m))
+}
+
+fn get(a: &Args) -> Result<Value, YaqlError> {
+    a.count(2, 3)?;
+    let m = a.dict(0)?;
+    Ok(m.get(&key_string(&a.v[1])).cloned().unwrap_or_else(|| a.v.get(2).cloned().unwrap_or(Value::Null)))
+}
+
+fn set(a: &Args) -> Result<Value, YaqlError> {
+    a.count(2, 3)?;
+    let mut m = a.dict(0)?.clone();
+    if a.v.len() == 3 {
+        m.insert(key_string(&a.v[1]), a.v[2].clone());
+    } else {
+        m.extend(a.dict(1)?.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    Ok(Value::Object(m))
+}
+
+fn delete(a: &Args) -> Result<Value, YaqlError> {
+    let mut m = a.dict(0)?.clone();
+    for k in &a.v[1..] {
+        m.remove(&key_string(k));
+    }
+    Ok(Value::Object(m))
+}
+
+/// `[1, 2].join(",")`, also `",".join([1, 2])` and `join([1, 2], ",")`; items as `str()`.
+fn join(a: &Args) -> Result<Value, YaqlError> {
+    a.count(2, 2)?;
+    let (items, sep) = match (&a.v[0], &a.v[1]) {
+        (Value::String(s), other) if !other.is_string() => (a.items(1)?, s.as_str()),
+        _ => (a.items(0)?, a.str(1)?),
+    };
+    Ok(Value::String(items.iter().map(to_str).collect::<Vec<_>>().join(sep)))
+}
+
+/// `s.split(separator?, maxSplits?)` (Python's `str.split`), or split on a `regex()`.
+fn split(a: &Args) -> Result<Value, YaqlError> {
+    a.count(1, 3)?;
+    let s = a.str(0)?;
+    let max = a.opt_int(2, -1)?;
+    let limit = if max < 0 { usize::MAX } else { max as usize + 1 };
+    let strings = |v: Vec<&str>| Value::Array(v.into_iter().map(|p| Value::String(p.to_string())).collect());
+    match a.v.get(1) {
+        None | Some(Value::Null) => {
+            let mut parts: Vec<&str> = Vec::new();
+            let mut rest = s.trim_start();
+            while !rest.is_empty() {
+                if parts.len() + 1 == limit {
+                    parts.push(rest.trim_end());
+                    break;
+                }
+                let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                parts.push(&rest[..end]);
+                rest = rest[end..].trim_start();
+            }
+            Ok(strings(parts))
+        }
+        Some(sep) if is_regex(sep) => {
+            let re = regex_of(sep)?.ok_or_else(|| a.err("bad regex"))?;
+            let mut parts = Vec::new();
+            let mut last = 0;
+            for m in re.find_iter(s) {
+                if parts.len() + 1 == limit {
+                    break;
+                }
+                let m = m.map_err(|e| a.err(e.to_string()))?;
+                parts.push(&s[last..m.start()]);
+                last = m.end();
+            }
+            parts.push(&s[last..]);
+            Ok(strings(parts))
+        }
+        Some(_) => {
+            let sep = a.str(1)?;
+            if sep.is_empty() {
+                return Err(a.err("empty separator"));
+            }
+            Ok(strings(s.splitn(limit, sep).collect()))
+        }
+    }
+}
+
+/// `s.replace(old, new, count?)`, `s.replace(regex, new, count?)`, `regex.replace(s, new, count?)`.
+fn replace(a: &Args) -> Result<Value, YaqlError> {
+    a.count(3, 4)?;
+    let count = a.opt_int(3, -1)?;
+    let (subject, pattern) = if is_regex(&a.v[0]) { (a.str(1)?, &a.v[0]) } else { (a.str(0)?, &a.v[1]) };
+    if is_regex(pattern) {
+        let re = regex_of(pattern)?.ok_or_else(|| a.err("bad regex"))?;
+        let repl = py_replacement(a.str(2)?);
+        let limit = if count < 0 { 0 } else { count as usize };
+        if count == 0 {
+            return Ok(Value::String(subject.to_string()));
+        }
+        return Ok(Value::String(re.replacen(subject, limit, repl.as_str()).into_owned()));
+    }
+    let old = a.str(1)?;
+    let new = a.str(2)?;
+    Ok(Value::String(if count < 0 { subject.replace(old, new) } else { subject.replacen(old, new, count as usize) }))
+}
+
+/// `regex(pattern, ignoreCase?, multiLine?, dotAll?)`: a regex value.
+fn regex(a: &Args) -> Result<Value, YaqlError> {
+    a.count(1, 4)?;
+    let mut flags = String::new();
+    for (i, f) in ["i", "m", "s"].iter().enumerate() {
+        if a.v.get(i + 1).is_some_and(truthy) {
+            flags.push_str(f);
+        }
+    }
+    let p = a.str(0)?;
+    let pattern = if flags.is_empty() { p.to_string() } else { format!("(?{flags}){p}") };
+    compile(&pattern)?;
+    let mut m = Map::new();
+    m.insert(REGEX_KEY.to_string(), Value::String(pattern));
+    Ok(Value::Object(m))
+}
+
+/// The (subject, regex) of a regex function called either way round.
+fn subject_and_regex<'a>(a: &'a Args) -> Result<(&'a str, Arc<Regex>), YaqlError> {
+    a.count(2, 2)?;
+    let (subject, pattern) = if is_regex(&a.v[0]) { (a.str(1)?, &a.v[0]) } else { (a.str(0)?, &a.v[1]) };
+    let re = regex_of(pattern)?.ok_or_else(|| a.err(format!("expects a pattern, got {}", type_name(pattern))))?;
+    Ok((subject, re))
+}
+
+fn matches(a: &Args) -> Result<Value, YaqlError> {
+    let (s, re) = subject_and_regex(a)?;
+    re.is_match(s).map(Value::Bool).map_err(|e| a.err(e.to_string()))
+}
+
+/// The first match's text, or `null`.
+fn search(a: &Args) -> Result<Value, YaqlError> {
+    let (s, re) = subject_and_regex(a)?;
+    Ok(match re.find(s).map_err(|e| a.err(e.to_string()))? {
+        Some(m) => Value::String(m.as_str().to_string()),
+        None => Value::Null,
+    })
+}
+
+fn search_all(a: &Args) -> Result<Value, YaqlError> {
+    let (s, re) = subject_and_regex(a)?;
+    let mut out = Vec::new();
+    for m in re.find_iter(s) {
+        out.push(Value::String(m.map_err(|e| a.err(e.to_string()))?.as_str().to_string()));
+    }
+    Ok(Value::Array(out))
+}
+
+fn trim(name: &str, a: &Args) -> Result<Value, YaqlError> {
+    a.count(1, 2)?;
+    let s = a.str(0)?;
+    let chars: Option<Vec<char>> = match a.v.get(1) {
+        None | Some(Value::Null) => None,
+        Some(_) => Some(a.str(1)?.chars().collect()),
+    };
+    let pred = |c: char| match &chars {
+        Some(set) => set.contains(&c),
+        None => c.is_whitespace(),
+    };
+    Ok(Value::String(
+        match name {
+            "trimLeft" => s.trim_start_matches(pred),
+            "trimRight" => s.trim_end_matches(pred),
+            _ => s.trim_matches(pred),
+        }
+        .to_string(),
+    ))
+}
+
+fn starts_ends(name: &str, a: &Args) -> Result<Value, YaqlError> {
+    if a.v.len() < 2 {
+        return Err(a.err("takes a string and at least one prefix"));
+    }
+    let s = a.str(0)?;
+    for i in 1..a.v.len() {
+        let p = a.str(i)?;
+        if (name == "startsWith" && s.starts_with(p)) || (name == "endsWith" && s.ends_with(p)) {
+            return Ok(Value::Bool(true));
+        }
+    }
+    Ok(Value::Bool(false))
+}
+
+/// `s.substring(start, length?)`: a negative start counts from the end, a negative length
+/// means "to the end".
+fn substring(a: &Args) -> Result<Value, YaqlError> {
+    a.count(2, 3)?;
+    let chars: Vec<char> = a.str(0)?.chars().collect();
+    let len = chars.len() as i64;
+    let mut start = a.int(1)?;
+    if start < 0 {
+        start += len;
+    }
+    let start = start.clamp(0, len);
+    let mut length = a.opt_int(2, -1)?;
+    if length < 0 {
+        length = len - start;
+    }
+    let end = (start + length).clamp(start, len);
+    Ok(Value::String(chars[start as usize..end as usize].iter().collect()))
+}
+
+fn index_of(name: &str, a: &Args) -> Result<Value, YaqlError> {
+    a.count(2, 2)?;
+    if let Value::Array(items) = &a.v[0] {
+        let found = if name == "indexOf" {
+            items.iter().position(|i| equals(i, &a.v[1]))
+        } else {
+            items.iter().rposition(|i| equals(i, &a.v[1]))
+        };
+        return Ok(Value::from(found.map_or(-1, |i| i as i64)));
+    }
+    let s = a.str(0)?;
+    let sub = a.str(1)?;
+    let found = if name == "indexOf" { s.find(sub) } else { s.rfind(sub) };
+    Ok(Value::from(found.map_or(-1, |b| s[..b].chars().count() as i64)))
+}
+
+/// `concat(...)`: lists concatenated, or strings joined.
+fn concat(a: &Args) -> Result<Value, YaqlError> {
+    if a.v.iter().all(Value::is_string) {
+        return Ok(Value::String(a.v.iter().filter_map(Value::as_str).collect()));
+    }
+    let mut out = Vec::new();
+    for i in 0..a.v.len() {
+        out.extend(a.items(i)?.iter().cloned());
+    }
+    Ok(Value::Array(out))
+}
+
+fn first_last(name: &str, a: &Args) -> Result<Value, YaqlError> {
+    a.count(1, 2)?;
+    let items = a.items(0)?;
+    let pick = if name == "first" { items.first() } else { items.last() };
+    match (pick, a.v.get(1)) {
+        (Some(v), _) => Ok(v.clone()),
+        (None, Some(default)) => Ok(default.clone()),
+        (None, None) => Err(a.err("collection is empty")),
+    }
+}
+
+fn distinct(a: &Args) -> Result<Value, YaqlError> {
+    a.count(1, 1)?;
+    let items = a.items(0)?;
+    let mut out: Vec<Value> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for i in items.iter() {
+        let key = match i {
+            Value::Number(_) => num(i).map(|n| format!("n{}", n.as_f64())).unwrap_or_default(),
+            other => other.to_string(),
+        };
+        if seen.insert(key) {
+            out.push(i.clone());
+        }
+    }
+    Ok(Value::Array(out))
+}
+
+fn sum(a: &Args) -> Result<Value, YaqlError> {
+    a.count(1, 1)?;
+    let items = a.items(0)?;
+    let mut total = Value::from(0);
+    for (n, i) in items.iter().enumerate() {
+        if num(i).is_none() {
+            return Err(a.err(format!("cannot add {} (item {n})", type_name(i))));
+        }
+        total = match (num(&total), num(i)) {
+            (Some(Num::I(x)), Some(Num::I(y))) => Value::from(x.checked_add(y).ok_or_else(|| a.err("integer overflow"))?),
+            (Some(x), Some(y)) => float(x.as_f64() + y.as_f64()),
+            _ => total,
+        };
+    }
+    Ok(total)
+}
+
+/// `max(a, b)` / `min(a, b)`, or `[..].max()` / `[..].min()`.
+fn max_min(name: &str, a: &Args) -> Result<Value, YaqlError> {
+    a.count(1, 2)?;
+    let items: Cow<[Value]> = if a.v.len() == 2 { Cow::Borrowed(a.v.as_slice()) } else { a.items(0)? };
+    let mut best: Option<&Value> = None;
+    for i in items.iter() {
+        best = Some(match best {
+            None => i,
+            Some(b) => {
+                let ord = compare(i, b).ok_or_else(|| a.err(format!("cannot compare {} with {}", type_name(i), type_name(b))))?;
+                if (name == "max" && ord.is_gt()) || (name == "min" && ord.is_lt()) {
+                    i
+                } else {
+                    b
+                }
+            }
+        });
+    }
+    best.cloned().ok_or_else(|| a.err("collection is empty"))
+}
+
+fn contains(a: &Args) -> Result<Value, YaqlError> {
+    a.count(2, 2)?;
+    match &a.v[0] {
+        Value::String(s) => Ok(Value::Bool(s.contains(a.str(1)?))),
+        Value::Object(m) => Ok(Value::Bool(m.contains_key(&key_string(&a.v[1])))),
+        _ => Ok(Value::Bool(a.items(0)?.iter().any(|i| equals(i, &a.v[1])))),
+    }
+}
+
+fn range(a: &Args) -> Result<Value, YaqlError> {
+    a.count(1, 3)?;
+    let (start, stop) = if a.v.len() == 1 { (0, a.int(0)?) } else { (a.int(0)?, a.int(1)?) };
+    let step = a.opt_int(2, 1)?;
+    if step == 0 {
+        return Err(a.err("step must not be zero"));
+    }
+    let n = if step > 0 { (stop - start + step - 1) / step } else { (start - stop - step - 1) / -step };
+    if n > 10_000_000 {
+        return Err(a.err("range too large"));
+    }
+    Ok(Value::Array((0..n.max(0)).map(|k| Value::from(start + k * step)).collect()))
+}
+
+fn flatten_into(items: &[Value], out: &mut Vec<Value>) {
+    for i in items {
+        match i {
+            Value::Array(inner) => flatten_into(inner, out),
+            other => out.push(other.clone()),
+        }
+    }
+}
+
+fn skip_take(name: &str, a: &Args) -> Result<Value, YaqlError> {
+    a.count(2, 2)?;
+    let items = a.items(0)?;
+    let n = a.int(1)?.clamp(0, items.len() as i64) as usize;
+    Ok(Value::Array(if name == "skip" { items[n..].to_vec() } else { items[..n].to_vec() }))
+}
+
+/// Python's `str.format`: `{}`, `{0}`, `{name}`, `{{`/`}}`; a non-string argument prints as its
+/// Python `repr` (`True`, `None`).
+fn format(a: &Args, keywords: &[(String, Value)]) -> Result<Value, YaqlError> {
+    let template = a.str(0)?;
+    let args = &a.v[1..];
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => repr(other),
+    };
+    let mut out = String::with_capacity(template.len());
+    let mut auto = 0;
+    let mut chars = template.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                out.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                out.push('}');
+            }
+            '{' => {
+                let mut field = String::new();
+                loop {
+                    match chars.next() {
+                        Some('}') => break,
+                        Some(ch) => field.push(ch),
+                        None => return Err(a.err("unclosed '{' in format string")),
+                    }
+                }
+                let name = field.split(':').next().unwrap_or("");
+                let value = if name.is_empty() {
+                    auto += 1;
+                    args.get(auto - 1)
+                } else if let Ok(i) = name.parse::<usize>() {
+                    args.get(i)
+                } else {
+                    keywords.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+                };
+                let value = value.ok_or_else(|| a.err(format!("no argument for '{{{field}}}'")))?;
+                out.push_str(&text(value));
+            }
+            '}' => return Err(a.err("single '}' in format string")),
+            c => out.push(c),
+        }
+    }
+    Ok(Value::String(out))
+}
