@@ -45,8 +45,16 @@ impl<'a> Scope<'a> {
 }
 
 /// Evaluates `node` with `$` = `root`.
-pub(crate) fn evaluate(node: &Node, root: &Value, functions: &dyn Functions) -> Result<Value, YaqlError> {
-    let scope = Scope { parent: None, dollar: Some(root), vars: &[] };
+pub(crate) fn evaluate(
+    node: &Node,
+    root: &Value,
+    functions: &dyn Functions,
+) -> Result<Value, YaqlError> {
+    let scope = Scope {
+        parent: None,
+        dollar: Some(root),
+        vars: &[],
+    };
     Ok(Evaluator { functions }.eval(node, &scope)?.into_owned())
 }
 
@@ -66,7 +74,10 @@ impl Evaluator<'_> {
                 None => Cow::Owned(Value::Null),
             }),
             Node::List(items) => Ok(Cow::Owned(Value::Array(
-                items.iter().map(|n| self.owned(n, scope)).collect::<Result<_, _>>()?,
+                items
+                    .iter()
+                    .map(|n| self.owned(n, scope))
+                    .collect::<Result<_, _>>()?,
             ))),
             Node::Map(pairs) => {
                 let mut map = Map::new();
@@ -101,7 +112,12 @@ impl Evaluator<'_> {
                 let rv = self.eval(r, scope)?;
                 Ok(Cow::Owned(binary(*op, &lv, &rv)?))
             }
-            Node::Attr { obj, name, null_safe, .. } => {
+            Node::Attr {
+                obj,
+                name,
+                null_safe,
+                ..
+            } => {
                 let v = self.eval(obj, scope)?;
                 if *null_safe && v.is_null() {
                     return Ok(v);
@@ -121,9 +137,14 @@ impl Evaluator<'_> {
                 index(v, &idx, default)
             }
             Node::Chain(left, right) => self.chain(left, right, scope),
-            Node::Call { name, receiver, args, null_safe } => {
-                self.call(name, receiver.as_deref(), args, *null_safe, scope).map(Cow::Owned)
-            }
+            Node::Call {
+                name,
+                receiver,
+                args,
+                null_safe,
+            } => self
+                .call(name, receiver.as_deref(), args, *null_safe, scope)
+                .map(Cow::Owned),
         }
     }
 
@@ -132,15 +153,30 @@ impl Evaluator<'_> {
     }
 
     /// Evaluates a lambda body with `$` bound to `item`.
-    fn apply<'a>(&self, body: &'a Node, scope: &Scope<'a>, item: &Value) -> Result<Value, YaqlError> {
-        let child = Scope { parent: Some(scope), dollar: Some(item), vars: &[] };
+    fn apply<'a>(
+        &self,
+        body: &'a Node,
+        scope: &Scope<'a>,
+        item: &Value,
+    ) -> Result<Value, YaqlError> {
+        let child = Scope {
+            parent: Some(scope),
+            dollar: Some(item),
+            vars: &[],
+        };
         self.owned(body, &child)
     }
 
     /// `left -> right`: with `let(...)` on the left, `right` sees its variables; otherwise `$`
     /// in `right` is the value of `left`.
     fn chain<'a>(&self, left: &'a Node, right: &'a Node, scope: &Scope<'a>) -> Res<'a> {
-        if let Node::Call { name, receiver, args, .. } = left {
+        if let Node::Call {
+            name,
+            receiver,
+            args,
+            ..
+        } = left
+        {
             if name == "let" {
                 let mut positional = Vec::new();
                 if let Some(r) = receiver {
@@ -160,7 +196,11 @@ impl Evaluator<'_> {
                     vars.push(((i + 1).to_string(), v.clone()));
                 }
                 let dollar = positional.into_iter().next();
-                let child = Scope { parent: Some(scope), dollar: dollar.as_ref(), vars: &vars };
+                let child = Scope {
+                    parent: Some(scope),
+                    dollar: dollar.as_ref(),
+                    vars: &vars,
+                };
                 return Ok(Cow::Owned(self.owned(right, &child)?));
             }
         }
@@ -169,12 +209,23 @@ impl Evaluator<'_> {
     }
 
     /// The name on the left of `=>` in a keyword argument.
-    fn keyword_name<'a>(&self, function: &str, key: &'a Node, scope: &Scope<'a>) -> Result<String, YaqlError> {
+    fn keyword_name<'a>(
+        &self,
+        function: &str,
+        key: &'a Node,
+        scope: &Scope<'a>,
+    ) -> Result<String, YaqlError> {
         match key {
             Node::Keyword(k) => Ok(k.clone()),
             other => match self.owned(other, scope)? {
                 Value::String(s) => Ok(s),
-                v => Err(YaqlError::func(function, format!("keyword argument name must be a name, not {}", type_name(&v)))),
+                v => Err(YaqlError::func(
+                    function,
+                    format!(
+                        "keyword argument name must be a name, not {}",
+                        type_name(&v)
+                    ),
+                )),
             },
         }
     }
@@ -215,11 +266,17 @@ impl Evaluator<'_> {
                 }
             }
         }
-        if let Some(result) = self.functions.call_with_keywords(name, &positional, &keywords) {
+        if let Some(result) = self
+            .functions
+            .call_with_keywords(name, &positional, &keywords)
+        {
             return result;
         }
-        functions::call(name, positional, keywords)
-            .unwrap_or_else(|| Err(YaqlError::UnknownFunction { name: name.to_string() }))
+        functions::call(name, positional, keywords).unwrap_or_else(|| {
+            Err(YaqlError::UnknownFunction {
+                name: name.to_string(),
+            })
+        })
     }
 
     /// The standard functions whose arguments are lambdas; `None` for any other name.
@@ -232,7 +289,9 @@ impl Evaluator<'_> {
     ) -> Option<Result<Value, YaqlError>> {
         let kind = match name {
             "select" | "where" | "filter" | "any" | "all" | "orderBy" | "orderByDescending"
-            | "selectMany" | "groupBy" | "takeWhile" | "skipWhile" | "indexWhere" | "switch" => name,
+            | "selectMany" | "groupBy" | "takeWhile" | "skipWhile" | "indexWhere" | "switch" => {
+                name
+            }
             _ => return None,
         };
         Some(self.lazy(kind, recv, args, scope))
@@ -253,7 +312,10 @@ impl Evaluator<'_> {
             all.extend(args.iter());
             for arg in all {
                 let Arg::Pair(cond, value) = arg else {
-                    return Err(YaqlError::func(name, "arguments must be 'condition => value'"));
+                    return Err(YaqlError::func(
+                        name,
+                        "arguments must be 'condition => value'",
+                    ));
                 };
                 if truthy(&*self.eval(cond, scope)?) {
                     return self.owned(value, scope);
@@ -285,11 +347,18 @@ impl Evaluator<'_> {
         if rest.len() > 2 || (rest.len() > 1 && name != "groupBy") {
             return Err(YaqlError::func(name, "too many arguments"));
         }
-        let need = |l: Option<&'a Node>| l.ok_or_else(|| YaqlError::func(name, "missing the lambda argument"));
+        let need = |l: Option<&'a Node>| {
+            l.ok_or_else(|| YaqlError::func(name, "missing the lambda argument"))
+        };
         match name {
             "select" => {
                 let body = need(lambda)?;
-                Ok(Value::Array(items.iter().map(|i| self.apply(body, scope, i)).collect::<Result<_, _>>()?))
+                Ok(Value::Array(
+                    items
+                        .iter()
+                        .map(|i| self.apply(body, scope, i))
+                        .collect::<Result<_, _>>()?,
+                ))
             }
             "selectMany" => {
                 let body = need(lambda)?;
@@ -317,7 +386,9 @@ impl Evaluator<'_> {
                 for i in items.iter() {
                     let t = match lambda {
                         Some(body) => truthy(&self.apply(body, scope, i)?),
-                        None => truthy(i),
+                        // Without a predicate, `any()` asks for any item at all, `all()` for
+                        // truthy items.
+                        None => !want_all || truthy(i),
                     };
                     if t != want_all {
                         return Ok(Value::Bool(!want_all));
@@ -334,7 +405,11 @@ impl Evaluator<'_> {
                         break;
                     }
                 }
-                let part = if name == "takeWhile" { &items[..cut] } else { &items[cut..] };
+                let part = if name == "takeWhile" {
+                    &items[..cut]
+                } else {
+                    &items[cut..]
+                };
                 Ok(Value::Array(part.to_vec()))
             }
             "indexWhere" => {
@@ -360,7 +435,14 @@ impl Evaluator<'_> {
                     Some(o) => o,
                     None => {
                         error.get_or_insert_with(|| {
-                            YaqlError::func(name, format!("cannot compare {} with {}", type_name(&a.0), type_name(&b.0)))
+                            YaqlError::func(
+                                name,
+                                format!(
+                                    "cannot compare {} with {}",
+                                    type_name(&a.0),
+                                    type_name(&b.0)
+                                ),
+                            )
                         });
                         std::cmp::Ordering::Equal
                     }
@@ -390,7 +472,10 @@ impl Evaluator<'_> {
                     }
                 }
                 Ok(Value::Array(
-                    groups.into_iter().map(|(k, vs)| Value::Array(vec![k, Value::Array(vs)])).collect(),
+                    groups
+                        .into_iter()
+                        .map(|(k, vs)| Value::Array(vec![k, Value::Array(vs)]))
+                        .collect(),
                 ))
             }
         }
@@ -408,13 +493,21 @@ fn attribute<'a>(obj: Cow<'a, Value>, name: &str) -> Res<'a> {
             Some(v) => Ok(Cow::Owned(v)),
             None => Err(missing_key(name)),
         },
-        Cow::Borrowed(Value::Array(items)) => {
-            Ok(Cow::Owned(Value::Array(items.iter().map(|i| member_of(i, name)).collect::<Result<_, _>>()?)))
-        }
-        Cow::Owned(Value::Array(items)) => {
-            Ok(Cow::Owned(Value::Array(items.iter().map(|i| member_of(i, name)).collect::<Result<_, _>>()?)))
-        }
-        other => Err(YaqlError::Lookup { message: format!("no attribute \"{name}\" on {}", type_name(&other)) }),
+        Cow::Borrowed(Value::Array(items)) => Ok(Cow::Owned(Value::Array(
+            items
+                .iter()
+                .map(|i| member_of(i, name))
+                .collect::<Result<_, _>>()?,
+        ))),
+        Cow::Owned(Value::Array(items)) => Ok(Cow::Owned(Value::Array(
+            items
+                .iter()
+                .map(|i| member_of(i, name))
+                .collect::<Result<_, _>>()?,
+        ))),
+        other => Err(YaqlError::Lookup {
+            message: format!("no attribute \"{name}\" on {}", type_name(&other)),
+        }),
     }
 }
 
@@ -426,7 +519,9 @@ fn member_of(item: &Value, name: &str) -> Result<Value, YaqlError> {
 }
 
 fn missing_key(name: &str) -> YaqlError {
-    YaqlError::Lookup { message: format!("key \"{name}\" not found") }
+    YaqlError::Lookup {
+        message: format!("key \"{name}\" not found"),
+    }
 }
 
 /// `obj[idx]` / `obj[key, default]`.
@@ -439,7 +534,9 @@ fn index<'a>(obj: Cow<'a, Value>, idx: &Value, default: Option<Value>) -> Res<'a
             if i < 0 || i >= len {
                 return match default {
                     Some(d) => Ok(Cow::Owned(d)),
-                    None => Err(YaqlError::Lookup { message: format!("index {raw} out of range (length {len})") }),
+                    None => Err(YaqlError::Lookup {
+                        message: format!("index {raw} out of range (length {len})"),
+                    }),
                 };
             }
             let i = i as usize;
@@ -459,11 +556,16 @@ fn index<'a>(obj: Cow<'a, Value>, idx: &Value, default: Option<Value>) -> Res<'a
             }
             Ok(match obj {
                 Cow::Borrowed(Value::Object(m)) => Cow::Borrowed(&m[&key]),
-                Cow::Owned(Value::Object(mut m)) => Cow::Owned(m.remove(&key).unwrap_or(Value::Null)),
+                Cow::Owned(Value::Object(mut m)) => {
+                    Cow::Owned(m.remove(&key).unwrap_or(Value::Null))
+                }
                 _ => unreachable!("matched an object above"),
             })
         }
-        (o, i) => Err(YaqlError::op("[]", format!("cannot index {} with {}", type_name(o), type_name(i)))),
+        (o, i) => Err(YaqlError::op(
+            "[]",
+            format!("cannot index {} with {}", type_name(o), type_name(i)),
+        )),
     }
 }
 
@@ -473,12 +575,16 @@ fn unary(op: UnOp, v: &Value) -> Result<Value, YaqlError> {
         UnOp::Neg | UnOp::Plus => {
             let sym = if op == UnOp::Neg { "-" } else { "+" };
             match num(v) {
-                Some(Num::I(i)) if op == UnOp::Neg => {
-                    i.checked_neg().map(Value::from).ok_or_else(|| YaqlError::op(sym, "integer overflow"))
-                }
+                Some(Num::I(i)) if op == UnOp::Neg => i
+                    .checked_neg()
+                    .map(Value::from)
+                    .ok_or_else(|| YaqlError::op(sym, "integer overflow")),
                 Some(Num::F(f)) if op == UnOp::Neg => Ok(functions::float(-f)),
                 Some(_) => Ok(v.clone()),
-                None => Err(YaqlError::op(sym, format!("expects a number, got {}", type_name(v)))),
+                None => Err(YaqlError::op(
+                    sym,
+                    format!("expects a number, got {}", type_name(v)),
+                )),
             }
         }
     }
@@ -487,7 +593,12 @@ fn unary(op: UnOp, v: &Value) -> Result<Value, YaqlError> {
 /// The non-short-circuit binary operators.
 fn binary(op: BinOp, l: &Value, r: &Value) -> Result<Value, YaqlError> {
     let sym = op.symbol();
-    let bad = || YaqlError::op(sym, format!("unsupported operands {} and {}", type_name(l), type_name(r)));
+    let bad = || {
+        YaqlError::op(
+            sym,
+            format!("unsupported operands {} and {}", type_name(l), type_name(r)),
+        )
+    };
     match op {
         BinOp::Eq => Ok(Value::Bool(equals(l, r))),
         BinOp::Ne => Ok(Value::Bool(!equals(l, r))),
@@ -513,12 +624,16 @@ fn binary(op: BinOp, l: &Value, r: &Value) -> Result<Value, YaqlError> {
             let (Value::String(s), Some(re)) = (l, functions::regex_of(r)?) else {
                 return Err(bad());
             };
-            let found = re.is_match(s).map_err(|e| YaqlError::op(sym, e.to_string()))?;
+            let found = re
+                .is_match(s)
+                .map_err(|e| YaqlError::op(sym, e.to_string()))?;
             Ok(Value::Bool(found == (op == BinOp::Match)))
         }
         BinOp::Add => match (l, r) {
             (Value::String(a), Value::String(b)) => Ok(Value::String(format!("{a}{b}"))),
-            (Value::Array(a), Value::Array(b)) => Ok(Value::Array(a.iter().chain(b).cloned().collect())),
+            (Value::Array(a), Value::Array(b)) => {
+                Ok(Value::Array(a.iter().chain(b).cloned().collect()))
+            }
             (Value::Object(a), Value::Object(b)) => {
                 let mut m = a.clone();
                 m.extend(b.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -532,7 +647,11 @@ fn binary(op: BinOp, l: &Value, r: &Value) -> Result<Value, YaqlError> {
                     (Some(Num::I(n)), _) | (_, Some(Num::I(n))) => n,
                     _ => return Err(bad()),
                 };
-                Ok(Value::String(s.repeat(n.max(0) as usize)))
+                let n = n.max(0) as usize;
+                if s.len().saturating_mul(n) > 100_000_000 {
+                    return Err(YaqlError::op(sym, "result too large"));
+                }
+                Ok(Value::String(s.repeat(n)))
             }
             _ => arith(op, l, r).ok_or_else(bad)?,
         },
@@ -556,14 +675,23 @@ fn arith(op: BinOp, l: &Value, r: &Value) -> Option<Result<Value, YaqlError>> {
                 if y == 0 {
                     Err(zero())
                 } else {
-                    x.checked_div_euclid(y).ok_or_else(overflow).map(|_| Value::from(floor_div(x, y)))
+                    x.checked_div_euclid(y)
+                        .ok_or_else(overflow)
+                        .map(|_| Value::from(floor_div(x, y)))
                 }
             }
             _ => {
                 if y == 0 {
                     Err(zero())
                 } else {
-                    Ok(Value::from(((x % y) + y) % y))
+                    {
+                        let r = x.wrapping_rem(y);
+                        Ok(Value::from(if r != 0 && (r < 0) != (y < 0) {
+                            r + y
+                        } else {
+                            r
+                        }))
+                    }
                 }
             }
         },
@@ -585,7 +713,11 @@ fn arith(op: BinOp, l: &Value, r: &Value) -> Option<Result<Value, YaqlError>> {
                         Err(zero())
                     } else {
                         let m = x % y;
-                        Ok(functions::float(if m != 0.0 && (m < 0.0) != (y < 0.0) { m + y } else { m }))
+                        Ok(functions::float(if m != 0.0 && (m < 0.0) != (y < 0.0) {
+                            m + y
+                        } else {
+                            m
+                        }))
                     }
                 }
             }

@@ -45,7 +45,9 @@ pub(crate) fn num(v: &Value) -> Option<Num> {
 
 /// A float as a JSON value (non-finite results become `null`, JSON has no NaN).
 pub(crate) fn float(f: f64) -> Value {
-    serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)
+    serde_json::Number::from_f64(f)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
 }
 
 /// Python truthiness: `null`, `false`, `0`, `""`, `[]` and `{}` are false.
@@ -77,11 +79,17 @@ pub(crate) fn type_name(v: &Value) -> &'static str {
 /// Python equality: `1 = 1.0`, `true = 1`, lists and dicts element-wise.
 pub(crate) fn equals(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| equals(p, q)),
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| equals(v, w)))
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| equals(p, q))
         }
-        (Value::Bool(x), Value::Number(_)) => num(b).is_some_and(|n| n.as_f64() == f64::from(u8::from(*x))),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| equals(v, w)))
+        }
+        (Value::Bool(x), Value::Number(_)) => {
+            num(b).is_some_and(|n| n.as_f64() == f64::from(u8::from(*x)))
+        }
         (Value::Number(_), Value::Bool(_)) => equals(b, a),
         (Value::Number(_), Value::Number(_)) => match (num(a), num(b)) {
             (Some(Num::I(x)), Some(Num::I(y))) => x == y,
@@ -141,7 +149,11 @@ pub(crate) fn repr(v: &Value) -> String {
             },
         },
         Value::String(s) => {
-            let q = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+            let q = if s.contains('\'') && !s.contains('"') {
+                '"'
+            } else {
+                '\''
+            };
             let mut out = String::with_capacity(s.len() + 2);
             out.push(q);
             for c in s.chars() {
@@ -169,7 +181,10 @@ pub(crate) fn repr(v: &Value) -> String {
             }
         }
         Value::Object(m) => {
-            let inner: Vec<String> = m.iter().map(|(k, v)| format!("{}: {}", repr(&Value::String(k.clone())), repr(v))).collect();
+            let inner: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{}: {}", repr(&Value::String(k.clone())), repr(v)))
+                .collect();
             format!("{{{}}}", inner.join(", "))
         }
     }
@@ -205,15 +220,19 @@ fn py_float(f: f64) -> String {
 pub(crate) fn iterate<'v>(function: &str, v: &'v Value) -> Result<Cow<'v, [Value]>, YaqlError> {
     match v {
         Value::Array(a) => Ok(Cow::Borrowed(a.as_slice())),
-        Value::Object(m) if !m.contains_key(REGEX_KEY) => {
-            Ok(Cow::Owned(m.keys().map(|k| Value::String(k.clone())).collect()))
-        }
-        other => Err(YaqlError::func(function, format!("expects a collection, got {}", type_name(other)))),
+        Value::Object(m) if !m.contains_key(REGEX_KEY) => Ok(Cow::Owned(
+            m.keys().map(|k| Value::String(k.clone())).collect(),
+        )),
+        other => Err(YaqlError::func(
+            function,
+            format!("expects a collection, got {}", type_name(other)),
+        )),
     }
 }
 
 /// Compiled regexes by pattern, shared by every evaluation.
-static REGEX_CACHE: LazyLock<Mutex<HashMap<String, Arc<Regex>>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+static REGEX_CACHE: LazyLock<Mutex<HashMap<String, Arc<Regex>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// Compiles (or fetches from the cache) a Python-syntax regex.
 pub(crate) fn compile(pattern: &str) -> Result<Arc<Regex>, YaqlError> {
@@ -222,7 +241,8 @@ pub(crate) fn compile(pattern: &str) -> Result<Arc<Regex>, YaqlError> {
         return Ok(re.clone());
     }
     let re = Arc::new(
-        Regex::new(pattern).map_err(|e| YaqlError::func("regex", format!("invalid pattern '{pattern}': {e}")))?,
+        Regex::new(pattern)
+            .map_err(|e| YaqlError::func("regex", format!("invalid pattern '{pattern}': {e}")))?,
     );
     if cache.len() >= 1024 {
         cache.clear();
@@ -265,7 +285,9 @@ fn py_replacement(repl: &str) -> String {
             let digits: String = chars[start..i].iter().collect();
             out.push_str(&format!("${{{digits}}}"));
             continue;
-        } else if c == '\\' && repl[repl.char_indices().nth(i).map_or(0, |(b, _)| b)..].starts_with("\\g<") {
+        } else if c == '\\'
+            && repl[repl.char_indices().nth(i).map_or(0, |(b, _)| b)..].starts_with("\\g<")
+        {
             let rest: String = chars[i + 3..].iter().collect();
             if let Some(end) = rest.find('>') {
                 out.push_str(&format!("${{{}}}", &rest[..end]));
@@ -306,7 +328,11 @@ impl Args<'_> {
 
     fn count(&self, min: usize, max: usize) -> Result<(), YaqlError> {
         if self.v.len() < min || self.v.len() > max {
-            let want = if min == max { format!("{min}") } else { format!("{min} to {max}") };
+            let want = if min == max {
+                format!("{min}")
+            } else {
+                format!("{min} to {max}")
+            };
             return Err(self.err(format!("takes {want} argument(s), got {}", self.v.len())));
         }
         Ok(())
@@ -315,7 +341,11 @@ impl Args<'_> {
     fn str(&self, i: usize) -> Result<&str, YaqlError> {
         match self.v.get(i) {
             Some(Value::String(s)) => Ok(s),
-            Some(other) => Err(self.err(format!("argument {} must be a string, got {}", i + 1, type_name(other)))),
+            Some(other) => Err(self.err(format!(
+                "argument {} must be a string, got {}",
+                i + 1,
+                type_name(other)
+            ))),
             None => Err(self.err(format!("missing argument {}", i + 1))),
         }
     }
@@ -342,7 +372,11 @@ impl Args<'_> {
     fn list(&self, i: usize) -> Result<&[Value], YaqlError> {
         match self.v.get(i) {
             Some(Value::Array(a)) => Ok(a),
-            Some(other) => Err(self.err(format!("argument {} must be a list, got {}", i + 1, type_name(other)))),
+            Some(other) => Err(self.err(format!(
+                "argument {} must be a list, got {}",
+                i + 1,
+                type_name(other)
+            ))),
             None => Err(self.err(format!("missing argument {}", i + 1))),
         }
     }
@@ -350,7 +384,11 @@ impl Args<'_> {
     fn dict(&self, i: usize) -> Result<&Map<String, Value>, YaqlError> {
         match self.v.get(i) {
             Some(Value::Object(m)) if !is_regex(&self.v[i]) => Ok(m),
-            Some(other) => Err(self.err(format!("argument {} must be a dict, got {}", i + 1, type_name(other)))),
+            Some(other) => Err(self.err(format!(
+                "argument {} must be a dict, got {}",
+                i + 1,
+                type_name(other)
+            ))),
             None => Err(self.err(format!("missing argument {}", i + 1))),
         }
     }
@@ -364,7 +402,11 @@ impl Args<'_> {
 }
 
 /// Calls the standard function `name`; `None` when there is no such function.
-pub(crate) fn call(name: &str, args: Vec<Value>, keywords: Vec<(String, Value)>) -> Option<Result<Value, YaqlError>> {
+pub(crate) fn call(
+    name: &str,
+    args: Vec<Value>,
+    keywords: Vec<(String, Value)>,
+) -> Option<Result<Value, YaqlError>> {
     let a = Args { name, v: args };
     if !keywords.is_empty() && !matches!(name, "dict" | "format") {
         return Some(Err(a.err("takes no keyword arguments")));
@@ -383,18 +425,37 @@ fn call_positional(name: &str, a: &Args) -> Option<Result<Value, YaqlError>> {
         "int" => int(a),
         "float" => float_of(a),
         "bool" => a.count(1, 1).map(|_| Value::Bool(truthy(&a.v[0]))),
-        "keys" => a.count(1, 1).and_then(|_| a.dict(0)).map(|m| Value::Array(m.keys().map(|k| Value::String(k.clone())).collect())),
-        "values" => a.count(1, 1).and_then(|_| a.dict(0)).map(|m| Value::Array(m.values().cloned().collect())),
+        "keys" => a
+            .count(1, 1)
+            .and_then(|_| a.dict(0))
+            .map(|m| Value::Array(m.keys().map(|k| Value::String(k.clone())).collect())),
+        "values" => a
+            .count(1, 1)
+            .and_then(|_| a.dict(0))
+            .map(|m| Value::Array(m.values().cloned().collect())),
         "items" => a.count(1, 1).and_then(|_| a.dict(0)).map(|m| {
-            Value::Array(m.iter().map(|(k, v)| Value::Array(vec![Value::String(k.clone()), v.clone()])).collect())
+            Value::Array(
+                m.iter()
+                    .map(|(k, v)| Value::Array(vec![Value::String(k.clone()), v.clone()]))
+                    .collect(),
+            )
         }),
         "get" => get(a),
         "set" => set(a),
         "delete" => delete(a),
-        "containsKey" => a.count(2, 2).and_then(|_| a.dict(0)).map(|m| Value::Bool(m.contains_key(&key_string(&a.v[1])))),
-        "containsValue" => a.count(2, 2).and_then(|_| a.dict(0)).map(|m| Value::Bool(m.values().any(|v| equals(v, &a.v[1])))),
+        "containsKey" => a
+            .count(2, 2)
+            .and_then(|_| a.dict(0))
+            .map(|m| Value::Bool(m.contains_key(&key_string(&a.v[1])))),
+        "containsValue" => a
+            .count(2, 2)
+            .and_then(|_| a.dict(0))
+            .map(|m| Value::Bool(m.values().any(|v| equals(v, &a.v[1])))),
         "list" => Ok(Value::Array(a.v.clone())),
-        "toList" => a.count(1, 1).and_then(|_| a.items(0)).map(|i| Value::Array(i.into_owned())),
+        "toList" => a
+            .count(1, 1)
+            .and_then(|_| a.items(0))
+            .map(|i| Value::Array(i.into_owned())),
         "join" => join(a),
         "split" => split(a),
         "replace" => replace(a),
@@ -402,32 +463,53 @@ fn call_positional(name: &str, a: &Args) -> Option<Result<Value, YaqlError>> {
         "matches" => matches(a),
         "search" => search(a),
         "searchAll" => search_all(a),
-        "escapeRegex" => a.count(1, 1).and_then(|_| a.str(0)).map(|s| Value::String(fancy_regex::escape(s).into_owned())),
-        "toUpper" => a.count(1, 1).and_then(|_| a.str(0)).map(|s| Value::String(s.to_uppercase())),
-        "toLower" => a.count(1, 1).and_then(|_| a.str(0)).map(|s| Value::String(s.to_lowercase())),
+        "escapeRegex" => a
+            .count(1, 1)
+            .and_then(|_| a.str(0))
+            .map(|s| Value::String(fancy_regex::escape(s).into_owned())),
+        "toUpper" => a
+            .count(1, 1)
+            .and_then(|_| a.str(0))
+            .map(|s| Value::String(s.to_uppercase())),
+        "toLower" => a
+            .count(1, 1)
+            .and_then(|_| a.str(0))
+            .map(|s| Value::String(s.to_lowercase())),
         "trim" | "trimLeft" | "trimRight" => trim(name, a),
         "startsWith" | "endsWith" => starts_ends(name, a),
         "substring" => substring(a),
         "indexOf" | "lastIndexOf" => index_of(name, a),
-        "characters" => a.count(1, 1).and_then(|_| a.str(0)).map(|s| Value::Array(s.chars().map(|c| Value::String(c.into())).collect())),
+        "characters" => a
+            .count(1, 1)
+            .and_then(|_| a.str(0))
+            .map(|s| Value::Array(s.chars().map(|c| Value::String(c.into())).collect())),
         "concat" => concat(a),
-        "isEmpty" => a.count(1, 1).map(|_| Value::Bool(match &a.v[0] {
-            Value::Null => true,
-            Value::String(s) => s.trim().is_empty(),
-            other => !truthy(other),
-        })),
+        "isEmpty" => a.count(1, 1).map(|_| {
+            Value::Bool(match &a.v[0] {
+                Value::Null => true,
+                Value::String(s) => s.trim().is_empty(),
+                other => !truthy(other),
+            })
+        }),
         "isList" => a.count(1, 1).map(|_| Value::Bool(a.v[0].is_array())),
-        "isDict" => a.count(1, 1).map(|_| Value::Bool(a.v[0].is_object() && !is_regex(&a.v[0]))),
+        "isDict" => a
+            .count(1, 1)
+            .map(|_| Value::Bool(a.v[0].is_object() && !is_regex(&a.v[0]))),
         "isString" => a.count(1, 1).map(|_| Value::Bool(a.v[0].is_string())),
-        "isInteger" => a.count(1, 1).map(|_| Value::Bool(a.v[0].is_i64() || a.v[0].is_u64())),
+        "isInteger" => a
+            .count(1, 1)
+            .map(|_| Value::Bool(a.v[0].is_i64() || a.v[0].is_u64())),
         "isNumber" => a.count(1, 1).map(|_| Value::Bool(a.v[0].is_number())),
         "isBoolean" => a.count(1, 1).map(|_| Value::Bool(a.v[0].is_boolean())),
         "isRegex" => a.count(1, 1).map(|_| Value::Bool(is_regex(&a.v[0]))),
         "first" | "last" => first_last(name, a),
-        "single" => a.count(1, 1).and_then(|_| a.items(0)).and_then(|i| match &*i {
-            [one] => Ok(one.clone()),
-            _ => Err(a.err(format!("expects exactly one item, got {}", i.len()))),
-        }),
+        "single" => a
+            .count(1, 1)
+            .and_then(|_| a.items(0))
+            .and_then(|i| match &*i {
+                [one] => Ok(one.clone()),
+                _ => Err(a.err(format!("expects exactly one item, got {}", i.len()))),
+            }),
         "distinct" => distinct(a),
         "sum" => sum(a),
         "max" | "min" => max_min(name, a),
@@ -439,9 +521,19 @@ fn call_positional(name: &str, a: &Args) -> Option<Result<Value, YaqlError>> {
             Value::Array(out)
         }),
         "skip" | "take" | "limit" => skip_take(name, a),
-        "reverse" => a.count(1, 1).and_then(|_| a.items(0)).map(|i| Value::Array(i.iter().rev().cloned().collect())),
-        "append" => a.list(0).map(|l| Value::Array(l.iter().chain(&a.v[1..]).cloned().collect())),
-        "coalesce" => Ok(a.v.iter().find(|v| !v.is_null()).cloned().unwrap_or(Value::Null)),
+        "reverse" => a
+            .count(1, 1)
+            .and_then(|_| a.items(0))
+            .map(|i| Value::Array(i.iter().rev().cloned().collect())),
+        "append" => a
+            .list(0)
+            .map(|l| Value::Array(l.iter().chain(&a.v[1..]).cloned().collect())),
+        "coalesce" => Ok(a
+            .v
+            .iter()
+            .find(|v| !v.is_null())
+            .cloned()
+            .unwrap_or(Value::Null)),
         "isNull" => a.count(1, 1).map(|_| Value::Bool(a.v[0].is_null())),
         _ => return None,
     };
@@ -465,10 +557,17 @@ fn int(a: &Args) -> Result<Value, YaqlError> {
         Value::Bool(b) => Ok(Value::from(i64::from(*b))),
         Value::Number(_) => match num(&a.v[0]) {
             Some(Num::I(i)) => Ok(Value::from(i)),
-            Some(Num::F(f)) if f.is_finite() && f.abs() < 9.2e18 => Ok(Value::from(f.trunc() as i64)),
+            Some(Num::F(f)) if f.is_finite() && f.abs() < 9.2e18 => {
+                Ok(Value::from(f.trunc() as i64))
+            }
             _ => Err(a.err("number out of integer range")),
         },
-        Value::String(s) => s.trim().replace('_', "").parse::<i64>().map(Value::from).map_err(|_| a.err(format!("invalid integer '{s}'"))),
+        Value::String(s) => s
+            .trim()
+            .replace('_', "")
+            .parse::<i64>()
+            .map(Value::from)
+            .map_err(|_| a.err(format!("invalid integer '{s}'"))),
         other => Err(a.err(format!("cannot convert {} to integer", type_name(other)))),
     }
 }
@@ -479,7 +578,11 @@ fn float_of(a: &Args) -> Result<Value, YaqlError> {
         Value::Null => Ok(float(0.0)),
         Value::Bool(b) => Ok(float(f64::from(u8::from(*b)))),
         Value::Number(n) => Ok(float(n.as_f64().unwrap_or(f64::NAN))),
-        Value::String(s) => s.trim().parse::<f64>().map(float).map_err(|_| a.err(format!("invalid float '{s}'"))),
+        Value::String(s) => s
+            .trim()
+            .parse::<f64>()
+            .map(float)
+            .map_err(|_| a.err(format!("invalid float '{s}'"))),
         other => Err(a.err(format!("cannot convert {} to float", type_name(other)))),
     }
 }
@@ -495,12 +598,22 @@ fn dict(a: &Args, keywords: Vec<(String, Value)>) -> Result<Value, YaqlError> {
                         Value::Array(kv) if kv.len() == 2 => {
                             m.insert(key_string(&kv[0]), kv[1].clone());
                         }
-                        other => return Err(a.err(format!("expects [key, value] pairs, got {}", type_name(other)))),
+                        other => {
+                            return Err(a.err(format!(
+                                "expects [key, value] pairs, got {}",
+                                type_name(other)
+                            )))
+                        }
                     }
                 }
             }
             Value::Object(o) => m.extend(o.iter().map(|(k, v)| (k.clone(), v.clone()))),
-            other => return Err(a.err(format!("expects key => value pairs, got {}", type_name(other)))),
+            other => {
+                return Err(a.err(format!(
+                    "expects key => value pairs, got {}",
+                    type_name(other)
+                )))
+            }
         }
     }
     m.extend(keywords);
@@ -510,7 +623,9 @@ fn dict(a: &Args, keywords: Vec<(String, Value)>) -> Result<Value, YaqlError> {
 fn get(a: &Args) -> Result<Value, YaqlError> {
     a.count(2, 3)?;
     let m = a.dict(0)?;
-    Ok(m.get(&key_string(&a.v[1])).cloned().unwrap_or_else(|| a.v.get(2).cloned().unwrap_or(Value::Null)))
+    Ok(m.get(&key_string(&a.v[1]))
+        .cloned()
+        .unwrap_or_else(|| a.v.get(2).cloned().unwrap_or(Value::Null)))
 }
 
 fn set(a: &Args) -> Result<Value, YaqlError> {
@@ -539,7 +654,9 @@ fn join(a: &Args) -> Result<Value, YaqlError> {
         (Value::String(s), other) if !other.is_string() => (a.items(1)?, s.as_str()),
         _ => (a.items(0)?, a.str(1)?),
     };
-    Ok(Value::String(items.iter().map(to_str).collect::<Vec<_>>().join(sep)))
+    Ok(Value::String(
+        items.iter().map(to_str).collect::<Vec<_>>().join(sep),
+    ))
 }
 
 /// `s.split(separator?, maxSplits?)` (Python's `str.split`), or split on a `regex()`.
@@ -547,8 +664,18 @@ fn split(a: &Args) -> Result<Value, YaqlError> {
     a.count(1, 3)?;
     let s = a.str(0)?;
     let max = a.opt_int(2, -1)?;
-    let limit = if max < 0 { usize::MAX } else { max as usize + 1 };
-    let strings = |v: Vec<&str>| Value::Array(v.into_iter().map(|p| Value::String(p.to_string())).collect());
+    let limit = if max < 0 {
+        usize::MAX
+    } else {
+        max as usize + 1
+    };
+    let strings = |v: Vec<&str>| {
+        Value::Array(
+            v.into_iter()
+                .map(|p| Value::String(p.to_string()))
+                .collect(),
+        )
+    };
     match a.v.get(1) {
         None | Some(Value::Null) => {
             let mut parts: Vec<&str> = Vec::new();
@@ -593,7 +720,11 @@ fn split(a: &Args) -> Result<Value, YaqlError> {
 fn replace(a: &Args) -> Result<Value, YaqlError> {
     a.count(3, 4)?;
     let count = a.opt_int(3, -1)?;
-    let (subject, pattern) = if is_regex(&a.v[0]) { (a.str(1)?, &a.v[0]) } else { (a.str(0)?, &a.v[1]) };
+    let (subject, pattern) = if is_regex(&a.v[0]) {
+        (a.str(1)?, &a.v[0])
+    } else {
+        (a.str(0)?, &a.v[1])
+    };
     if is_regex(pattern) {
         let re = regex_of(pattern)?.ok_or_else(|| a.err("bad regex"))?;
         let repl = py_replacement(a.str(2)?);
@@ -601,11 +732,17 @@ fn replace(a: &Args) -> Result<Value, YaqlError> {
         if count == 0 {
             return Ok(Value::String(subject.to_string()));
         }
-        return Ok(Value::String(re.replacen(subject, limit, repl.as_str()).into_owned()));
+        return Ok(Value::String(
+            re.replacen(subject, limit, repl.as_str()).into_owned(),
+        ));
     }
     let old = a.str(1)?;
     let new = a.str(2)?;
-    Ok(Value::String(if count < 0 { subject.replace(old, new) } else { subject.replacen(old, new, count as usize) }))
+    Ok(Value::String(if count < 0 {
+        subject.replace(old, new)
+    } else {
+        subject.replacen(old, new, count as usize)
+    }))
 }
 
 /// `regex(pattern, ignoreCase?, multiLine?, dotAll?)`: a regex value.
@@ -618,7 +755,11 @@ fn regex(a: &Args) -> Result<Value, YaqlError> {
         }
     }
     let p = a.str(0)?;
-    let pattern = if flags.is_empty() { p.to_string() } else { format!("(?{flags}){p}") };
+    let pattern = if flags.is_empty() {
+        p.to_string()
+    } else {
+        format!("(?{flags}){p}")
+    };
     compile(&pattern)?;
     let mut m = Map::new();
     m.insert(REGEX_KEY.to_string(), Value::String(pattern));
@@ -628,14 +769,21 @@ fn regex(a: &Args) -> Result<Value, YaqlError> {
 /// The (subject, regex) of a regex function called either way round.
 fn subject_and_regex<'a>(a: &'a Args) -> Result<(&'a str, Arc<Regex>), YaqlError> {
     a.count(2, 2)?;
-    let (subject, pattern) = if is_regex(&a.v[0]) { (a.str(1)?, &a.v[0]) } else { (a.str(0)?, &a.v[1]) };
-    let re = regex_of(pattern)?.ok_or_else(|| a.err(format!("expects a pattern, got {}", type_name(pattern))))?;
+    let (subject, pattern) = if is_regex(&a.v[0]) {
+        (a.str(1)?, &a.v[0])
+    } else {
+        (a.str(0)?, &a.v[1])
+    };
+    let re = regex_of(pattern)?
+        .ok_or_else(|| a.err(format!("expects a pattern, got {}", type_name(pattern))))?;
     Ok((subject, re))
 }
 
 fn matches(a: &Args) -> Result<Value, YaqlError> {
     let (s, re) = subject_and_regex(a)?;
-    re.is_match(s).map(Value::Bool).map_err(|e| a.err(e.to_string()))
+    re.is_match(s)
+        .map(Value::Bool)
+        .map_err(|e| a.err(e.to_string()))
 }
 
 /// The first match's text, or `null`.
@@ -651,7 +799,9 @@ fn search_all(a: &Args) -> Result<Value, YaqlError> {
     let (s, re) = subject_and_regex(a)?;
     let mut out = Vec::new();
     for m in re.find_iter(s) {
-        out.push(Value::String(m.map_err(|e| a.err(e.to_string()))?.as_str().to_string()));
+        out.push(Value::String(
+            m.map_err(|e| a.err(e.to_string()))?.as_str().to_string(),
+        ));
     }
     Ok(Value::Array(out))
 }
@@ -707,7 +857,9 @@ fn substring(a: &Args) -> Result<Value, YaqlError> {
         length = len - start;
     }
     let end = (start + length).clamp(start, len);
-    Ok(Value::String(chars[start as usize..end as usize].iter().collect()))
+    Ok(Value::String(
+        chars[start as usize..end as usize].iter().collect(),
+    ))
 }
 
 fn index_of(name: &str, a: &Args) -> Result<Value, YaqlError> {
@@ -722,14 +874,22 @@ fn index_of(name: &str, a: &Args) -> Result<Value, YaqlError> {
     }
     let s = a.str(0)?;
     let sub = a.str(1)?;
-    let found = if name == "indexOf" { s.find(sub) } else { s.rfind(sub) };
-    Ok(Value::from(found.map_or(-1, |b| s[..b].chars().count() as i64)))
+    let found = if name == "indexOf" {
+        s.find(sub)
+    } else {
+        s.rfind(sub)
+    };
+    Ok(Value::from(
+        found.map_or(-1, |b| s[..b].chars().count() as i64),
+    ))
 }
 
 /// `concat(...)`: lists concatenated, or strings joined.
 fn concat(a: &Args) -> Result<Value, YaqlError> {
     if a.v.iter().all(Value::is_string) {
-        return Ok(Value::String(a.v.iter().filter_map(Value::as_str).collect()));
+        return Ok(Value::String(
+            a.v.iter().filter_map(Value::as_str).collect(),
+        ));
     }
     let mut out = Vec::new();
     for i in 0..a.v.len() {
@@ -741,7 +901,11 @@ fn concat(a: &Args) -> Result<Value, YaqlError> {
 fn first_last(name: &str, a: &Args) -> Result<Value, YaqlError> {
     a.count(1, 2)?;
     let items = a.items(0)?;
-    let pick = if name == "first" { items.first() } else { items.last() };
+    let pick = if name == "first" {
+        items.first()
+    } else {
+        items.last()
+    };
     match (pick, a.v.get(1)) {
         (Some(v), _) => Ok(v.clone()),
         (None, Some(default)) => Ok(default.clone()),
@@ -756,7 +920,9 @@ fn distinct(a: &Args) -> Result<Value, YaqlError> {
     let mut seen = std::collections::HashSet::new();
     for i in items.iter() {
         let key = match i {
-            Value::Number(_) => num(i).map(|n| format!("n{}", n.as_f64())).unwrap_or_default(),
+            Value::Number(_) => num(i)
+                .map(|n| format!("n{}", n.as_f64()))
+                .unwrap_or_default(),
             other => other.to_string(),
         };
         if seen.insert(key) {
@@ -775,7 +941,9 @@ fn sum(a: &Args) -> Result<Value, YaqlError> {
             return Err(a.err(format!("cannot add {} (item {n})", type_name(i))));
         }
         total = match (num(&total), num(i)) {
-            (Some(Num::I(x)), Some(Num::I(y))) => Value::from(x.checked_add(y).ok_or_else(|| a.err("integer overflow"))?),
+            (Some(Num::I(x)), Some(Num::I(y))) => {
+                Value::from(x.checked_add(y).ok_or_else(|| a.err("integer overflow"))?)
+            }
             (Some(x), Some(y)) => float(x.as_f64() + y.as_f64()),
             _ => total,
         };
@@ -786,13 +954,23 @@ fn sum(a: &Args) -> Result<Value, YaqlError> {
 /// `max(a, b)` / `min(a, b)`, or `[..].max()` / `[..].min()`.
 fn max_min(name: &str, a: &Args) -> Result<Value, YaqlError> {
     a.count(1, 2)?;
-    let items: Cow<[Value]> = if a.v.len() == 2 { Cow::Borrowed(a.v.as_slice()) } else { a.items(0)? };
+    let items: Cow<[Value]> = if a.v.len() == 2 {
+        Cow::Borrowed(a.v.as_slice())
+    } else {
+        a.items(0)?
+    };
     let mut best: Option<&Value> = None;
     for i in items.iter() {
         best = Some(match best {
             None => i,
             Some(b) => {
-                let ord = compare(i, b).ok_or_else(|| a.err(format!("cannot compare {} with {}", type_name(i), type_name(b))))?;
+                let ord = compare(i, b).ok_or_else(|| {
+                    a.err(format!(
+                        "cannot compare {} with {}",
+                        type_name(i),
+                        type_name(b)
+                    ))
+                })?;
                 if (name == "max" && ord.is_gt()) || (name == "min" && ord.is_lt()) {
                     i
                 } else {
@@ -815,16 +993,30 @@ fn contains(a: &Args) -> Result<Value, YaqlError> {
 
 fn range(a: &Args) -> Result<Value, YaqlError> {
     a.count(1, 3)?;
-    let (start, stop) = if a.v.len() == 1 { (0, a.int(0)?) } else { (a.int(0)?, a.int(1)?) };
+    let (start, stop) = if a.v.len() == 1 {
+        (0, a.int(0)?)
+    } else {
+        (a.int(0)?, a.int(1)?)
+    };
     let step = a.opt_int(2, 1)?;
     if step == 0 {
         return Err(a.err("step must not be zero"));
     }
-    let n = if step > 0 { (stop - start + step - 1) / step } else { (start - stop - step - 1) / -step };
+    // In i128 so that extreme bounds cannot overflow.
+    let (start, stop, step) = (i128::from(start), i128::from(stop), i128::from(step));
+    let n = if step > 0 {
+        (stop - start + step - 1) / step
+    } else {
+        (start - stop - step - 1) / -step
+    };
     if n > 10_000_000 {
         return Err(a.err("range too large"));
     }
-    Ok(Value::Array((0..n.max(0)).map(|k| Value::from(start + k * step)).collect()))
+    Ok(Value::Array(
+        (0..n.max(0))
+            .map(|k| Value::from((start + k * step) as i64))
+            .collect(),
+    ))
 }
 
 fn flatten_into(items: &[Value], out: &mut Vec<Value>) {
@@ -840,7 +1032,11 @@ fn skip_take(name: &str, a: &Args) -> Result<Value, YaqlError> {
     a.count(2, 2)?;
     let items = a.items(0)?;
     let n = a.int(1)?.clamp(0, items.len() as i64) as usize;
-    Ok(Value::Array(if name == "skip" { items[n..].to_vec() } else { items[..n].to_vec() }))
+    Ok(Value::Array(if name == "skip" {
+        items[n..].to_vec()
+    } else {
+        items[..n].to_vec()
+    }))
 }
 
 /// Python's `str.format`: `{}`, `{0}`, `{name}`, `{{`/`}}`; a non-string argument prints as its

@@ -61,7 +61,10 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, YaqlError> {
             while i < chars.len() && is_word(chars[i]) {
                 i += 1;
             }
-            out.push(Token { tok: Tok::Dollar(chars[start..i].iter().collect()), col });
+            out.push(Token {
+                tok: Tok::Dollar(chars[start..i].iter().collect()),
+                col,
+            });
             continue;
         }
         if c.is_ascii_digit() {
@@ -78,16 +81,23 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, YaqlError> {
                 }
             }
             if i < chars.len() && is_word(chars[i]) {
-                return Err(YaqlError::syntax(col, format!("malformed number near '{}'", chars[i])));
+                return Err(YaqlError::syntax(
+                    col,
+                    format!("malformed number near '{}'", chars[i]),
+                ));
             }
             let text: String = chars[start..i].iter().collect();
             let tok = if is_float {
-                Tok::Float(text.parse().map_err(|_| YaqlError::syntax(col, "malformed number"))?)
+                Tok::Float(
+                    text.parse()
+                        .map_err(|_| YaqlError::syntax(col, "malformed number"))?,
+                )
             } else {
                 match text.parse::<i64>() {
                     Ok(n) => Tok::Int(n),
                     Err(_) => Tok::Float(
-                        text.parse().map_err(|_| YaqlError::syntax(col, "malformed number"))?,
+                        text.parse()
+                            .map_err(|_| YaqlError::syntax(col, "malformed number"))?,
                     ),
                 }
             };
@@ -96,7 +106,10 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, YaqlError> {
         }
         if c == '\'' || c == '"' || c == '`' {
             let (s, next) = read_string(&chars, i)?;
-            out.push(Token { tok: Tok::Str(s), col });
+            out.push(Token {
+                tok: Tok::Str(s),
+                col,
+            });
             i = next;
             continue;
         }
@@ -125,7 +138,10 @@ pub(crate) fn tokenize(src: &str) -> Result<Vec<Token>, YaqlError> {
         let rest: String = chars[i..chars.len().min(i + 2)].iter().collect();
         match SYMBOLS.iter().find(|s| rest.starts_with(**s)) {
             Some(op) => {
-                out.push(Token { tok: Tok::Op(op), col });
+                out.push(Token {
+                    tok: Tok::Op(op),
+                    col,
+                });
                 i += op.chars().count();
             }
             None => return Err(YaqlError::syntax(col, format!("illegal character '{c}'"))),
@@ -165,7 +181,17 @@ fn read_string(chars: &[char], start: usize) -> Result<(String, usize), YaqlErro
                 'n' => s.push('\n'),
                 't' => s.push('\t'),
                 'r' => s.push('\r'),
-                '0' => s.push('\0'),
+                '0'..='7' => {
+                    // Octal escape: up to three digits.
+                    let mut code = n.to_digit(8).unwrap_or(0);
+                    let mut taken = 0;
+                    while taken < 2 && i < chars.len() && chars[i].is_digit(8) {
+                        code = code * 8 + chars[i].to_digit(8).unwrap_or(0);
+                        i += 1;
+                        taken += 1;
+                    }
+                    s.push(char::from_u32(code).unwrap_or('\u{fffd}'));
+                }
                 'a' => s.push('\u{7}'),
                 'b' => s.push('\u{8}'),
                 'f' => s.push('\u{c}'),

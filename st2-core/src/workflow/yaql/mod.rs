@@ -69,15 +69,24 @@ pub enum YaqlError {
 
 impl YaqlError {
     pub(crate) fn syntax(column: usize, message: impl Into<String>) -> Self {
-        YaqlError::Syntax { column, message: message.into() }
+        YaqlError::Syntax {
+            column,
+            message: message.into(),
+        }
     }
 
     pub(crate) fn func(function: &str, message: impl Into<String>) -> Self {
-        YaqlError::Function { function: function.to_string(), message: message.into() }
+        YaqlError::Function {
+            function: function.to_string(),
+            message: message.into(),
+        }
     }
 
     pub(crate) fn op(op: &str, message: impl Into<String>) -> Self {
-        YaqlError::Operator { op: op.to_string(), message: message.into() }
+        YaqlError::Operator {
+            op: op.to_string(),
+            message: message.into(),
+        }
     }
 }
 
@@ -136,7 +145,9 @@ impl Expr {
 
 /// Parses a YAQL expression (without the `<% %>` delimiters).
 pub fn parse(src: &str) -> Result<Expr, YaqlError> {
-    Ok(Expr { root: parser::parse_node(src)? })
+    Ok(Expr {
+        root: parser::parse_node(src)?,
+    })
 }
 
 /// Parses and evaluates `src` in one go (prefer [`parse`] once and [`Expr::eval`] per use).

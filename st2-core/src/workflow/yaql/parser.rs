@@ -87,11 +87,23 @@ pub(crate) enum Node {
     Map(Vec<(Node, Node)>),
     /// `name(args)`, or `receiver.name(args)` where the receiver becomes the first argument.
     /// `null_safe` for `x?.f()`: null when the receiver is null.
-    Call { name: String, receiver: Option<Box<Node>>, args: Vec<Arg>, null_safe: bool },
+    Call {
+        name: String,
+        receiver: Option<Box<Node>>,
+        args: Vec<Arg>,
+        null_safe: bool,
+    },
     /// `obj.name` (`null_safe` for `?.`).
-    Attr { obj: Box<Node>, name: String, null_safe: bool },
+    Attr {
+        obj: Box<Node>,
+        name: String,
+        null_safe: bool,
+    },
     /// `obj[index]` or `obj[key, default]`.
-    Index { obj: Box<Node>, args: Vec<Node> },
+    Index {
+        obj: Box<Node>,
+        args: Vec<Node>,
+    },
     /// `left -> right`: `right` evaluated with `$` (and `let` variables) from `left`.
     Chain(Box<Node>, Box<Node>),
 }
@@ -113,13 +125,20 @@ const BP_DOT: u8 = 11;
 pub(crate) fn parse_node(src: &str) -> Result<Node, YaqlError> {
     let tokens = tokenize(src)?;
     let end_col = src.chars().count() + 1;
-    let mut p = Parser { tokens, pos: 0, end_col };
+    let mut p = Parser {
+        tokens,
+        pos: 0,
+        end_col,
+    };
     if p.tokens.is_empty() {
         return Err(YaqlError::syntax(1, "empty expression"));
     }
     let node = p.expr(0)?;
     if let Some(t) = p.peek() {
-        return Err(YaqlError::syntax(t.col, format!("unexpected {}", describe(&t.tok))));
+        return Err(YaqlError::syntax(
+            t.col,
+            format!("unexpected {}", describe(&t.tok)),
+        ));
     }
     Ok(node)
 }
@@ -151,7 +170,9 @@ impl Parser {
 
     fn peek_op(&self) -> Option<&'static str> {
         match self.peek() {
-            Some(Token { tok: Tok::Op(o), .. }) => Some(o),
+            Some(Token {
+                tok: Tok::Op(o), ..
+            }) => Some(o),
             _ => None,
         }
     }
@@ -171,7 +192,10 @@ impl Parser {
         if t.tok == Tok::Op(op_static(op)) {
             Ok(())
         } else {
-            Err(YaqlError::syntax(t.col, format!("expected '{op}', found {}", describe(&t.tok))))
+            Err(YaqlError::syntax(
+                t.col,
+                format!("expected '{op}', found {}", describe(&t.tok)),
+            ))
         }
     }
 
@@ -214,7 +238,10 @@ impl Parser {
                     if args.is_empty() {
                         return Err(YaqlError::syntax(col, "empty indexer"));
                     }
-                    Node::Index { obj: Box::new(left), args }
+                    Node::Index {
+                        obj: Box::new(left),
+                        args,
+                    }
                 }
                 "." | "?." => self.member(left, op == "?.")?,
                 "->" => Node::Chain(Box::new(left), Box::new(self.expr(bp)?)),
@@ -249,17 +276,37 @@ impl Parser {
     fn member(&mut self, obj: Node, null_safe: bool) -> Result<Node, YaqlError> {
         let t = self.next()?;
         match t.tok {
-            Tok::Ident(name) => Ok(Node::Attr { obj: Box::new(obj), name, null_safe }),
+            Tok::Ident(name) => Ok(Node::Attr {
+                obj: Box::new(obj),
+                name,
+                null_safe,
+            }),
             Tok::Func(name) => {
                 let args = self.args(")")?;
-                Ok(Node::Call { name, receiver: Some(Box::new(obj)), args, null_safe })
+                Ok(Node::Call {
+                    name,
+                    receiver: Some(Box::new(obj)),
+                    args,
+                    null_safe,
+                })
             }
             // `$.true`, `$.null` and the like: keys that happen to be keywords.
-            Tok::Bool(b) => Ok(Node::Attr { obj: Box::new(obj), name: b.to_string(), null_safe }),
-            Tok::Null => Ok(Node::Attr { obj: Box::new(obj), name: "null".into(), null_safe }),
+            Tok::Bool(b) => Ok(Node::Attr {
+                obj: Box::new(obj),
+                name: b.to_string(),
+                null_safe,
+            }),
+            Tok::Null => Ok(Node::Attr {
+                obj: Box::new(obj),
+                name: "null".into(),
+                null_safe,
+            }),
             other => Err(YaqlError::syntax(
                 t.col,
-                format!("expected a name or a method call after '.', found {}", describe(&other)),
+                format!(
+                    "expected a name or a method call after '.', found {}",
+                    describe(&other)
+                ),
             )),
         }
     }
@@ -276,7 +323,12 @@ impl Parser {
             Tok::Dollar(name) => Node::Var(name),
             Tok::Func(name) => {
                 let args = self.args(")")?;
-                Node::Call { name, receiver: None, args, null_safe: false }
+                Node::Call {
+                    name,
+                    receiver: None,
+                    args,
+                    null_safe: false,
+                }
             }
             Tok::Op("(") => {
                 let inner = self.expr(0)?;
@@ -290,7 +342,10 @@ impl Parser {
                     match arg {
                         Arg::Pair(k, v) => pairs.push((k, v)),
                         Arg::Pos(_) => {
-                            return Err(YaqlError::syntax(t.col, "dict literal entries must be 'key => value'"))
+                            return Err(YaqlError::syntax(
+                                t.col,
+                                "dict literal entries must be 'key => value'",
+                            ))
                         }
                     }
                 }
@@ -300,7 +355,10 @@ impl Parser {
             Tok::Op("+") => Node::Unary(UnOp::Plus, Box::new(self.expr(BP_UNARY)?)),
             Tok::Op("not") => Node::Unary(UnOp::Not, Box::new(self.expr(BP_NOT)?)),
             other => {
-                return Err(YaqlError::syntax(t.col, format!("unexpected {}", describe(&other))))
+                return Err(YaqlError::syntax(
+                    t.col,
+                    format!("unexpected {}", describe(&other)),
+                ))
             }
         })
     }

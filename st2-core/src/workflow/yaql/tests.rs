@@ -33,7 +33,10 @@ pub(super) const ORACLE: &[(&str, &str)] = &[
     (r#"list(1, 2, 3)"#, r#"[1, 2, 3]"#),
     (r#"list()"#, r#"[]"#),
     (r#"word"#, r#""word""#),
-    (r#"$"#, r#"{"a": {"b": 1, "c": [1, 2, 3]}, "n": null, "s": "Hello World", "l": [3, 1, 2], "i": 7, "f": 2.5, "t": true, "e": [], "d": {}, "people": [{"name": "ann", "age": 30}, {"name": "bob", "age": 25}], "nested": {"x": {"y": {"z": "deep"}}}, "k": "b", "idx": 1}"#),
+    (
+        r#"$"#,
+        r#"{"a": {"b": 1, "c": [1, 2, 3]}, "n": null, "s": "Hello World", "l": [3, 1, 2], "i": 7, "f": 2.5, "t": true, "e": [], "d": {}, "people": [{"name": "ann", "age": 30}, {"name": "bob", "age": 25}], "nested": {"x": {"y": {"z": "deep"}}}, "k": "b", "idx": 1}"#,
+    ),
     (r#"$.a"#, r#"{"b": 1, "c": [1, 2, 3]}"#),
     (r#"$.a.b"#, r#"1"#),
     (r#"$.a.c"#, r#"[1, 2, 3]"#),
@@ -241,10 +244,16 @@ pub(super) const ORACLE: &[(&str, &str)] = &[
     (r#"regex('b').replace('abcb', 'X')"#, r#""aXcX""#),
     (r#"'abcb'.replace(regex('b'), 'X')"#, r#""aXcX""#),
     (r#"'abcb'.replace(regex('b'), 'X', 1)"#, r#""aXcb""#),
-    (r#"'a1b22c'.replace(regex('(\d+)'), '<\1>')"#, r#""a<\u0001>b<\u0001>c""#),
+    (
+        r#"'a1b22c'.replace(regex('(\d+)'), '<\1>')"#,
+        r#""a<\u0001>b<\u0001>c""#,
+    ),
     (r#"'a1b2'.split(regex('\d'))"#, r#"["a", "b", ""]"#),
     (r#"'abc' =~ regex('B', true)"#, r#"true"#),
-    (r#"regex('\d+').searchAll('a1b22c333')"#, r#"["1", "22", "333"]"#),
+    (
+        r#"regex('\d+').searchAll('a1b22c333')"#,
+        r#"["1", "22", "333"]"#,
+    ),
     (r#"int('12')"#, r#"12"#),
     (r#"int(' 12 ')"#, r#"12"#),
     (r#"int(1.7)"#, r#"1"#),
@@ -365,22 +374,40 @@ pub(super) const ORACLE: &[(&str, &str)] = &[
     (r#"[1, 0].all()"#, r#"false"#),
     (r#"[3, 1, 2].orderBy($)"#, r#"[1, 2, 3]"#),
     (r#"[3, 1, 2].orderByDescending($)"#, r#"[3, 2, 1]"#),
-    (r#"$.people.orderBy($.age).select($.name)"#, r#"["bob", "ann"]"#),
-    (r#"$.people.orderByDescending($.age).name"#, r#"["ann", "bob"]"#),
+    (
+        r#"$.people.orderBy($.age).select($.name)"#,
+        r#"["bob", "ann"]"#,
+    ),
+    (
+        r#"$.people.orderByDescending($.age).name"#,
+        r#"["ann", "bob"]"#,
+    ),
     (r#"['b', 'a', null].orderBy($)"#, r#"[null, "a", "b"]"#),
     (r#"[[1, 2], [3]].selectMany($)"#, r#"[1, 2, 3]"#),
-    (r#"[1, 2, 3].groupBy($ mod 2)"#, r#"[[1, [1, 3]], [0, [2]]]"#),
+    (
+        r#"[1, 2, 3].groupBy($ mod 2)"#,
+        r#"[[1, [1, 3]], [0, [2]]]"#,
+    ),
     (r#"[1, 2, 3, 4].takeWhile($ < 3)"#, r#"[1, 2]"#),
     (r#"[1, 2, 3, 4].skipWhile($ < 3)"#, r#"[3, 4]"#),
     (r#"[1, 2, 3].where($ > 1).select($ * 10)"#, r#"[20, 30]"#),
-    (r#"[1, 2, 3].select([$, $ * $])"#, r#"[[1, 1], [2, 4], [3, 9]]"#),
-    (r#"[1, 2, 3].select({v => $})"#, r#"[{"v": 1}, {"v": 2}, {"v": 3}]"#),
+    (
+        r#"[1, 2, 3].select([$, $ * $])"#,
+        r#"[[1, 1], [2, 4], [3, 9]]"#,
+    ),
+    (
+        r#"[1, 2, 3].select({v => $})"#,
+        r#"[{"v": 1}, {"v": 2}, {"v": 3}]"#,
+    ),
     (r#"[[1, 2], [3, 4]].select($[0])"#, r#"[1, 3]"#),
     (r#"[1, 2].select($ * $.i)"#, r#"ERR"#),
     (r#"$.l.where($ in [1, 2]).len()"#, r#"2"#),
     (r#"[1, 2, 3].where($ mod 2 = 1).sum()"#, r#"4"#),
     (r#"$.a.c.select($ * 2).max()"#, r#"6"#),
-    (r#"$.people.select(dict(n => $.name))"#, r#"[{"n": "ann"}, {"n": "bob"}]"#),
+    (
+        r#"$.people.select(dict(n => $.name))"#,
+        r#"[{"n": "ann"}, {"n": "bob"}]"#,
+    ),
     (r#"let(x => 1) -> $x + 1"#, r#"2"#),
     (r#"let(x => 2, y => 3) -> $x * $y"#, r#"6"#),
     (r#"let(1, 2) -> $1 + $2"#, r#"3"#),
@@ -427,7 +454,13 @@ fn oracle_cases_match_yaql() {
             failures.push(format!("{src}  =>  {got:?}  (YAQL: {expected})"));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), ORACLE.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        ORACLE.len(),
+        failures.join("\n")
+    );
 }
 
 /// Syntax errors: (expression, column, part of the message).
@@ -444,14 +477,17 @@ const SYNTAX_ERRORS: &[(&str, usize, &str)] = &[
     ("$.", 3, "end of expression"),
     ("$.1", 3, "expected a name or a method call"),
     ("len(1,", 7, "end of expression"),
-    ("len(1 2)", 7, "expected ',' or ')'"),
+    ("len(1 2)", 7, "unexpected '2'"),
+    ("len(1; 2)", 6, "illegal character ';'"),
+    ("dict(a => 1 b)", 13, "unexpected 'b'"),
+    ("[1, 2)", 6, "expected ',' or ']'"),
     ("{a}", 1, "key => value"),
     ("[a => 1]", 2, "'=>'"),
     ("1 = = 2", 5, "unexpected '='"),
     (")", 1, "unexpected ')'"),
     ("$.a[]", 4, "empty indexer"),
     ("12abc", 1, "malformed number"),
-    ("'\\x4'", 3, "malformed escape"),
+    ("'\\x4'", 2, "malformed escape"),
     ("a b", 3, "unexpected 'b'"),
     ("$.a.", 5, "end of expression"),
 ];
@@ -461,7 +497,11 @@ fn syntax_errors_say_where() {
     for (src, column, part) in SYNTAX_ERRORS {
         match parse(src) {
             Err(YaqlError::Syntax { column: c, message }) => {
-                assert_eq!((c, message.contains(part)), (*column, true), "{src}: column {c}, message {message:?}");
+                assert_eq!(
+                    (c, message.contains(part)),
+                    (*column, true),
+                    "{src}: column {c}, message {message:?}"
+                );
             }
             other => panic!("{src}: expected a syntax error, got {other:?}"),
         }
@@ -472,26 +512,43 @@ fn syntax_errors_say_where() {
 const EVAL_ERRORS: &[(&str, &str)] = &[
     ("unknownFn(1)", "no function named \"unknownFn\""),
     ("[1].nope()", "no function named \"nope\""),
-    ("'a' + 1", "operator \"+\": unsupported operands string and integer"),
+    (
+        "'a' + 1",
+        "operator \"+\": unsupported operands string and integer",
+    ),
     ("1 / 0", "division by zero"),
     ("3 mod 0", "division by zero"),
     ("1 < 'a'", "operator \"<\""),
     ("$.missing", "key \"missing\" not found"),
     ("$.i.x", "no attribute \"x\" on integer"),
     ("$.a.c[5]", "index 5 out of range"),
-    ("len(1)", "function \"len\": cannot take the length of integer"),
+    (
+        "len(1)",
+        "function \"len\": cannot take the length of integer",
+    ),
     ("int('x')", "function \"int\": invalid integer 'x'"),
-    ("'abc'.toUpper(1)", "function \"toUpper\": takes 1 argument(s), got 2"),
+    (
+        "'abc'.toUpper(1)",
+        "function \"toUpper\": takes 1 argument(s), got 2",
+    ),
     ("[].first()", "function \"first\": collection is empty"),
     ("[].max()", "collection is empty"),
     ("regex('(')", "function \"regex\": invalid pattern"),
     ("'a'.substring('x')", "argument 2 must be an integer"),
-    ("1.select($)", "function \"select\": expects a collection, got integer"),
+    (
+        "1.select($)",
+        "function \"select\": expects a collection, got integer",
+    ),
     ("[1].select()", "missing the lambda argument"),
     ("switch(1)", "condition => value"),
     ("len(a => 1)", "takes no keyword arguments"),
     ("[1, 'a'].orderBy($)", "cannot compare"),
     ("'{0}'.format()", "no argument for '{0}'"),
+    (
+        "range(-9223372036854775807, 9223372036854775807)",
+        "range too large",
+    ),
+    ("'ab' * 100000000000", "result too large"),
 ];
 
 #[test]
@@ -520,7 +577,7 @@ fn extensions() -> Vec<(&'static str, Value)> {
         ("'{0}'.format([1, 2])", json!("(1, 2)")),
         ("{a => 1}.items()", json!([["a", 1]])),
         ("'a'.concat('b', 'c')", json!("abc")),
-        ("concat('a', 'b')", json!("abc")),
+        ("concat('a', 'b')", json!("ab")),
         ("'ab'.characters()", json!(["a", "b"])),
         ("'abc'.matches(regex('^A', true))", json!(true)),
         ("'abc'.contains('b')", json!(true)),
@@ -535,15 +592,31 @@ fn extensions() -> Vec<(&'static str, Value)> {
         ("$.a?.keys()", json!(["b", "c"])),
         ("isNull(null)", json!(true)),
         ("escapeRegex('a.b')", json!("a\\.b")),
-        ("'x-1'.replace(regex('(?P<n>\\d)'), '[\\g<n>]')", json!("x-[1]")),
+        (
+            "'x-1'.replace(regex('(?P<n>\\d)'), '[\\g<n>]')",
+            json!("x-[1]"),
+        ),
         ("regex('a').replace('banana', '$', 2)", json!("b$n$na")),
-        ("$.people.where($.age > 20).orderBy($.name).last().name", json!("bob")),
-        ("dict($.people.select([$.name, $.age]))", json!({"ann": 30, "bob": 25})),
+        (
+            "$.people.where($.age > 20).orderBy($.name).last().name",
+            json!("bob"),
+        ),
+        (
+            "dict($.people.select([$.name, $.age]))",
+            json!({"ann": 30, "bob": 25}),
+        ),
         ("'\\u00e9'.len()", json!(1)),
         ("'h\\u00e9llo'.substring(1, 2)", json!("él")),
         ("'héllo'.indexOf('l')", json!(2)),
-        ("str(1e300 * 10.0)", json!("1e+301")),
+        ("str(100000000000000000000.0 * 10)", json!("1e+21")),
+        ("str(0.1 + 0.2)", json!("0.30000000000000004")),
         ("$.true", json!("yes")),
+        (
+            "-9223372036854775807 - 1 mod -1",
+            json!(-9_223_372_036_854_775_807_i64),
+        ),
+        ("(-9223372036854775807 - 1) mod -1", json!(0)),
+        ("-7 mod 3 + 7 mod -3", json!(0)),
     ]
 }
 
@@ -566,11 +639,11 @@ impl Functions for Orquesta {
     fn call(&self, name: &str, args: &[Value]) -> Option<Result<Value, YaqlError>> {
         Some(match (name, args) {
             ("ctx", []) => Ok(self.ctx.clone()),
-            ("ctx", [Value::String(k)]) => self
-                .ctx
-                .get(k)
-                .cloned()
-                .ok_or_else(|| YaqlError::func("ctx", format!("variable \"{k}\" does not exist"))),
+            ("ctx", [Value::String(k)]) => {
+                self.ctx.get(k).cloned().ok_or_else(|| {
+                    YaqlError::func("ctx", format!("variable \"{k}\" does not exist"))
+                })
+            }
             ("result", []) => Ok(json!({"stdout": "out", "succeeded": true})),
             ("item", []) => Ok(json!("the-item")),
             ("item", [Value::String(k)]) => Ok(json!(format!("item-{k}"))),
@@ -586,7 +659,9 @@ impl Functions for Orquesta {
 
 #[test]
 fn orquesta_functions_go_through_the_hook() {
-    let hook = Orquesta { ctx: json!({"foo": 5, "names": ["a", "b"], "m": {"k": "v"}}) };
+    let hook = Orquesta {
+        ctx: json!({"foo": 5, "names": ["a", "b"], "m": {"k": "v"}}),
+    };
     let cases: Vec<(&str, Result<Value, &str>)> = vec![
         ("ctx().foo", Ok(json!(5))),
         ("ctx(foo)", Ok(json!(5))),
@@ -605,7 +680,10 @@ fn orquesta_functions_go_through_the_hook() {
         ("st2kv('system.k', decrypt => true)", Ok(json!("kv2"))),
         ("len('shadow')", Ok(json!(-1))),
         ("len('other')", Ok(json!(5))),
-        ("ctx(nope)", Err("function \"ctx\": variable \"nope\" does not exist")),
+        (
+            "ctx(nope)",
+            Err("function \"ctx\": variable \"nope\" does not exist"),
+        ),
         ("zip([1], [2])", Err("no function named \"zip\"")),
         ("[1, 2].select(ctx(foo) * $)", Ok(json!([5, 10]))),
     ];
@@ -613,7 +691,10 @@ fn orquesta_functions_go_through_the_hook() {
         let got = evaluate(src, &Value::Null, &hook).map_err(|e| e.to_string());
         match expected {
             Ok(v) => assert_eq!(got, Ok(v), "{src}"),
-            Err(part) => assert!(got.as_ref().is_err_and(|e| e.contains(part)), "{src}: {got:?}"),
+            Err(part) => assert!(
+                got.as_ref().is_err_and(|e| e.contains(part)),
+                "{src}: {got:?}"
+            ),
         }
     }
 }
@@ -629,9 +710,12 @@ fn a_parsed_expression_is_reused() {
 
 #[test]
 fn evaluation_takes_microseconds() {
-    let items: Vec<Value> = (0..20).map(|i| json!({"name": format!("n{i}"), "v": i})).collect();
+    let items: Vec<Value> = (0..20)
+        .map(|i| json!({"name": format!("n{i}"), "v": i}))
+        .collect();
     let root = json!({"a": {"b": {"c": 1}}, "items": items, "s": "Hello World"});
-    let expr = parse("$.a.b.c + $.items.where($.v > 10).select($.name).len() + int($.s =~ 'W.r')").expect("parses");
+    let expr = parse("$.a.b.c + $.items.where($.v > 10).select($.name).len() + int($.s =~ 'W.r')")
+        .expect("parses");
     assert_eq!(expr.eval(&root, &NoFunctions), Ok(json!(11)));
     let runs = 2_000;
     let start = std::time::Instant::now();
@@ -640,5 +724,8 @@ fn evaluation_takes_microseconds() {
     }
     let per_eval = start.elapsed() / runs;
     // Generous for unoptimised test builds on a shared machine; release builds are far faster.
-    assert!(per_eval < std::time::Duration::from_micros(500), "{per_eval:?} per evaluation");
+    assert!(
+        per_eval < std::time::Duration::from_micros(500),
+        "{per_eval:?} per evaluation"
+    );
 }
