@@ -289,9 +289,8 @@ impl Evaluator<'_> {
     ) -> Option<Result<Value, YaqlError>> {
         let kind = match name {
             "select" | "where" | "filter" | "any" | "all" | "orderBy" | "orderByDescending"
-            | "selectMany" | "groupBy" | "takeWhile" | "skipWhile" | "indexWhere" | "switch" => {
-                name
-            }
+            | "selectMany" | "groupBy" | "toDict" | "takeWhile" | "skipWhile" | "indexWhere"
+            | "switch" => name,
             _ => return None,
         };
         Some(self.lazy(kind, recv, args, scope))
@@ -344,7 +343,7 @@ impl Evaluator<'_> {
         };
         let items = functions::iterate(name, coll)?;
         let lambda = rest.first().copied();
-        if rest.len() > 2 || (rest.len() > 1 && name != "groupBy") {
+        if rest.len() > 2 || (rest.len() > 1 && !matches!(name, "groupBy" | "toDict")) {
             return Err(YaqlError::func(name, "too many arguments"));
         }
         let need = |l: Option<&'a Node>| {
@@ -454,6 +453,21 @@ impl Evaluator<'_> {
                     keyed.reverse();
                 }
                 Ok(Value::Array(keyed.into_iter().map(|(_, v)| v).collect()))
+            }
+            "toDict" => {
+                // toDict(keySelector, valueSelector?): keys as strings (JSON objects).
+                let key_body = need(lambda)?;
+                let value_body = rest.get(1).copied();
+                let mut map = Map::new();
+                for i in items.iter() {
+                    let k = functions::key_string(&self.apply(key_body, scope, i)?);
+                    let v = match value_body {
+                        Some(b) => self.apply(b, scope, i)?,
+                        None => i.clone(),
+                    };
+                    map.insert(k, v);
+                }
+                Ok(Value::Object(map))
             }
             _ => {
                 // groupBy(keySelector, valueSelector?): [[key, [values...]], ...] in first-seen order.

@@ -935,6 +935,10 @@ fn distinct(a: &Args) -> Result<Value, YaqlError> {
 fn sum(a: &Args) -> Result<Value, YaqlError> {
     a.count(1, 1)?;
     let items = a.items(0)?;
+    if items.is_empty() {
+        // YAQL folds without an initial value, so an empty sum is an error.
+        return Err(a.err("collection is empty"));
+    }
     let mut total = Value::from(0);
     for (n, i) in items.iter().enumerate() {
         if num(i).is_none() {
