@@ -9,6 +9,8 @@
 //! - `parser`: the grammar and YAQL's operator precedence, producing the AST.
 //! - `eval`: operators, paths, indexing, `->`, variables and lambdas (`$` rebound per item).
 //! - `functions`: the standard library (strings, collections, queries, regexes, conversions).
+//! - `value`: truthiness, equality, ordering, `str()`/`repr` shared by operators and functions.
+//! - `regex`: Python-syntax regexes, compiled once per pattern and cached.
 //!
 //! Semantics follow YAQL 1.x (checked against its implementation): integer division of two
 //! integers floors, `and`/`or` return an operand (Python truthiness), `null` sorts before
@@ -21,8 +23,10 @@ mod eval;
 mod functions;
 mod lexer;
 mod parser;
+mod regex;
 #[cfg(test)]
 mod tests;
+mod value;
 
 use serde_json::Value;
 
