@@ -230,15 +230,22 @@ pub async fn request_with(
 /// `st2.execution`.
 pub async fn publish(ctx: &Ctx, exec: &Execution, execution_rk: &str) -> Result<(), ServiceError> {
     let doc = serde_json::to_value(exec).unwrap_or(Value::Null);
+    publish_doc(ctx, &exec.id, exec.status, &doc, execution_rk).await
+}
+
+/// [`publish`] of an execution already serialised (`doc`).
+async fn publish_doc(
+    ctx: &Ctx,
+    id: &str,
+    status: ExecutionStatus,
+    doc: &Value,
+    execution_rk: &str,
+) -> Result<(), ServiceError> {
     ctx.bus
-        .publish_json(
-            names::LIVEACTION_STATUS,
-            exec.status.as_str(),
-            &json!({"id": exec.id}),
-        )
+        .publish_json(names::LIVEACTION_STATUS, status.as_str(), &json!({"id": id}))
         .await?;
     ctx.bus
-        .publish_json(names::EXECUTION, execution_rk, &doc)
+        .publish_json(names::EXECUTION, execution_rk, doc)
         .await?;
     Ok(())
 }
@@ -289,13 +296,27 @@ pub async fn advance(
         }
     }
     let expected = [Value::String(current.status.as_str().into())];
-    let Some(updated) = repo::<Execution>(&*ctx.store)
-        .compare_and_set(&current.id, "status", &expected, patch)
+    let Some(doc) = ctx
+        .store
+        .compare_and_set(
+            crate::store::Collection::Executions,
+            &current.id,
+            "status",
+            &expected,
+            patch,
+        )
         .await?
     else {
         return Ok(None);
     };
-    publish(ctx, &updated, names::RK_UPDATE).await?;
+    let updated: Execution = serde_json::from_value(doc.clone()).map_err(|e| {
+        ServiceError::Store(crate::store::StoreError::Decode {
+            collection: crate::store::Collection::Executions,
+            source: e,
+        })
+    })?;
+    // The stored document is what the `st2.execution` event carries: no second serialisation.
+    publish_doc(ctx, &updated.id, updated.status, &doc, names::RK_UPDATE).await?;
     Ok(Some(updated))
 }
 
