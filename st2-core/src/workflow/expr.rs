@@ -247,7 +247,9 @@ pub fn call(scope: &Scope<'_>, name: &str, args: &[Value]) -> Option<Result<Valu
         let task = scope
             .task
             .ok_or_else(|| "The current task is not set in the context.".to_string())?;
-        Ok(Value::Bool(task.status.is_some_and(|s| accepted.contains(&s))))
+        Ok(Value::Bool(
+            task.status.is_some_and(|s| accepted.contains(&s)),
+        ))
     };
     Some(match name {
         "ctx" => match args.first() {
@@ -274,13 +276,7 @@ pub fn call(scope: &Scope<'_>, name: &str, args: &[Value]) -> Option<Result<Valu
         },
         "succeeded" => status_is(&["succeeded"]),
         "failed" => status_is(&["failed", "expired", "abandoned", "canceled"]),
-        "completed" => status_is(&[
-            "succeeded",
-            "failed",
-            "expired",
-            "abandoned",
-            "canceled",
-        ]),
+        "completed" => status_is(&["succeeded", "failed", "expired", "abandoned", "canceled"]),
         "task_status" => match arg_str(0) {
             Some(task) => Ok(scope
                 .statuses
@@ -327,7 +323,9 @@ pub fn call(scope: &Scope<'_>, name: &str, args: &[Value]) -> Option<Result<Valu
                 None => Err("The datastore is not available.".to_string()),
                 Some(kv) => match kv.get(key, decrypt) {
                     Ok(Some(v)) => Ok(v),
-                    Ok(None) => Err(format!("The key \"{key}\" does not exist in the datastore.")),
+                    Ok(None) => Err(format!(
+                        "The key \"{key}\" does not exist in the datastore."
+                    )),
                     Err(e) => Err(e),
                 },
             }
@@ -403,12 +401,15 @@ impl OwnedScope {
     }
 
     fn call(&self, name: &str, args: &[Value]) -> Option<Result<Value, String>> {
-        let task = self.task.as_ref().map(|(id, route, status, result)| TaskView {
-            id,
-            route: *route,
-            status: status.as_deref(),
-            result: result.as_ref(),
-        });
+        let task = self
+            .task
+            .as_ref()
+            .map(|(id, route, status, result)| TaskView {
+                id,
+                route: *route,
+                status: status.as_deref(),
+                result: result.as_ref(),
+            });
         let scope = Scope {
             vars: &self.vars,
             task,
@@ -515,7 +516,8 @@ fn eval_yaql(text: &str, scope: &Scope<'_>) -> Result<Value, ExprError> {
     let parts = yaql_parts(text)?;
     let root = Value::Object(scope.vars.clone());
     let funcs = |name: &str, args: &[Value]| call(scope, name, args);
-    let eval = |src: &str| yaql_adapter::eval(src, &root, &funcs).map_err(|e| ExprError::yaql(text, e));
+    let eval =
+        |src: &str| yaql_adapter::eval(src, &root, &funcs).map_err(|e| ExprError::yaql(text, e));
     let trimmed = text.trim();
     if let [YaqlPart::Expr(src)] = parts.as_slice() {
         if trimmed.starts_with("<%") && trimmed.ends_with("%>") {
@@ -625,8 +627,9 @@ mod tests {
     fn task_functions() {
         let v = vars();
         let result = json!({"stdout": "ok"});
-        let statuses: BTreeMap<String, String> =
-            [("t1".to_string(), "failed".to_string())].into_iter().collect();
+        let statuses: BTreeMap<String, String> = [("t1".to_string(), "failed".to_string())]
+            .into_iter()
+            .collect();
         let item = json!({"x": 1});
         let scope = Scope {
             vars: &v,

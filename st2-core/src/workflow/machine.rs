@@ -320,7 +320,9 @@ pub struct Workflow {
 
 impl std::fmt::Debug for Workflow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Workflow").field("state", &self.state).finish_non_exhaustive()
+        f.debug_struct("Workflow")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
     }
 }
 
@@ -338,7 +340,11 @@ fn error_entry(e: &ExprError, task: Option<&str>, transition: Option<String>) ->
 
 fn as_u64(v: &Value) -> Option<u64> {
     v.as_u64()
-        .or_else(|| v.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64))
+        .or_else(|| {
+            v.as_f64()
+                .filter(|f| *f >= 0.0 && f.fract() == 0.0)
+                .map(|f| f as u64)
+        })
         .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
 }
 
@@ -424,7 +430,11 @@ impl Workflow {
     }
 
     /// Rebuilds a workflow from its spec and persisted state.
-    pub fn restore(spec: Arc<WorkflowSpec>, state: WorkflowState, kv: Option<Arc<dyn KvSource>>) -> Self {
+    pub fn restore(
+        spec: Arc<WorkflowSpec>,
+        state: WorkflowState,
+        kv: Option<Arc<dyn KvSource>>,
+    ) -> Self {
         Workflow {
             spec,
             kv,
@@ -468,7 +478,10 @@ impl Workflow {
                 }
             }
             Event::ResumeRequested => {
-                if matches!(self.state.status, WorkflowStatus::Paused | WorkflowStatus::Pausing) {
+                if matches!(
+                    self.state.status,
+                    WorkflowStatus::Paused | WorkflowStatus::Pausing
+                ) {
                     self.set_status(WorkflowStatus::Running, &mut cmds);
                     self.queue.extend(std::mem::take(&mut self.state.held));
                     for id in std::mem::take(&mut self.state.items_waiting) {
@@ -492,8 +505,11 @@ impl Workflow {
                                 instance: id,
                             }),
                             TaskStatus::Delayed => {
-                                self.queue
-                                    .push_back(Work::Complete(id, TaskStatus::Canceled, Value::Null));
+                                self.queue.push_back(Work::Complete(
+                                    id,
+                                    TaskStatus::Canceled,
+                                    Value::Null,
+                                ));
                             }
                             _ => {}
                         }
@@ -539,7 +555,10 @@ impl Workflow {
 
     /// Fails the workflow (immediately; active tasks finish first before `Finished`).
     fn fail(&mut self, cmds: &mut Vec<Command>) {
-        if !matches!(self.state.status, WorkflowStatus::Canceling | WorkflowStatus::Canceled) {
+        if !matches!(
+            self.state.status,
+            WorkflowStatus::Canceling | WorkflowStatus::Canceled
+        ) {
             self.set_status(WorkflowStatus::Failed, cmds);
         }
     }
@@ -553,7 +572,9 @@ impl Workflow {
             (true, false) => self.state.active -= 1,
             _ => {}
         }
-        self.state.statuses.insert(r.task.clone(), status.as_str().to_string());
+        self.state
+            .statuses
+            .insert(r.task.clone(), status.as_str().to_string());
         self.dirty.insert(id);
     }
 
@@ -585,7 +606,13 @@ impl Workflow {
         }
     }
 
-    fn stage(&mut self, task: String, ctx: Map<String, Value>, run_on_fail: bool, cmds: &mut Vec<Command>) {
+    fn stage(
+        &mut self,
+        task: String,
+        ctx: Map<String, Value>,
+        run_on_fail: bool,
+        cmds: &mut Vec<Command>,
+    ) {
         let work = Work::Stage {
             task: task.clone(),
             ctx,
@@ -594,9 +621,13 @@ impl Workflow {
         if !self.may_start(&work, run_on_fail) {
             return;
         }
-        let Work::Stage { ctx, .. } = work else { unreachable!("built above") };
+        let Work::Stage { ctx, .. } = work else {
+            unreachable!("built above")
+        };
         let spec = self.spec.clone();
-        let Some(task_spec) = spec.task(&task) else { return };
+        let Some(task_spec) = spec.task(&task) else {
+            return;
+        };
         let id = self.state.records.len();
         self.state.records.push(TaskRecord {
             instance: id,
@@ -644,7 +675,11 @@ impl Workflow {
                 r.retry_count = count;
                 r.retry_delay = retry_delay;
                 if delay > 0 {
-                    cmds.push(Command::ScheduleTimer { task, instance: id, delay });
+                    cmds.push(Command::ScheduleTimer {
+                        task,
+                        instance: id,
+                        delay,
+                    });
                 } else {
                     self.queue.push_back(Work::Run(id));
                 }
@@ -669,7 +704,9 @@ impl Workflow {
         }
         let spec = self.spec.clone();
         let task = self.state.records[id].task.clone();
-        let Some(task_spec) = spec.task(&task) else { return };
+        let Some(task_spec) = spec.task(&task) else {
+            return;
+        };
         self.set_record_status(id, TaskStatus::Running);
         if let Some(with) = &task_spec.with {
             let r = &self.state.records[id];
@@ -686,7 +723,10 @@ impl Workflow {
                     Value::Array(list) => Ok((list, concurrency)),
                     other => Err(ExprError {
                         kind: "TypeError",
-                        message: format!("The value of \"{}\" is not type of list: {other}", with.items),
+                        message: format!(
+                            "The value of \"{}\" is not type of list: {other}",
+                            with.items
+                        ),
                     }),
                 }
             });
@@ -703,7 +743,9 @@ impl Workflow {
                                     names
                                         .iter()
                                         .cloned()
-                                        .zip(parts.into_iter().chain(std::iter::repeat(Value::Null)))
+                                        .zip(
+                                            parts.into_iter().chain(std::iter::repeat(Value::Null)),
+                                        )
                                         .collect(),
                                 )
                             }
@@ -721,7 +763,8 @@ impl Workflow {
                         canceled: false,
                     });
                     if n == 0 {
-                        self.queue.push_back(Work::Complete(id, TaskStatus::Succeeded, json!([])));
+                        self.queue
+                            .push_back(Work::Complete(id, TaskStatus::Succeeded, json!([])));
                     } else {
                         self.start_items(id, cmds);
                     }
@@ -731,7 +774,8 @@ impl Workflow {
             return;
         }
         let Some(action) = task_spec.action.clone() else {
-            self.queue.push_back(Work::Complete(id, TaskStatus::Succeeded, Value::Null));
+            self.queue
+                .push_back(Work::Complete(id, TaskStatus::Succeeded, Value::Null));
             return;
         };
         match self.render_input(id, None) {
@@ -772,7 +816,10 @@ impl Workflow {
                 return;
             }
             if self.state.status != WorkflowStatus::Running {
-                if matches!(self.state.status, WorkflowStatus::Pausing | WorkflowStatus::Paused) {
+                if matches!(
+                    self.state.status,
+                    WorkflowStatus::Pausing | WorkflowStatus::Paused
+                ) {
                     self.state.items_waiting.insert(id);
                 }
                 return;
@@ -782,7 +829,10 @@ impl Workflow {
             match self.render_input(id, Some(i)) {
                 Ok(input) => {
                     let action = spec.task(&task).and_then(|t| t.action.clone());
-                    let items = self.state.records[id].items.as_mut().expect("checked above");
+                    let items = self.state.records[id]
+                        .items
+                        .as_mut()
+                        .expect("checked above");
                     items.next += 1;
                     items.active += 1;
                     self.dirty.insert(id);
@@ -794,7 +844,11 @@ impl Workflow {
                             action,
                             input,
                         }),
-                        None => self.queue.push_back(Work::Complete(id, TaskStatus::Succeeded, Value::Null)),
+                        None => self.queue.push_back(Work::Complete(
+                            id,
+                            TaskStatus::Succeeded,
+                            Value::Null,
+                        )),
                     }
                 }
                 Err(e) => {
@@ -813,7 +867,9 @@ impl Workflow {
         result: Value,
         cmds: &mut Vec<Command>,
     ) {
-        let Some(r) = self.state.records.get_mut(id) else { return };
+        let Some(r) = self.state.records.get_mut(id) else {
+            return;
+        };
         if r.status != TaskStatus::Running {
             return;
         }
@@ -846,7 +902,9 @@ impl Workflow {
                     self.start_items(id, cmds);
                 }
             }
-            (None, None) => self.queue.push_back(Work::Complete(id, task_status, result)),
+            (None, None) => self
+                .queue
+                .push_back(Work::Complete(id, task_status, result)),
             _ => {}
         }
     }
@@ -866,7 +924,9 @@ impl Workflow {
         }
         let spec = self.spec.clone();
         let task = self.state.records[id].task.clone();
-        let Some(task_spec) = spec.task(&task) else { return };
+        let Some(task_spec) = spec.task(&task) else {
+            return;
+        };
         if status == TaskStatus::Failed {
             let entry = json!({
                 "type": "error",
@@ -881,7 +941,10 @@ impl Workflow {
         let r = &self.state.records[id];
 
         // Retry: the same record runs again.
-        let workflow_active = matches!(self.state.status, WorkflowStatus::Running | WorkflowStatus::Pausing);
+        let workflow_active = matches!(
+            self.state.status,
+            WorkflowStatus::Running | WorkflowStatus::Pausing
+        );
         if let (Some(retry), true) = (&task_spec.retry, workflow_active) {
             if status != TaskStatus::Canceled && r.retry_tally < r.retry_count {
                 let retry_now = match &retry.when {
@@ -900,7 +963,11 @@ impl Workflow {
                         rec.result = None;
                         self.set_record_status(id, TaskStatus::Delayed);
                         if delay > 0 {
-                            cmds.push(Command::ScheduleTimer { task, instance: id, delay });
+                            cmds.push(Command::ScheduleTimer {
+                                task,
+                                instance: id,
+                                delay,
+                            });
                         } else {
                             self.queue.push_back(Work::Run(id));
                         }
@@ -917,7 +984,10 @@ impl Workflow {
             }
         }
         if status == TaskStatus::Canceled {
-            if matches!(self.state.status, WorkflowStatus::Running | WorkflowStatus::Pausing) {
+            if matches!(
+                self.state.status,
+                WorkflowStatus::Running | WorkflowStatus::Pausing
+            ) {
                 self.set_status(WorkflowStatus::Canceling, cmds);
             }
             return;
@@ -1122,7 +1192,13 @@ impl Workflow {
 
     /// Renders the output against the terminal context and emits [`Command::Finished`].
     fn finish(&mut self, cmds: &mut Vec<Command>) {
-        if let Some(last) = self.state.records.iter_mut().rev().find(|r| !r.status.is_active()) {
+        if let Some(last) = self
+            .state
+            .records
+            .iter_mut()
+            .rev()
+            .find(|r| !r.status.is_active())
+        {
             last.term = true;
             self.dirty.insert(last.instance);
         }

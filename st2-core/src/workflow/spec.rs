@@ -129,13 +129,17 @@ impl WorkflowSpec {
 
     /// Checks and converts a parsed workflow definition.
     pub fn from_value(doc: &Value) -> Result<WorkflowSpec, Vec<SpecError>> {
-        crate::schema::validate(crate::schema::MetadataKind::Workflow, Path::new("workflow"), doc)
-            .map_err(|errors| {
-                errors
-                    .into_iter()
-                    .map(|e| SpecError::new(None, e.field, e.reason))
-                    .collect::<Vec<_>>()
-            })?;
+        crate::schema::validate(
+            crate::schema::MetadataKind::Workflow,
+            Path::new("workflow"),
+            doc,
+        )
+        .map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| SpecError::new(None, e.field, e.reason))
+                .collect::<Vec<_>>()
+        })?;
         let mut errors = Vec::new();
         let mut spec = build(doc, &mut errors);
         check(&mut spec, &mut errors);
@@ -229,14 +233,14 @@ pub fn inline_params(text: &str) -> Result<Vec<(String, Value)>, String> {
             let (key, raw) = token
                 .split_once('=')
                 .ok_or_else(|| format!("{token:?} is not of the form name=value"))?;
-            let value = if expr::dialect(raw).is_some() {
-                Value::String(raw.to_string())
-            } else if let Some(q) = raw
+            let value = if let Some(q) = raw
                 .strip_prefix('"')
                 .and_then(|r| r.strip_suffix('"'))
                 .or_else(|| raw.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')))
             {
                 Value::String(q.to_string())
+            } else if expr::dialect(raw).is_some() {
+                Value::String(raw.to_string())
             } else {
                 serde_yaml::from_str::<Value>(raw).unwrap_or_else(|_| Value::String(raw.into()))
             };
@@ -254,7 +258,10 @@ fn build(doc: &Value, errors: &mut Vec<SpecError>) -> WorkflowSpec {
                 .iter()
                 .flat_map(|item| match item {
                     Value::String(name) => vec![(name.clone(), None)],
-                    Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect(),
+                    Value::Object(m) => m
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Some(v.clone())))
+                        .collect(),
                     _ => Vec::new(),
                 })
                 .collect()
@@ -262,12 +269,18 @@ fn build(doc: &Value, errors: &mut Vec<SpecError>) -> WorkflowSpec {
         .unwrap_or_default();
     let mut tasks = IndexMap::new();
     let empty = Map::new();
-    let task_docs = doc.get("tasks").and_then(Value::as_object).unwrap_or(&empty);
+    let task_docs = doc
+        .get("tasks")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
     for (name, t) in task_docs {
         tasks.insert(name.clone(), build_task(name, t, errors));
     }
     WorkflowSpec {
-        description: doc.get("description").and_then(Value::as_str).map(str::to_string),
+        description: doc
+            .get("description")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         input,
         vars: pairs(doc.get("vars")),
         output: pairs(doc.get("output")),
@@ -309,7 +322,11 @@ fn build_task(name: &str, t: &Value, errors: &mut Vec<SpecError>) -> TaskSpec {
         let (items, concurrency) = match w {
             Value::String(s) => (s.clone(), None),
             other => (
-                other.get("items").and_then(Value::as_str).unwrap_or_default().to_string(),
+                other
+                    .get("items")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
                 other.get("concurrency").cloned(),
             ),
         };
@@ -362,7 +379,12 @@ fn split_items(text: &str) -> (Vec<String>, String) {
     (Vec::new(), trimmed.to_string())
 }
 
-fn build_transition(task: &str, i: usize, tr: &Value, errors: &mut Vec<SpecError>) -> TransitionSpec {
+fn build_transition(
+    task: &str,
+    i: usize,
+    tr: &Value,
+    errors: &mut Vec<SpecError>,
+) -> TransitionSpec {
     let publish = match tr.get("publish") {
         Some(Value::String(s)) => inline_params(s).unwrap_or_else(|e| {
             errors.push(SpecError::new(Some(task), format!("next[{i}].publish"), e));
@@ -448,7 +470,12 @@ fn check(spec: &mut WorkflowSpec, errors: &mut Vec<SpecError>) {
         }
         for (i, tr) in task.next.iter().enumerate() {
             if let Some(w) = &tr.when {
-                check_expr(t, &format!("next[{i}].when"), &Value::String(w.clone()), errors);
+                check_expr(
+                    t,
+                    &format!("next[{i}].when"),
+                    &Value::String(w.clone()),
+                    errors,
+                );
             }
             for (k, v) in &tr.publish {
                 check_expr(t, &format!("next[{i}].publish.{k}"), v, errors);
@@ -465,7 +492,10 @@ fn check(spec: &mut WorkflowSpec, errors: &mut Vec<SpecError>) {
                     ));
                     continue;
                 }
-                inbound.entry(target.clone()).or_default().insert(name.clone());
+                inbound
+                    .entry(target.clone())
+                    .or_default()
+                    .insert(name.clone());
             }
         }
     }
@@ -479,7 +509,9 @@ fn check(spec: &mut WorkflowSpec, errors: &mut Vec<SpecError>) {
     let mut seen: BTreeSet<&str> = start.iter().map(String::as_str).collect();
     let mut queue: VecDeque<&str> = start.iter().map(String::as_str).collect();
     while let Some(name) = queue.pop_front() {
-        let Some(task) = spec.tasks.get(name) else { continue };
+        let Some(task) = spec.tasks.get(name) else {
+            continue;
+        };
         for target in task.next.iter().flat_map(|t| &t.next) {
             if spec.tasks.contains_key(target) && seen.insert(target) {
                 queue.push_back(target);
