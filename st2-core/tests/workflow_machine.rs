@@ -449,3 +449,68 @@ fn restored_from_incremental_saves_the_workflow_completes() {
     assert_eq!(result["output"], json!({"n": 3}));
     assert!(store.bytes_written > 0);
 }
+
+#[test]
+fn pause_during_with_items_holds_remaining_items() {
+    let text = "version: 1.0\ntasks:\n  each:\n    with:\n      items: '{{ [1, 2, 3, 4] }}'\n      concurrency: 2\n    action: core.echo message=\"{{ item() }}\"\n";
+    let spec = Arc::new(WorkflowSpec::parse(text).expect("valid"));
+    let (mut wf, cmds) = Workflow::new(spec, &Map::new());
+    let items = |cmds: &[Command]| -> Vec<usize> {
+        cmds.iter()
+            .filter_map(|c| match c {
+                Command::RunAction { item, .. } => *item,
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(items(&cmds), vec![0, 1]);
+    wf.apply(Event::PauseRequested);
+    let done = |i: usize| Event::ActionCompleted {
+        instance: 0,
+        item: Some(i),
+        status: ActionStatus::Succeeded,
+        result: json!(i),
+    };
+    assert!(items(&wf.apply(done(0))).is_empty());
+    assert_eq!(
+        wf.apply(done(1)),
+        vec![Command::Status(WorkflowStatus::Paused)]
+    );
+    let cmds = wf.apply(Event::ResumeRequested);
+    assert_eq!(items(&cmds), vec![2, 3]);
+    wf.apply(done(3));
+    let cmds = wf.apply(done(2));
+    match cmds.last() {
+        Some(Command::Finished { status, .. }) => assert_eq!(*status, WorkflowStatus::Succeeded),
+        other => panic!("not finished: {other:?}"),
+    }
+    assert_eq!(wf.state.records[0].result, Some(json!([0, 1, 2, 3])));
+}
+
+#[test]
+fn cancel_stops_with_items_and_cascades() {
+    let text = "version: 1.0\ntasks:\n  each:\n    with:\n      items: '{{ [1, 2, 3] }}'\n      concurrency: 1\n    action: core.noop\n";
+    let spec = Arc::new(WorkflowSpec::parse(text).expect("valid"));
+    let (mut wf, _) = Workflow::new(spec, &Map::new());
+    let cmds = wf.apply(Event::CancelRequested);
+    assert_eq!(
+        cmds,
+        vec![
+            Command::Status(WorkflowStatus::Canceling),
+            Command::CancelTask {
+                task: "each".into(),
+                instance: 0
+            }
+        ]
+    );
+    let cmds = wf.apply(Event::ActionCompleted {
+        instance: 0,
+        item: Some(0),
+        status: ActionStatus::Canceled,
+        result: Value::Null,
+    });
+    assert!(
+        matches!(cmds.last(), Some(Command::Finished { status: WorkflowStatus::Canceled, result }) if result["output"].is_null()),
+        "{cmds:?}"
+    );
+}

@@ -190,6 +190,12 @@ impl Workflow {
     pub(super) fn run(&mut self, id: usize, cmds: &mut Vec<Command>) {
         let run_on_fail = self.state.records[id].run_on_fail;
         if !self.may_start(&Work::Run(id), run_on_fail) {
+            if matches!(
+                self.state.header.status,
+                WorkflowStatus::Pausing | WorkflowStatus::Paused
+            ) {
+                self.set_record_status(id, TaskStatus::Paused);
+            }
             return;
         }
         let spec = self.spec.clone();
@@ -357,8 +363,14 @@ impl Workflow {
         result: Value,
         cmds: &mut Vec<Command>,
     ) {
+        let wf_status = self.state.header.status;
         let Some(r) = self.state.records.get_mut(id) else {
             return;
+        };
+        let stopping = match wf_status {
+            WorkflowStatus::Canceling | WorkflowStatus::Canceled => true,
+            WorkflowStatus::Failed => !r.run_on_fail,
+            _ => false,
         };
         if r.status != TaskStatus::Running {
             return;
@@ -377,12 +389,13 @@ impl Workflow {
                 items.canceled |= task_status == TaskStatus::Canceled;
                 self.dirty.insert(id);
                 let all_done = items.completed == items.values.len();
-                let stopped = (items.failed || items.canceled) && items.active == 0;
+                // No item starts once one failed or was canceled, or the workflow is ending.
+                let stopped = (items.failed || items.canceled || stopping) && items.active == 0;
                 if all_done || stopped {
-                    let status = if items.canceled {
-                        TaskStatus::Canceled
-                    } else if items.failed {
+                    let status = if items.failed {
                         TaskStatus::Failed
+                    } else if items.canceled || !all_done {
+                        TaskStatus::Canceled
                     } else {
                         TaskStatus::Succeeded
                     };
@@ -390,6 +403,13 @@ impl Workflow {
                     self.queue.push_back(Work::Complete(id, status, results));
                 } else {
                     self.start_items(id, cmds);
+                    let idle = self.state.records[id]
+                        .items
+                        .as_ref()
+                        .is_some_and(|s| s.active == 0);
+                    if idle && self.state.header.items_waiting.contains(&id) {
+                        self.set_record_status(id, TaskStatus::Paused);
+                    }
                 }
             }
             (None, None) => self

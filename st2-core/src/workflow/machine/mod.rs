@@ -102,6 +102,8 @@ pub enum TaskStatus {
     Failed,
     /// Canceled.
     Canceled,
+    /// Held by a workflow pause (not active; runs on resume).
+    Paused,
 }
 
 impl TaskStatus {
@@ -113,6 +115,7 @@ impl TaskStatus {
             TaskStatus::Succeeded => "succeeded",
             TaskStatus::Failed => "failed",
             TaskStatus::Canceled => "canceled",
+            TaskStatus::Paused => "paused",
         }
     }
 
@@ -540,6 +543,9 @@ impl Workflow {
                     self.queue
                         .extend(std::mem::take(&mut self.state.header.held));
                     for id in std::mem::take(&mut self.state.header.items_waiting) {
+                        if self.state.records[id].status == TaskStatus::Paused {
+                            self.set_record_status(id, TaskStatus::Running);
+                        }
                         self.start_items(id, &mut cmds);
                     }
                 }
@@ -559,7 +565,7 @@ impl Workflow {
                                 task: r.task.clone(),
                                 instance: id,
                             }),
-                            TaskStatus::Delayed => {
+                            TaskStatus::Delayed | TaskStatus::Paused => {
                                 self.queue.push_back(Work::Complete(
                                     id,
                                     TaskStatus::Canceled,

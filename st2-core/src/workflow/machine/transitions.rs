@@ -28,7 +28,8 @@ impl Workflow {
         result: Value,
         cmds: &mut Vec<Command>,
     ) {
-        if !self.state.records[id].status.is_active() {
+        let current = self.state.records[id].status;
+        if !(current.is_active() || current == TaskStatus::Paused) {
             return;
         }
         let spec = self.spec.clone();
