@@ -1,1 +1,0 @@
-//! See [`super`]: to be written.

@@ -1,0 +1,584 @@
+//! The pure workflow state machine: `Workflow::new(spec, input) -> (workflow, commands)` and
+//! [`Workflow::apply`]`(event) -> commands`. No I/O: the workflow service runs the actions,
+//! timers and persistence the commands ask for and feeds back events.
+//!
+//! # Transition table
+//!
+//! Workflow status (Orquesta's `WORKFLOW_STATE_MACHINE_DATA`, the cases we reach):
+//!
+//! | from        | on                                              | to                     |
+//! |-------------|-------------------------------------------------|------------------------|
+//! | running     | task succeeded / remediated, work left          | running                |
+//! | running     | task succeeded / remediated, nothing left       | succeeded (¹)          |
+//! | running     | task failed, no transition taken (or `fail`)    | failed (²)             |
+//! | running     | expression error (input, when, publish, items)  | failed (²)             |
+//! | running     | pause requested                                 | pausing / paused (³)   |
+//! | running     | cancel requested, task canceled                 | canceling / canceled (³) |
+//! | pausing     | last active task completed                      | paused                 |
+//! | paused, pausing | resume requested                            | running                |
+//! | canceling   | last active task completed                      | canceled               |
+//! | failed      | last active task completed                      | failed, finished       |
+//!
+//! (¹) an unsatisfied join left behind fails the workflow (`UnreachableJoinError`); an error
+//! rendering the output too. (²) failing is immediate; tasks already running complete (their
+//! transitions are not followed, except tasks routed next to a `fail` command), then
+//! [`Command::Finished`] is emitted. (³) "…ing" while tasks are active, "…ed" when none are.
+//!
+//! Task status: `delayed` (waiting for a delay or retry timer) → `running` → `succeeded` |
+//! `failed` (action failed or timed out) | `canceled`; a retry puts a completed task back to
+//! `delayed`/`running` (the same record, its `retry_tally` incremented).
+//!
+//! On completion a task's transitions are evaluated in order; each whose `when` holds
+//! publishes (in order, into a copy of the task's context) and routes to each task in `do`.
+//! A task without `join` gets a new instance per arrival (which is how cycles work); a join
+//! task waits for `all` its inbound tasks or the given count, merging their contexts.
+//! `continue` (also a transition without `do`), `noop` and `fail` end the branch (`fail` fails
+//! the workflow); `retry` runs the task again. A failed task is remediated (the workflow goes
+//! on) when a transition other than `continue` was taken.
+//!
+//! Costs: an event touches one task record; with-items renders the items list once and each
+//! item's input when that item starts, so the cost per event does not grow with the item count.
+//! State is a list of [`TaskRecord`]s plus small workflow fields; [`Workflow::take_dirty`] names
+//! the records an event changed, so they can be persisted incrementally.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+mod engine;
+mod transitions;
+
+use super::expr::{self, ExprError, KvSource};
+use super::spec::WorkflowSpec;
+
+/// Status of a workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkflowStatus {
+    /// Tasks are running or being started.
+    Running,
+    /// Pause requested; tasks still active.
+    Pausing,
+    /// Paused: nothing active, nothing started.
+    Paused,
+    /// Cancel requested; tasks still active.
+    Canceling,
+    /// Canceled (final).
+    Canceled,
+    /// Succeeded (final).
+    Succeeded,
+    /// Failed (final once no task is active).
+    Failed,
+}
+
+impl WorkflowStatus {
+    /// StackStorm's name of the status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkflowStatus::Running => "running",
+            WorkflowStatus::Pausing => "pausing",
+            WorkflowStatus::Paused => "paused",
+            WorkflowStatus::Canceling => "canceling",
+            WorkflowStatus::Canceled => "canceled",
+            WorkflowStatus::Succeeded => "succeeded",
+            WorkflowStatus::Failed => "failed",
+        }
+    }
+}
+
+/// Status of one task instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    /// Waiting for a delay or retry timer.
+    Delayed,
+    /// Its action (or items) running.
+    Running,
+    /// Succeeded.
+    Succeeded,
+    /// Failed.
+    Failed,
+    /// Canceled.
+    Canceled,
+    /// Held by a workflow pause (not active; runs on resume).
+    Paused,
+}
+
+impl TaskStatus {
+    /// StackStorm's name of the status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Delayed => "delayed",
+            TaskStatus::Running => "running",
+            TaskStatus::Succeeded => "succeeded",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Canceled => "canceled",
+            TaskStatus::Paused => "paused",
+        }
+    }
+
+    fn is_active(self) -> bool {
+        matches!(self, TaskStatus::Delayed | TaskStatus::Running)
+    }
+}
+
+/// How an action execution ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionStatus {
+    /// Succeeded.
+    Succeeded,
+    /// Failed.
+    Failed,
+    /// Timed out (a failure for the workflow).
+    Timeout,
+    /// Canceled.
+    Canceled,
+}
+
+/// Something that happened to the workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    /// The action execution of task instance `instance` (item `item`) ended.
+    ActionCompleted {
+        /// Task record index.
+        instance: usize,
+        /// Item index, for with-items tasks.
+        item: Option<usize>,
+        /// How it ended.
+        status: ActionStatus,
+        /// The execution result.
+        result: Value,
+    },
+    /// The delay or retry timer of task instance `instance` fired.
+    TimerFired {
+        /// Task record index.
+        instance: usize,
+    },
+    /// Pause requested.
+    PauseRequested,
+    /// Resume requested.
+    ResumeRequested,
+    /// Cancel requested.
+    CancelRequested,
+}
+
+/// Something the workflow service must do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Run action `action` for task `task` (instance, item) with the rendered input.
+    RunAction {
+        /// Task name.
+        task: String,
+        /// Task record index.
+        instance: usize,
+        /// Item index, for with-items tasks.
+        item: Option<usize>,
+        /// Action ref.
+        action: String,
+        /// Rendered action input.
+        input: Value,
+    },
+    /// Fire [`Event::TimerFired`] for `instance` in `delay` seconds.
+    ScheduleTimer {
+        /// Task name.
+        task: String,
+        /// Task record index.
+        instance: usize,
+        /// Seconds.
+        delay: u64,
+    },
+    /// Cancel the running action executions of `instance` (cancel cascades to children).
+    CancelTask {
+        /// Task name.
+        task: String,
+        /// Task record index.
+        instance: usize,
+    },
+    /// The workflow status changed (not final).
+    Status(WorkflowStatus),
+    /// An error was logged (also kept in [`WorkflowState::errors`]).
+    Error(Value),
+    /// The workflow ended: final status and StackStorm's result (`{"output": …}`, plus
+    /// `errors` when there are any).
+    Finished {
+        /// Final status.
+        status: WorkflowStatus,
+        /// The execution result.
+        result: Value,
+    },
+}
+
+/// With-items progress of one task instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemsState {
+    /// The item values (`item()`), rendered once when the task started.
+    pub values: Vec<Value>,
+    /// Results by item (null until completed).
+    pub results: Vec<Value>,
+    /// Items run at once at most (`None`: all).
+    pub concurrency: Option<usize>,
+    /// Next item to start.
+    pub next: usize,
+    /// Items running.
+    pub active: usize,
+    /// Items completed.
+    pub completed: usize,
+    /// Whether an item failed (no more items are started).
+    pub failed: bool,
+    /// Whether an item was canceled.
+    pub canceled: bool,
+}
+
+/// One task instance, persisted on its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// Index of this record (the instance id in events and commands).
+    pub instance: usize,
+    /// Task name (or engine command).
+    pub task: String,
+    /// Route (branch); always 0 here.
+    pub route: u32,
+    /// Status.
+    pub status: TaskStatus,
+    /// The context the task started with.
+    pub ctx: Map<String, Value>,
+    /// The result, once completed (a list for with-items).
+    pub result: Option<Value>,
+    /// Retries allowed (evaluated when the task was staged).
+    pub retry_count: u64,
+    /// Seconds between retries.
+    pub retry_delay: u64,
+    /// Retries made.
+    pub retry_tally: u64,
+    /// With-items progress.
+    pub items: Option<ItemsState>,
+    /// Terminal: its context counts toward the workflow output.
+    pub term: bool,
+    /// Started after a `fail` command (runs although the workflow failed).
+    pub run_on_fail: bool,
+}
+
+/// A join waiting for its inbound branches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Barrier {
+    /// Inbound tasks arrived.
+    pub arrived: BTreeSet<String>,
+    /// Merged context of the arrivals.
+    pub ctx: Map<String, Value>,
+    /// Whether the join task was started.
+    pub fired: bool,
+}
+
+/// Work inside one `apply`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Work {
+    /// Create an instance of `task` with `ctx`.
+    Stage {
+        task: String,
+        ctx: Map<String, Value>,
+        run_on_fail: bool,
+    },
+    /// Run (or re-run) record `id`.
+    Run(usize),
+    /// Record `id` completed.
+    Complete(usize, TaskStatus, Value),
+}
+
+/// The workflow-level part of the state: small, persisted with the records an event changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowHeader {
+    /// Status.
+    pub status: WorkflowStatus,
+    /// The initial context (input and vars).
+    pub ctx: Map<String, Value>,
+    /// Errors logged (Orquesta's `errors`: type, message, task_id, route, ...).
+    pub errors: Vec<Value>,
+    /// Join barriers by task name.
+    pub barriers: BTreeMap<String, Barrier>,
+    /// Work held while paused.
+    held: Vec<Work>,
+    /// Records with items left to start once resumed.
+    items_waiting: BTreeSet<usize>,
+    /// The output, once finished.
+    pub output: Option<Value>,
+    /// Whether [`Command::Finished`] was emitted.
+    pub finished: bool,
+}
+
+/// The whole workflow state (besides the spec): the header and the task records, plus
+/// indexes rebuilt from the records on restore (not persisted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowState {
+    /// Workflow-level fields.
+    pub header: WorkflowHeader,
+    /// Task instances in creation order.
+    pub records: Vec<TaskRecord>,
+    /// Latest status by task name (`task_status()`), rebuilt from the records.
+    #[serde(skip)]
+    pub statuses: BTreeMap<String, String>,
+    /// Active records (delayed or running), rebuilt from the records.
+    #[serde(skip)]
+    pub active: usize,
+}
+
+impl WorkflowState {
+    /// Reassembles a persisted state: the header and every task record.
+    pub fn from_parts(header: WorkflowHeader, records: Vec<TaskRecord>) -> Self {
+        let mut statuses = BTreeMap::new();
+        for r in &records {
+            statuses.insert(r.task.clone(), r.status.as_str().to_string());
+        }
+        let active = records.iter().filter(|r| r.status.is_active()).count();
+        WorkflowState {
+            header,
+            records,
+            statuses,
+            active,
+        }
+    }
+}
+
+/// What to persist after an event: the header and the records it changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delta {
+    /// The workflow-level fields.
+    pub header: WorkflowHeader,
+    /// The task records changed since the last delta.
+    pub records: Vec<TaskRecord>,
+}
+
+/// A workflow: its spec and state.
+pub struct Workflow {
+    spec: Arc<WorkflowSpec>,
+    kv: Option<Arc<dyn KvSource>>,
+    /// The state (persist it through [`Workflow::take_dirty`]).
+    pub state: WorkflowState,
+    queue: VecDeque<Work>,
+    dirty: BTreeSet<usize>,
+}
+
+impl std::fmt::Debug for Workflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workflow")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+fn error_entry(e: &ExprError, task: Option<&str>, transition: Option<String>) -> Value {
+    let mut entry = json!({"type": "error", "message": e.to_string()});
+    if let Some(t) = task {
+        entry["task_id"] = json!(t);
+        entry["route"] = json!(0);
+    }
+    if let Some(tr) = transition {
+        entry["task_transition_id"] = json!(tr);
+    }
+    entry
+}
+
+fn as_u64(v: &Value) -> Option<u64> {
+    v.as_u64()
+        .or_else(|| {
+            v.as_f64()
+                .filter(|f| *f >= 0.0 && f.fract() == 0.0)
+                .map(|f| f as u64)
+        })
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+impl Workflow {
+    /// Starts a workflow: renders input defaults and vars, starts the start tasks.
+    pub fn new(spec: Arc<WorkflowSpec>, input: &Map<String, Value>) -> (Workflow, Vec<Command>) {
+        Workflow::with_kv(spec, input, None)
+    }
+
+    /// Like [`Workflow::new`], with the datastore for `st2kv()`.
+    pub fn with_kv(
+        spec: Arc<WorkflowSpec>,
+        input: &Map<String, Value>,
+        kv: Option<Arc<dyn KvSource>>,
+    ) -> (Workflow, Vec<Command>) {
+        let mut wf = Workflow {
+            spec,
+            kv,
+            state: WorkflowState {
+                header: WorkflowHeader {
+                    status: WorkflowStatus::Running,
+                    ctx: Map::new(),
+                    errors: Vec::new(),
+                    barriers: BTreeMap::new(),
+                    held: Vec::new(),
+                    items_waiting: BTreeSet::new(),
+                    output: None,
+                    finished: false,
+                },
+                records: Vec::new(),
+                statuses: BTreeMap::new(),
+                active: 0,
+            },
+            queue: VecDeque::new(),
+            dirty: BTreeSet::new(),
+        };
+        let mut cmds = Vec::new();
+        let spec = wf.spec.clone();
+        let mut ctx = Map::new();
+        let mut failed = false;
+        for (name, default) in &spec.input {
+            let value = match (input.get(name), default) {
+                (Some(v), _) => Ok(v.clone()),
+                (None, Some(d)) => expr::render(d, &wf.scope_for(&ctx, None, None)),
+                (None, None) => Ok(Value::Null),
+            };
+            match value {
+                Ok(v) => {
+                    ctx.insert(name.clone(), v);
+                }
+                Err(e) => {
+                    failed = true;
+                    wf.log(error_entry(&e, None, None), &mut cmds);
+                }
+            }
+        }
+        for (name, v) in input {
+            ctx.entry(name.clone()).or_insert_with(|| v.clone());
+        }
+        for (name, v) in &spec.vars {
+            match expr::render(v, &wf.scope_for(&ctx, None, None)) {
+                Ok(v) => {
+                    ctx.insert(name.clone(), v);
+                }
+                Err(e) => {
+                    failed = true;
+                    wf.log(error_entry(&e, None, None), &mut cmds);
+                }
+            }
+        }
+        wf.state.header.ctx = ctx.clone();
+        if failed {
+            wf.state.header.status = WorkflowStatus::Failed;
+        } else {
+            for task in &spec.start {
+                wf.queue.push_back(Work::Stage {
+                    task: task.clone(),
+                    ctx: ctx.clone(),
+                    run_on_fail: false,
+                });
+            }
+        }
+        wf.drain(&mut cmds);
+        (wf, cmds)
+    }
+
+    /// Rebuilds a workflow from its spec and persisted state (indexes are recomputed). Actions
+    /// that were running complete through [`Workflow::apply`] as usual.
+    pub fn restore(
+        spec: Arc<WorkflowSpec>,
+        state: WorkflowState,
+        kv: Option<Arc<dyn KvSource>>,
+    ) -> Self {
+        Workflow {
+            spec,
+            kv,
+            state: WorkflowState::from_parts(state.header, state.records),
+            queue: VecDeque::new(),
+            dirty: BTreeSet::new(),
+        }
+    }
+
+    /// Indexes of the records changed since the last call (persist those).
+    pub fn take_dirty(&mut self) -> BTreeSet<usize> {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// What to persist now: the header and the records changed since the last call.
+    pub fn delta(&mut self) -> Delta {
+        let dirty = self.take_dirty();
+        Delta {
+            header: self.state.header.clone(),
+            records: dirty
+                .into_iter()
+                .filter_map(|i| self.state.records.get(i).cloned())
+                .collect(),
+        }
+    }
+
+    /// Applies one event.
+    pub fn apply(&mut self, event: Event) -> Vec<Command> {
+        let mut cmds = Vec::new();
+        if self.state.header.finished {
+            return cmds;
+        }
+        match event {
+            Event::ActionCompleted {
+                instance,
+                item,
+                status,
+                result,
+            } => self.action_completed(instance, item, status, result, &mut cmds),
+            Event::TimerFired { instance } => {
+                let delayed = self
+                    .state
+                    .records
+                    .get(instance)
+                    .is_some_and(|r| r.status == TaskStatus::Delayed);
+                if delayed {
+                    self.queue.push_back(Work::Run(instance));
+                }
+            }
+            Event::PauseRequested => {
+                if self.state.header.status == WorkflowStatus::Running {
+                    self.set_status(WorkflowStatus::Pausing, &mut cmds);
+                }
+            }
+            Event::ResumeRequested => {
+                if matches!(
+                    self.state.header.status,
+                    WorkflowStatus::Paused | WorkflowStatus::Pausing
+                ) {
+                    self.set_status(WorkflowStatus::Running, &mut cmds);
+                    self.queue
+                        .extend(std::mem::take(&mut self.state.header.held));
+                    for id in std::mem::take(&mut self.state.header.items_waiting) {
+                        if self.state.records[id].status == TaskStatus::Paused {
+                            self.set_record_status(id, TaskStatus::Running);
+                        }
+                        self.start_items(id, &mut cmds);
+                    }
+                }
+            }
+            Event::CancelRequested => {
+                if !matches!(
+                    self.state.header.status,
+                    WorkflowStatus::Canceled | WorkflowStatus::Succeeded | WorkflowStatus::Failed
+                ) {
+                    self.set_status(WorkflowStatus::Canceling, &mut cmds);
+                    self.state.header.held.clear();
+                    self.state.header.items_waiting.clear();
+                    for id in 0..self.state.records.len() {
+                        let r = &self.state.records[id];
+                        match r.status {
+                            TaskStatus::Running => cmds.push(Command::CancelTask {
+                                task: r.task.clone(),
+                                instance: id,
+                            }),
+                            TaskStatus::Delayed | TaskStatus::Paused => {
+                                self.queue.push_back(Work::Complete(
+                                    id,
+                                    TaskStatus::Canceled,
+                                    Value::Null,
+                                ));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+        self.drain(&mut cmds);
+        cmds
+    }
+}
