@@ -242,7 +242,11 @@ async fn publish_doc(
     execution_rk: &str,
 ) -> Result<(), ServiceError> {
     ctx.bus
-        .publish_json(names::LIVEACTION_STATUS, status.as_str(), &json!({"id": id}))
+        .publish_json(
+            names::LIVEACTION_STATUS,
+            status.as_str(),
+            &json!({"id": id}),
+        )
         .await?;
     ctx.bus
         .publish_json(names::EXECUTION, execution_rk, doc)

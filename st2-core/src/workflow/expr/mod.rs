@@ -556,48 +556,42 @@ fn eval_yaql(text: &str, scope: &Scope<'_>) -> Result<Value, ExprError> {
     Ok(Value::String(out))
 }
 
-/// The seam to the YAQL evaluator of [`super::yaql`], kept tiny so wiring it is a local change.
-///
-/// The evaluator's contract: `yaql::parse(src) -> Result<Expr, YaqlError>`,
-/// `Expr::eval(&root, &dyn Functions) -> Result<Value, YaqlError>`, and
-/// `trait Functions { fn call(&self, name, args) -> Option<Result<Value, YaqlError>> }`.
-/// Wired, the two functions below become:
-///
-/// ```text
-/// pub(super) fn check(src: &str) -> Result<(), String> {
-///     yaql::parse(src).map(|_| ()).map_err(|e| e.to_string())
-/// }
-/// pub(super) fn eval(src, root, funcs) -> Result<Value, String> {
-///     struct F<'a>(&'a Funcs<'a>);
-///     impl yaql::Functions for F<'_> {
-///         fn call(&self, name: &str, args: &[Value]) -> Option<Result<Value, yaql::YaqlError>> {
-///             (self.0)(name, args).map(|r| r.map_err(yaql::YaqlError::from))
-///         }
-///     }
-///     let expr = yaql::parse(src).map_err(|e| e.to_string())?;
-///     expr.eval(root, &F(funcs)).map_err(|e| e.to_string())
-/// }
-/// ```
+/// The seam to the YAQL evaluator of [`super::yaql`]: Orquesta's functions reach it through
+/// its [`Functions`](super::yaql::Functions) hook; a function error keeps the function's name.
 mod yaql_adapter {
     use serde_json::Value;
+
+    use crate::workflow::yaql;
 
     /// Orquesta's functions as the evaluator calls them.
     pub(super) type Funcs<'a> = dyn Fn(&str, &[Value]) -> Option<Result<Value, String>> + 'a;
 
     /// Checks the syntax of one expression (the inside of `<% %>`).
     pub(super) fn check(src: &str) -> Result<(), String> {
-        if src.is_empty() {
+        if src.trim().is_empty() {
             return Err("Empty expression.".to_string());
         }
-        Ok(())
+        yaql::parse(src).map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    /// Orquesta's functions as a YAQL hook.
+    struct Hook<'a, 'f>(&'a Funcs<'f>);
+
+    impl yaql::Functions for Hook<'_, '_> {
+        fn call(&self, name: &str, args: &[Value]) -> Option<Result<Value, yaql::YaqlError>> {
+            (self.0)(name, args).map(|r| {
+                r.map_err(|message| yaql::YaqlError::Function {
+                    function: name.to_string(),
+                    message,
+                })
+            })
+        }
     }
 
     /// Evaluates one expression against `root` (`$`) with Orquesta's functions.
     pub(super) fn eval(src: &str, root: &Value, funcs: &Funcs<'_>) -> Result<Value, String> {
-        let _ = (root, funcs);
-        Err(format!(
-            "the YAQL evaluator is not available in this build (expression `{src}`)"
-        ))
+        let expr = yaql::parse(src).map_err(|e| e.to_string())?;
+        expr.eval(root, &Hook(funcs)).map_err(|e| e.to_string())
     }
 }
 

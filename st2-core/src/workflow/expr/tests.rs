@@ -130,3 +130,33 @@ fn truthiness_is_python_like() {
         assert_eq!(truthy(&v), want, "{v}");
     }
 }
+
+#[test]
+fn yaql_whole_expression_keeps_type_and_reaches_orquesta_functions() {
+    let v = vars();
+    let scope = Scope::vars(&v);
+    let cases = [
+        ("<% ctx().n %>", json!(3)),
+        ("<% ctx(n) %>", json!(3)),
+        ("<% ctx().n + 1 %>", json!(4)),
+        ("<% ctx().list.select($ * 10) %>", json!([10, 20])),
+        ("<% len(ctx().list) %>", json!(2)),
+        ("<% ctx().flag and ctx().n > 2 %>", json!(true)),
+        ("host-<% ctx().name %>-<% ctx().n %>", json!("host-web-3")),
+        ("<% zip([1, 2], ['a', 'b']) %>", json!([[1, "a"], [2, "b"]])),
+        ("<% dict(a => ctx().n) %>", json!({"a": 3})),
+    ];
+    for (expr, want) in cases {
+        assert_eq!(evaluate(expr, &scope).expect(expr), want, "{expr}");
+    }
+    for bad in [
+        "<% ctx().n + %>",
+        "<% nosuchfunction() %>",
+        "<% ctx(missing) %>",
+    ] {
+        let err = evaluate(bad, &scope).expect_err(bad);
+        assert_eq!(err.kind, "YaqlEvaluationException", "{bad}: {err:?}");
+    }
+    assert!(check("<% ctx().n + %>").is_err());
+    assert!(check("<% ctx().n %>").is_ok());
+}
