@@ -223,6 +223,13 @@ impl MongoStore {
         self
     }
 
+    /// Turns multi-document transactions off (`false`: batches become ordered writes, as on a
+    /// standalone server); `true` keeps them only where the server supports them.
+    pub fn with_transactions(mut self, on: bool) -> Self {
+        self.transactions &= on;
+        self
+    }
+
     /// Whether batches run in multi-document transactions (false: ordered writes).
     pub fn uses_transactions(&self) -> bool {
         self.transactions
@@ -291,7 +298,7 @@ impl MongoStore {
                 .filter(|(k, _)| !keep(k))
                 .map(|(k, v)| (field_size(k, v), k.clone()))
                 .collect();
-            sizes.sort_by(|a, b| b.0.cmp(&a.0));
+            sizes.sort_by_key(|s| std::cmp::Reverse(s.0));
             for (size, key) in sizes {
                 if size <= self.chunk_threshold && total <= DOC_LIMIT {
                     break;
