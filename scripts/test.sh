@@ -47,4 +47,44 @@ if [ ! -x "$ST2CLIENT_VENV/bin/st2" ] || ! "$ST2CLIENT_VENV/bin/st2" --version >
 fi
 export ST2CLIENT_BIN="$ST2CLIENT_VENV/bin/st2"
 
+# A MongoDB-wire test server (SecantusDB, in memory) for the MongoDB store's tests, unless
+# ST2_TEST_MONGODB_URL already names a server. Only the tests use it; it is stopped on exit.
+if [ -z "${ST2_TEST_MONGODB_URL:-}" ]; then
+  MONGO_VENV="$ST2_TEST_CACHE/secantusdb-venv"
+  if [ ! -x "$MONGO_VENV/bin/secantusd-py" ]; then
+    rm -rf "$MONGO_VENV"
+    mkdir -p "$ST2_TEST_CACHE"
+    python3 -m venv "$MONGO_VENV"
+    "$MONGO_VENV/bin/pip" install -q --disable-pip-version-check --pre SecantusDB
+  fi
+  MONGO_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  MONGO_LOG="$(mktemp -t st2-secantusdb.XXXXXX.log)"
+  "$MONGO_VENV/bin/secantusd-py" --host 127.0.0.1 --port "$MONGO_PORT" --storage-path :memory: \
+    >"$MONGO_LOG" 2>&1 &
+  MONGO_PID=$!
+  trap 'kill "$MONGO_PID" 2>/dev/null || true; wait "$MONGO_PID" 2>/dev/null || true; rm -f "$MONGO_LOG"' EXIT
+  # Wait (up to 60 s) until it accepts connections.
+  if ! python3 - "$MONGO_PORT" "$MONGO_PID" <<'PY'
+import os, socket, sys, time
+port, pid = int(sys.argv[1]), int(sys.argv[2])
+deadline = time.time() + 60
+while time.time() < deadline:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        sys.exit("the MongoDB-wire test server exited")
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.2)
+sys.exit("the MongoDB-wire test server did not start within 60 s")
+PY
+  then
+    cat "$MONGO_LOG" >&2
+    exit 1
+  fi
+  export ST2_TEST_MONGODB_URL="mongodb://127.0.0.1:$MONGO_PORT/?directConnection=true"
+fi
+
 cargo test --workspace --all-targets "$@"

@@ -308,21 +308,30 @@ impl Config {
         p
     }
 
-    /// Opens the store this config selects (creating the data dir for the embedded store).
+    /// Opens the store this config selects: MongoDB for a `mongodb://` `[database] url`, else
+    /// the embedded store in the data dir (created either way: packs and keys live there).
     pub async fn open_store(&self) -> crate::Result<std::sync::Arc<dyn crate::store::Store>> {
-        if let Some(url) = &self.database.url {
-            return Err(ConfigError::Value {
-                section: "database".into(),
-                key: "url".into(),
-                reason: format!("\"{url}\": only the embedded store is available in this build"),
-            }
-            .into());
-        }
         std::fs::create_dir_all(&self.system.data_dir).map_err(|e| ConfigError::Value {
             section: "system".into(),
             key: "data_dir".into(),
             reason: format!("cannot create {}: {e}", self.system.data_dir.display()),
         })?;
+        if let Some(url) = &self.database.url {
+            if !(url.starts_with("mongodb://") || url.starts_with("mongodb+srv://")) {
+                // Only the scheme: the rest of the URL may hold a password.
+                let scheme = url.split("://").next().unwrap_or_default();
+                return Err(ConfigError::Value {
+                    section: "database".into(),
+                    key: "url".into(),
+                    reason: format!(
+                        "unsupported scheme {scheme:?}: use mongodb:// (or leave it unset for the embedded store)"
+                    ),
+                }
+                .into());
+            }
+            let store = crate::store::MongoStore::connect(url).await?;
+            return Ok(std::sync::Arc::new(store));
+        }
         let store = crate::store::EmbeddedStore::open(&self.store_file())?;
         Ok(std::sync::Arc::new(store))
     }

@@ -10,12 +10,14 @@ mod collection;
 pub mod conformance;
 pub mod embedded;
 mod error;
+pub mod mongo;
 mod query;
 mod repo;
 
 pub use collection::Collection;
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;
+pub use mongo::MongoStore;
 pub use query::{Filter, Query, Sort};
 pub use repo::Repo;
 

@@ -1,0 +1,193 @@
+//! Translation of a backend-neutral [`Query`] into MongoDB filter and sort documents.
+//!
+//! The reference semantics are [`Query::matches`]: a dotted path walks objects only, a missing
+//! field equals `null`, and a value equals another only as a whole JSON value. MongoDB's own
+//! operators walk into arrays (`{tags: "x"}` matches `tags: ["x", "y"]`), so every condition
+//! adds "not an array" guards on the path's prefixes (and on the field itself for scalars);
+//! `Eq(null)` is written as "not (a non-null value reached through objects only)".
+//! One difference remains: objects compare with their key order (MongoDB's rule), where
+//! [`Query::matches`] ignores it; documents are stored in their serialisation order, so a query
+//! built from a model value matches.
+
+use mongodb::bson::{doc, Bson, Document};
+use serde_json::Value;
+
+use super::codec::{path, to_bson};
+use crate::store::{Filter, Query};
+
+/// A filter no document matches.
+fn nothing() -> Document {
+    doc! {"_id": {"$in": []}}
+}
+
+/// `path` is not an array (or is missing).
+fn not_array(p: &str) -> Document {
+    doc! {p: {"$not": {"$type": "array"}}}
+}
+
+/// The strict prefixes of a stored path: `a`, `a.b` for `a.b.c`.
+fn strict_prefixes(p: &str) -> impl Iterator<Item = &str> {
+    p.match_indices('.').map(move |(i, _)| &p[..i])
+}
+
+/// ANDs conditions (no wrapper for one).
+fn all_of(mut parts: Vec<Document>) -> Document {
+    match parts.len() {
+        0 => Document::new(),
+        1 => parts.pop().expect("one part"),
+        _ => doc! {"$and": parts},
+    }
+}
+
+/// `field == v` under the reference semantics.
+fn eq(field: &str, v: &Value) -> Document {
+    let p = path(field);
+    if p == "_id" {
+        // Ids are always non-empty strings.
+        return match v {
+            Value::String(s) => doc! {"_id": s},
+            _ => nothing(),
+        };
+    }
+    let mut parts: Vec<Document> = strict_prefixes(&p).map(not_array).collect();
+    match v {
+        Value::Null => {
+            parts.push(doc! {"$or": [
+                {p.as_str(): {"$type": "array"}},
+                {p.as_str(): {"$ne": Bson::Null}},
+            ]});
+            doc! {"$nor": [all_of(parts)]}
+        }
+        Value::Array(_) => {
+            let b = to_bson(v);
+            parts.insert(0, doc! {p.as_str(): {"$eq": b.clone()}});
+            // `{f: [x]}` also matches an array holding `[x]` as an element.
+            parts.push(doc! {"$nor": [{p.as_str(): {"$elemMatch": {"$eq": b}}}]});
+            all_of(parts)
+        }
+        _ => {
+            parts.insert(0, doc! {p.as_str(): {"$eq": to_bson(v)}});
+            parts.push(not_array(&p));
+            all_of(parts)
+        }
+    }
+}
+
+/// `field` equals one of `vs`.
+fn is_in(field: &str, vs: &[Value]) -> Document {
+    if vs.is_empty() {
+        return nothing();
+    }
+    let p = path(field);
+    if p == "_id" {
+        let ids: Vec<Bson> = vs
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|s| Bson::String(s.to_string()))
+            .collect();
+        return if ids.is_empty() {
+            nothing()
+        } else {
+            doc! {"_id": {"$in": ids}}
+        };
+    }
+    let scalars = vs
+        .iter()
+        .all(|v| matches!(v, Value::Bool(_) | Value::Number(_) | Value::String(_)));
+    if scalars {
+        let mut parts =
+            vec![doc! {p.as_str(): {"$in": vs.iter().map(to_bson).collect::<Vec<_>>()}}];
+        parts.extend(strict_prefixes(&p).map(not_array));
+        parts.push(not_array(&p));
+        return all_of(parts);
+    }
+    doc! {"$or": vs.iter().map(|v| eq(field, v)).collect::<Vec<_>>()}
+}
+
+/// The smallest string greater than every string starting with `prefix`, if any.
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(n) = next {
+            chars.push(n);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// The string `field` starts with `prefix` (a literal: no pattern characters). MongoDB compares
+/// strings by their UTF-8 bytes, i.e. by code point, so a prefix is a range.
+fn prefix(field: &str, prefix: &str) -> Document {
+    let p = path(field);
+    let range = match (prefix.is_empty(), prefix_end(prefix)) {
+        (true, _) => doc! {"$type": "string"},
+        (false, Some(end)) => doc! {"$gte": prefix, "$lt": end},
+        (false, None) => doc! {"$gte": prefix},
+    };
+    if p == "_id" {
+        return doc! {"_id": range};
+    }
+    let mut parts = vec![doc! {p.as_str(): range}];
+    parts.extend(strict_prefixes(&p).map(not_array));
+    parts.push(not_array(&p));
+    all_of(parts)
+}
+
+/// The filter document of a query (all its filters AND-ed).
+pub fn filter(query: &Query) -> Document {
+    all_of(
+        query
+            .filters
+            .iter()
+            .map(|f| match f {
+                Filter::Eq(field, v) => eq(field, v),
+                Filter::In(field, vs) => is_in(field, vs),
+                Filter::Prefix(field, p) => prefix(field, p),
+            })
+            .collect(),
+    )
+}
+
+/// The filter `field equals one of expected` on the document with this id (compare-and-set).
+pub fn cas_filter(id: &str, field: &str, expected: &[Value]) -> Document {
+    doc! {"$and": [{"_id": id}, is_in(field, expected)]}
+}
+
+/// The sort document of a query: its field, ties broken by id in the same direction.
+pub fn sort(query: &Query) -> Document {
+    match &query.sort {
+        None => doc! {"_id": 1},
+        Some(s) => {
+            let dir = if s.descending { -1 } else { 1 };
+            let p = path(&s.field);
+            if p == "_id" {
+                doc! {"_id": dir}
+            } else {
+                doc! {p: dir, "_id": dir}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_ranges() {
+        assert_eq!(prefix_end("ab").as_deref(), Some("ac"));
+        assert_eq!(prefix_end("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(prefix_end("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_end("\u{10FFFF}"), None);
+    }
+
+    #[test]
+    fn id_filters_use_the_primary_key() {
+        assert_eq!(eq("id", &Value::from("x")), doc! {"_id": "x"});
+        assert_eq!(eq("id", &Value::from(1)), nothing());
+        let q = Query::all().is_in("id", vec![Value::from("a"), Value::from(1)]);
+        assert_eq!(filter(&q), doc! {"_id": {"$in": ["a"]}});
+    }
+}

@@ -1,0 +1,757 @@
+//! MongoDB backend (the official `mongodb` driver), selected by `[database] url = mongodb://...`.
+//!
+//! Owns the layout in the database, and nothing of the model beyond a few field names:
+//! - one collection per [`Collection`] (same names as the embedded tables); a document is the
+//!   JSON document converted to BSON in its field order (see [`codec`] for numbers and the
+//!   escaping of field names), plus the backend's own top-level fields: `_id` (the document's
+//!   `id`, which stays in the document too), `_chunked` and `_expire_at`. These never reach the
+//!   caller;
+//! - an index per [`Collection::indexed_fields`], and a TTL index on `_expire_at` for tokens
+//!   (`expiry`) and key-value pairs (`expire_timestamp`), so MongoDB deletes them when they
+//!   expire;
+//! - large fields in chunks: a top-level field larger than the chunk threshold (1 MiB by
+//!   default), or the largest fields while a document is above 8 MiB, are stored as their JSON
+//!   text split into 4 MiB binary pieces in `<collection>.chunks`, under a generation id named
+//!   in the document's `_chunked` map (`field → generation`); the field itself holds `null` in
+//!   place (it keeps its position; queries on it do not see its value, so the indexed fields
+//!   and `id` always stay inline). Chunks are written
+//!   before the document that names them and their old generation deleted after it, so a
+//!   reader never sees a half-written value without needing a transaction; a crash in between
+//!   can only leave unreferenced chunks behind. A 50 MB execution result round-trips.
+//!
+//! Queries follow [`Query::matches`] (see [`filter`]). [`Store::apply`] validates every write
+//! first, then runs the batch in a multi-document transaction when the server supports them
+//! (a replica set or mongos; retried on transient errors). On a standalone server it falls back
+//! to ordered writes: an invalid batch still writes nothing, but a failure of the server in the
+//! middle of a batch can leave its first writes applied. [`Store::compare_and_set`] is one
+//! `find_one_and_update` whose filter holds the expected values.
+
+mod codec;
+mod filter;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mongodb::bson::spec::BinarySubtype;
+use mongodb::bson::{doc, Binary, Bson, DateTime, Document};
+use mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT;
+use mongodb::error::{Error as MongoError, TRANSIENT_TRANSACTION_ERROR};
+use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
+use mongodb::{Client, ClientSession, Cursor, Database, IndexModel};
+use serde_json::Value;
+
+use super::{Collection, Query, Result, Store, StoreError, Write};
+use crate::model::JsonMap;
+use codec::{doc_size, field_size, from_bson, object_to_doc, unescape_key};
+
+/// Database used when the URL names none.
+pub const DEFAULT_DATABASE: &str = "st2";
+
+/// Default size (bytes of BSON) above which a top-level field is stored in chunks.
+pub const DEFAULT_CHUNK_THRESHOLD: usize = 1 << 20;
+
+/// A document above this size (bytes of BSON) has its largest fields moved to chunks.
+const DOC_LIMIT: usize = 8 << 20;
+
+/// Bytes of JSON text per chunk document.
+const CHUNK_SIZE: usize = 4 << 20;
+
+/// How many times a batch is retried after a transient transaction error (write conflict).
+const TXN_ATTEMPTS: u32 = 10;
+
+/// The MongoDB store. Cloning is cheap: clones share the driver's connection pool.
+#[derive(Clone, Debug)]
+pub struct MongoStore {
+    client: Client,
+    db: Database,
+    /// Whether the server runs multi-document transactions.
+    transactions: bool,
+    /// Size above which a top-level field goes to chunks.
+    chunk_threshold: usize,
+}
+
+/// Maps a driver error to [`StoreError::Backend`] with context.
+fn backend(context: impl std::fmt::Display) -> impl FnOnce(MongoError) -> StoreError {
+    move |e| StoreError::Backend(format!("{context}: {e}"))
+}
+
+/// The field a TTL index expires documents of this collection on, if any.
+fn expiry_field(c: Collection) -> Option<&'static str> {
+    match c {
+        Collection::Tokens => Some("expiry"),
+        Collection::KeyValuePairs => Some("expire_timestamp"),
+        _ => None,
+    }
+}
+
+/// The expiry instant of an RFC 3339 timestamp field.
+fn expire_at(v: Option<&Value>) -> Option<DateTime> {
+    let ts = chrono::DateTime::parse_from_rfc3339(v?.as_str()?).ok()?;
+    Some(DateTime::from_millis(ts.timestamp_millis()))
+}
+
+/// `_id` range holding the chunks of one generation (or of one field of it, with `field`).
+fn chunk_range(gen: &str, field: Option<&str>) -> Document {
+    match field {
+        None => doc! {"_id": {"$gte": format!("{gen}/"), "$lt": format!("{gen}0")}},
+        Some(f) => doc! {
+            "_id": {"$gte": format!("{gen}/{f}/"), "$lt": format!("{gen}/{f}0")},
+            "field": f,
+        },
+    }
+}
+
+/// Reads a whole cursor.
+async fn drain(mut cursor: Cursor<Document>, what: &str) -> Result<Vec<Document>> {
+    let mut out = Vec::new();
+    while cursor.advance().await.map_err(backend(what))? {
+        out.push(cursor.deserialize_current().map_err(backend(what))?);
+    }
+    Ok(out)
+}
+
+/// The top-level fields of a document or patch, as stored, with its large fields moved out.
+struct Encoded {
+    /// Escaped field names and values; a chunked field holds `null`.
+    fields: Document,
+    /// Chunked fields: escaped name and JSON text.
+    chunked: Vec<(String, Vec<u8>)>,
+}
+
+impl Encoded {
+    /// The chunk documents of the chunked fields, under generation `gen`.
+    fn chunk_docs(&self, id: &str, gen: &str) -> Vec<Document> {
+        let mut out = Vec::new();
+        for (field, text) in &self.chunked {
+            for (n, piece) in text.chunks(CHUNK_SIZE).enumerate() {
+                out.push(doc! {
+                    "_id": format!("{gen}/{field}/{n:08}"),
+                    "doc": id,
+                    "field": field.as_str(),
+                    "n": n as i64,
+                    "data": Binary { subtype: BinarySubtype::Generic, bytes: piece.to_vec() },
+                });
+            }
+        }
+        out
+    }
+}
+
+/// One validated write of a batch.
+enum Op {
+    Put {
+        collection: Collection,
+        id: String,
+        /// The stored document.
+        doc: Document,
+        /// Generation of its chunks, when it has any.
+        gen: Option<String>,
+        /// Chunk documents to write before it.
+        chunks: Vec<Document>,
+    },
+    Delete {
+        collection: Collection,
+        id: String,
+    },
+}
+
+/// Generations named by a stored document's `_chunked` map.
+fn generations(doc: &Document) -> Vec<(String, String)> {
+    match doc.get("_chunked") {
+        Some(Bson::Document(m)) => m
+            .iter()
+            .filter_map(|(f, g)| g.as_str().map(|g| (f.clone(), g.to_string())))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl MongoStore {
+    /// Connects to the server of a `mongodb://` URL and opens the database it names (or
+    /// [`DEFAULT_DATABASE`]), creating the indexes that are missing.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let opts = ClientOptions::parse(url)
+            .await
+            .map_err(backend("invalid MongoDB url"))?;
+        let db = opts
+            .default_database
+            .clone()
+            .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
+        Self::open(opts, &db).await
+    }
+
+    /// Like [`MongoStore::connect`], on the database `db` whatever the URL names (tests give
+    /// each run a database of its own).
+    pub async fn connect_db(url: &str, db: &str) -> Result<Self> {
+        let opts = ClientOptions::parse(url)
+            .await
+            .map_err(backend("invalid MongoDB url"))?;
+        Self::open(opts, db).await
+    }
+
+    async fn open(mut opts: ClientOptions, db_name: &str) -> Result<Self> {
+        if opts.app_name.is_none() {
+            opts.app_name = Some("st2".into());
+        }
+        if opts.server_selection_timeout.is_none() {
+            opts.server_selection_timeout = Some(Duration::from_secs(10));
+        }
+        let client = Client::with_options(opts).map_err(backend("invalid MongoDB options"))?;
+        let db = client.database(db_name);
+        let hello = db
+            .run_command(doc! {"hello": 1})
+            .await
+            .map_err(backend("cannot reach the MongoDB server"))?;
+        // Transactions need sessions and a replica set member or a mongos.
+        let transactions = hello.contains_key("logicalSessionTimeoutMinutes")
+            && (hello.contains_key("setName") || hello.get_str("msg") == Ok("isdbgrid"));
+        let store = Self {
+            client,
+            db,
+            transactions,
+            chunk_threshold: DEFAULT_CHUNK_THRESHOLD,
+        };
+        store.create_indexes().await?;
+        tracing::debug!(database = db_name, transactions, "opened MongoDB store");
+        Ok(store)
+    }
+
+    /// Sets the size (bytes) above which a top-level field is stored in chunks.
+    pub fn with_chunk_threshold(mut self, bytes: usize) -> Self {
+        self.chunk_threshold = bytes.max(1);
+        self
+    }
+
+    /// Turns multi-document transactions off (`false`: batches become ordered writes, as on a
+    /// standalone server); `true` keeps them only where the server supports them.
+    pub fn with_transactions(mut self, on: bool) -> Self {
+        self.transactions &= on;
+        self
+    }
+
+    /// Whether batches run in multi-document transactions (false: ordered writes).
+    pub fn uses_transactions(&self) -> bool {
+        self.transactions
+    }
+
+    /// The database this store uses.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    fn coll(&self, c: Collection) -> mongodb::Collection<Document> {
+        self.db.collection(c.name())
+    }
+
+    fn chunks(&self, c: Collection) -> mongodb::Collection<Document> {
+        self.db.collection(&format!("{}.chunks", c.name()))
+    }
+
+    async fn create_indexes(&self) -> Result<()> {
+        for c in Collection::ALL {
+            let mut models: Vec<IndexModel> = c
+                .indexed_fields()
+                .iter()
+                .map(|f| {
+                    IndexModel::builder()
+                        .keys(doc! {(codec::path(f)): 1})
+                        .build()
+                })
+                .collect();
+            if expiry_field(c).is_some() {
+                let ttl = IndexOptions::builder().expire_after(Duration::ZERO).build();
+                models.push(
+                    IndexModel::builder()
+                        .keys(doc! {"_expire_at": 1})
+                        .options(ttl)
+                        .build(),
+                );
+            }
+            self.coll(c)
+                .create_indexes(models)
+                .await
+                .map_err(backend(format!(
+                    "cannot create the indexes of {}",
+                    c.name()
+                )))?;
+        }
+        Ok(())
+    }
+
+    /// Escapes the top-level fields of `obj` and moves its large fields out.
+    /// Fields of [`Collection::indexed_fields`] (and `id`) stay inline: they are small and
+    /// must stay queryable.
+    fn encode(&self, c: Collection, obj: &JsonMap) -> std::result::Result<Encoded, String> {
+        let keep = |key: &str| {
+            key == "id"
+                || c.indexed_fields()
+                    .iter()
+                    .any(|f| f.split('.').next() == Some(key))
+        };
+        let mut fields = object_to_doc(obj, true);
+        let mut chunked = Vec::new();
+        let mut total = doc_size(&fields);
+        if total > self.chunk_threshold {
+            let mut sizes: Vec<(usize, String)> = fields
+                .iter()
+                .filter(|(k, _)| !keep(k))
+                .map(|(k, v)| (field_size(k, v), k.clone()))
+                .collect();
+            sizes.sort_by_key(|s| std::cmp::Reverse(s.0));
+            for (size, key) in sizes {
+                if size <= self.chunk_threshold && total <= DOC_LIMIT {
+                    break;
+                }
+                let value = obj
+                    .get(unescape_key(&key).as_ref())
+                    .ok_or_else(|| format!("field {key:?} vanished while encoding"))?;
+                let text = serde_json::to_vec(value).map_err(|e| e.to_string())?;
+                fields.insert(key.clone(), Bson::Null);
+                total = total.saturating_sub(size) + field_size(&key, &Bson::Null);
+                chunked.push((key, text));
+            }
+        }
+        Ok(Encoded { fields, chunked })
+    }
+
+    /// Checks and encodes one write before anything of its batch is written.
+    fn prepare(&self, write: Write) -> Result<Op> {
+        match write {
+            Write::Delete { collection, id } => Ok(Op::Delete { collection, id }),
+            Write::Put { collection, doc } => {
+                let invalid = |reason: &str| StoreError::InvalidDocument {
+                    collection,
+                    reason: reason.into(),
+                };
+                let obj = doc
+                    .as_object()
+                    .ok_or_else(|| invalid("document is not a JSON object"))?;
+                let id = match obj.get("id") {
+                    Some(Value::String(id)) if !id.is_empty() => id.clone(),
+                    _ => return Err(invalid("document has no non-empty string `id`")),
+                };
+                let enc = self.encode(collection, obj).map_err(|e| invalid(&e))?;
+                let gen =
+                    (!enc.chunked.is_empty()).then(|| uuid::Uuid::new_v4().simple().to_string());
+                let chunks = gen
+                    .as_deref()
+                    .map(|g| enc.chunk_docs(&id, g))
+                    .unwrap_or_default();
+                let mut stored = doc! {"_id": id.as_str()};
+                if let Some(g) = &gen {
+                    let map: Document = enc
+                        .chunked
+                        .iter()
+                        .map(|(f, _)| (f.clone(), Bson::String(g.clone())))
+                        .collect();
+                    stored.insert("_chunked", map);
+                }
+                if let Some(t) = expiry_field(collection).and_then(|f| expire_at(obj.get(f))) {
+                    stored.insert("_expire_at", t);
+                }
+                stored.extend(enc.fields);
+                Ok(Op::Put {
+                    collection,
+                    id,
+                    doc: stored,
+                    gen,
+                    chunks,
+                })
+            }
+        }
+    }
+
+    /// Loads the chunks of one generation: field → JSON text.
+    async fn load_chunks(&self, c: Collection, gen: &str) -> Result<HashMap<String, Vec<u8>>> {
+        let cursor = self
+            .chunks(c)
+            .find(chunk_range(gen, None))
+            .await
+            .map_err(backend(format!("cannot read chunks of {}", c.name())))?;
+        let docs = drain(cursor, "cannot read chunks").await?;
+        let mut pieces: HashMap<String, Vec<(i64, Vec<u8>)>> = HashMap::new();
+        for d in docs {
+            let (Ok(field), Ok(n), Ok(data)) = (
+                d.get_str("field"),
+                d.get_i64("n"),
+                d.get_binary_generic("data"),
+            ) else {
+                return Err(StoreError::Backend(format!(
+                    "malformed chunk in {}.chunks",
+                    c.name()
+                )));
+            };
+            pieces
+                .entry(field.to_string())
+                .or_default()
+                .push((n, data.clone()));
+        }
+        let mut out = HashMap::new();
+        for (field, mut parts) in pieces {
+            parts.sort_by_key(|p| p.0);
+            if parts.iter().enumerate().any(|(i, p)| p.0 != i as i64) {
+                return Err(StoreError::Backend(format!(
+                    "chunks of field {field:?} (generation {gen}) in {} are incomplete",
+                    c.name()
+                )));
+            }
+            out.insert(field, parts.into_iter().flat_map(|p| p.1).collect());
+        }
+        Ok(out)
+    }
+
+    /// A stored document as the caller's JSON: backend fields dropped, chunked fields loaded
+    /// (except those named in `skip`, left `null`).
+    async fn decode(&self, c: Collection, mut d: Document, skip: &[String]) -> Result<Value> {
+        let chunked = generations(&d);
+        d.remove("_chunked");
+        let mut obj = JsonMap::new();
+        for (k, v) in d {
+            if k.starts_with('_') {
+                continue;
+            }
+            obj.insert(unescape_key(&k).into_owned(), from_bson(v));
+        }
+        let mut by_gen: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (field, gen) in chunked {
+            if !skip.contains(&field) {
+                by_gen.entry(gen).or_default().push(field);
+            }
+        }
+        for (gen, fields) in by_gen {
+            let mut texts = self.load_chunks(c, &gen).await?;
+            for field in fields {
+                let text = texts.remove(&field).ok_or_else(|| {
+                    StoreError::Backend(format!(
+                        "chunks of field {field:?} (generation {gen}) missing in {}",
+                        c.name()
+                    ))
+                })?;
+                let v: Value =
+                    serde_json::from_slice(&text).map_err(|source| StoreError::Decode {
+                        collection: c,
+                        source,
+                    })?;
+                obj.insert(unescape_key(&field).into_owned(), v);
+            }
+        }
+        Ok(Value::Object(obj))
+    }
+
+    /// Deletes chunk generations no document names any more (best effort: leftovers are
+    /// unreferenced and harmless).
+    async fn drop_chunks(&self, stale: Vec<(Collection, String, Option<String>)>) {
+        for (c, gen, field) in stale {
+            if let Err(e) = self
+                .chunks(c)
+                .delete_many(chunk_range(&gen, field.as_deref()))
+                .await
+            {
+                tracing::warn!(collection = c.name(), gen, error = %e, "cannot delete stale chunks");
+            }
+        }
+    }
+
+    /// Runs the writes in order (inside `session`'s transaction when given); returns the chunk
+    /// generations of the documents replaced or deleted.
+    async fn run_ops(
+        &self,
+        ops: &[Op],
+        mut session: Option<&mut ClientSession>,
+    ) -> std::result::Result<Vec<(Collection, String, Option<String>)>, MongoError> {
+        let mut stale = Vec::new();
+        for op in ops {
+            let (collection, old) = match op {
+                Op::Put {
+                    collection,
+                    id,
+                    doc,
+                    ..
+                } => {
+                    let target = self.coll(*collection);
+                    let mut act = target
+                        .find_one_and_replace(doc! {"_id": id.as_str()}, doc)
+                        .upsert(true)
+                        .return_document(ReturnDocument::Before)
+                        .projection(doc! {"_chunked": 1});
+                    if let Some(s) = session.as_deref_mut() {
+                        act = act.session(s);
+                    }
+                    (*collection, act.await?)
+                }
+                Op::Delete { collection, id } => {
+                    let target = self.coll(*collection);
+                    let mut act = target
+                        .find_one_and_delete(doc! {"_id": id.as_str()})
+                        .projection(doc! {"_chunked": 1});
+                    if let Some(s) = session.as_deref_mut() {
+                        act = act.session(s);
+                    }
+                    (*collection, act.await?)
+                }
+            };
+            if let Some(old) = old {
+                let mut gens: Vec<String> = generations(&old).into_iter().map(|g| g.1).collect();
+                gens.sort();
+                gens.dedup();
+                stale.extend(gens.into_iter().map(|g| (collection, g, None)));
+            }
+        }
+        Ok(stale)
+    }
+
+    /// Runs the writes in one transaction, retrying it on transient errors.
+    async fn run_in_transaction(
+        &self,
+        ops: &[Op],
+    ) -> std::result::Result<Vec<(Collection, String, Option<String>)>, MongoError> {
+        let mut session = self.client.start_session().await?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            session.start_transaction().await?;
+            let stale = match self.run_ops(ops, Some(&mut session)).await {
+                Ok(stale) => stale,
+                Err(e) => {
+                    let _ = session.abort_transaction().await;
+                    if e.contains_label(TRANSIENT_TRANSACTION_ERROR) && attempt < TXN_ATTEMPTS {
+                        tokio::time::sleep(Duration::from_millis(2 * u64::from(attempt))).await;
+                        continue;
+                    }
+                    return Err(e);
+                }
+            };
+            let mut commits = 0;
+            loop {
+                commits += 1;
+                match session.commit_transaction().await {
+                    Ok(()) => return Ok(stale),
+                    Err(e)
+                        if e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT)
+                            && commits < TXN_ATTEMPTS => {}
+                    Err(e) if e.contains_label(TRANSIENT_TRANSACTION_ERROR) => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            if attempt >= TXN_ATTEMPTS {
+                return Err(MongoError::custom("transaction kept conflicting"));
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for MongoStore {
+    async fn get(&self, collection: Collection, id: &str) -> Result<Option<Value>> {
+        // A concurrent replace may delete the chunks of the version just read: read again.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let found = self
+                .coll(collection)
+                .find_one(doc! {"_id": id})
+                .await
+                .map_err(backend(format!(
+                    "cannot read {collection:?} document {id:?}"
+                )))?;
+            let Some(d) = found else { return Ok(None) };
+            match self.decode(collection, d, &[]).await {
+                Err(StoreError::Backend(_)) if tries < 3 => continue,
+                other => return other.map(Some),
+            }
+        }
+    }
+
+    async fn find(&self, collection: Collection, query: &Query) -> Result<Vec<Value>> {
+        if query.limit == Some(0) {
+            return Ok(Vec::new());
+        }
+        let target = self.coll(collection);
+        let mut act = target
+            .find(filter::filter(query))
+            .sort(filter::sort(query))
+            .skip(query.offset);
+        if let Some(limit) = query.limit {
+            act = act.limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
+        let what = format!("cannot query {collection:?}");
+        let cursor = act.await.map_err(backend(&what))?;
+        let mut out = Vec::new();
+        for d in drain(cursor, &what).await? {
+            out.push(self.decode(collection, d, &[]).await?);
+        }
+        Ok(out)
+    }
+
+    async fn count(&self, collection: Collection, query: &Query) -> Result<u64> {
+        self.coll(collection)
+            .count_documents(filter::filter(query))
+            .await
+            .map_err(backend(format!("cannot count {collection:?}")))
+    }
+
+    async fn apply(&self, writes: Vec<Write>) -> Result<()> {
+        let ops = writes
+            .into_iter()
+            .map(|w| self.prepare(w))
+            .collect::<Result<Vec<_>>>()?;
+        if ops.is_empty() {
+            return Ok(());
+        }
+        // Chunks first: invisible until a document names their generation.
+        let mut fresh = Vec::new();
+        for op in &ops {
+            if let Op::Put {
+                collection,
+                gen: Some(gen),
+                chunks,
+                ..
+            } = op
+            {
+                self.chunks(*collection)
+                    .insert_many(chunks)
+                    .await
+                    .map_err(backend(format!("cannot write chunks of {collection:?}")))?;
+                fresh.push((*collection, gen.clone(), None));
+            }
+        }
+        // One write is atomic on its own: no transaction needed.
+        let result = if self.transactions && ops.len() > 1 {
+            self.run_in_transaction(&ops).await
+        } else {
+            self.run_ops(&ops, None).await
+        };
+        match result {
+            Ok(stale) => {
+                self.drop_chunks(stale).await;
+                Ok(())
+            }
+            Err(e) => {
+                // Without a transaction some documents may name the new chunks: keep them.
+                if self.transactions {
+                    self.drop_chunks(fresh).await;
+                }
+                Err(StoreError::Backend(format!(
+                    "cannot apply write batch: {e}"
+                )))
+            }
+        }
+    }
+
+    async fn compare_and_set(
+        &self,
+        collection: Collection,
+        id: &str,
+        field: &str,
+        expected: &[Value],
+        patch: JsonMap,
+    ) -> Result<Option<Value>> {
+        if patch.get("id").is_some_and(|new| new.as_str() != Some(id)) {
+            return Err(StoreError::InvalidDocument {
+                collection,
+                reason: format!("compare-and-set on {id:?} may not change its id"),
+            });
+        }
+        if expected.is_empty() {
+            return Ok(None);
+        }
+        let what = format!("compare-and-set on {collection:?} document {id:?}");
+        let cond = filter::cas_filter(id, field, expected);
+        if patch.is_empty() {
+            let found = self
+                .coll(collection)
+                .find_one(cond)
+                .await
+                .map_err(backend(&what))?;
+            return match found {
+                Some(d) => self.decode(collection, d, &[]).await.map(Some),
+                None => Ok(None),
+            };
+        }
+        let enc = self
+            .encode(collection, &patch)
+            .map_err(|reason| StoreError::InvalidDocument { collection, reason })?;
+        let gen = (!enc.chunked.is_empty()).then(|| uuid::Uuid::new_v4().simple().to_string());
+        if let Some(g) = &gen {
+            self.chunks(collection)
+                .insert_many(enc.chunk_docs(id, g))
+                .await
+                .map_err(backend(format!("{what}: cannot write chunks")))?;
+        }
+        let patched: Vec<String> = enc.fields.keys().cloned().collect();
+        let mut set = Document::new();
+        let mut unset = Document::new();
+        for (k, v) in enc.fields {
+            let marker = format!("_chunked.{k}");
+            match &gen {
+                Some(g) if enc.chunked.iter().any(|(f, _)| *f == k) => {
+                    set.insert(marker, g.as_str());
+                }
+                _ => {
+                    unset.insert(marker, "");
+                }
+            }
+            set.insert(k, v);
+        }
+        if let Some(f) = expiry_field(collection) {
+            if let Some(v) = patch.get(f) {
+                match expire_at(Some(v)) {
+                    Some(t) => {
+                        set.insert("_expire_at", t);
+                    }
+                    None => {
+                        unset.insert("_expire_at", "");
+                    }
+                }
+            }
+        }
+        let mut update = doc! {"$set": set};
+        if !unset.is_empty() {
+            update.insert("$unset", unset);
+        }
+        let before = self
+            .coll(collection)
+            .find_one_and_update(cond, update)
+            .return_document(ReturnDocument::Before)
+            .await
+            .map_err(backend(&what));
+        let before = match before {
+            Ok(Some(b)) => b,
+            other => {
+                if let Some(g) = gen {
+                    self.drop_chunks(vec![(collection, g, None)]).await;
+                }
+                return other.map(|_| None);
+            }
+        };
+        let stale: Vec<_> = generations(&before)
+            .into_iter()
+            .filter(|(f, _)| patched.contains(f))
+            .map(|(f, g)| (collection, g, Some(f)))
+            .collect();
+        let mut doc = self.decode(collection, before, &patched).await?;
+        if let Some(obj) = doc.as_object_mut() {
+            obj.extend(patch);
+        }
+        self.drop_chunks(stale).await;
+        Ok(Some(doc))
+    }
+
+    /// Deletes in one statement, so "existed" is exact even under concurrent deletes.
+    async fn delete(&self, collection: Collection, id: &str) -> Result<bool> {
+        let old = self
+            .coll(collection)
+            .find_one_and_delete(doc! {"_id": id})
+            .projection(doc! {"_chunked": 1})
+            .await
+            .map_err(backend(format!("cannot delete {collection:?} {id:?}")))?;
+        let Some(old) = old else { return Ok(false) };
+        let mut gens: Vec<String> = generations(&old).into_iter().map(|g| g.1).collect();
+        gens.sort();
+        gens.dedup();
+        self.drop_chunks(gens.into_iter().map(|g| (collection, g, None)).collect())
+            .await;
+        Ok(true)
+    }
+}
