@@ -163,6 +163,19 @@ pub fn str(value: &Json, escapes: ControlEscapes) -> String {
     }
 }
 
+/// Python truthiness of a JSON value: `null`, `false`, `0`, `""`, `[]` and `{}` are false,
+/// everything else true (rules, templates, runners and workflow conditions share it).
+pub fn truthy(v: &Json) -> bool {
+    match v {
+        Json::Null => false,
+        Json::Bool(b) => *b,
+        Json::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Json::String(s) => !s.is_empty(),
+        Json::Array(a) => !a.is_empty(),
+        Json::Object(m) => !m.is_empty(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@
 //! - [`py_str`] is Python's `str()` of a JSON value ([`crate::pyfmt::str`]), which is what
 //!   named arguments carry (`['a', 'b']`, `{'k': 1}`, `True`, `1e+20`).
 
+use crate::pyfmt::truthy;
 use std::collections::BTreeMap;
 
 use serde_json::Value;
@@ -28,18 +29,6 @@ pub(crate) fn quote_unix(s: &str) -> String {
         return s.to_string();
     }
     format!("'{}'", s.replace('\'', "'\"'\"'"))
-}
-
-/// Python truthiness of a JSON value.
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    }
 }
 
 /// Python's `str()` of a JSON value as StackStorm's Python sees it (CPython's escapes).

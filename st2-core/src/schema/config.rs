@@ -2,6 +2,7 @@
 //! the default merging StackStorm's `ContentPackConfigLoader` does before handing a config to
 //! actions and sensors. Pure functions.
 
+use crate::pyfmt::truthy;
 use std::path::Path;
 
 use serde_json::{json, Value};
@@ -230,18 +231,6 @@ fn array_items_schema(array_schema: &JsonMap, count: usize) -> Vec<Value> {
         }
     }
     flat
-}
-
-/// Python truthiness of a schema value.
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(m) => !m.is_empty(),
-    }
 }
 
 /// `re.search(pattern, text)`, with the regex engine of JSON Schema's `pattern`. An invalid

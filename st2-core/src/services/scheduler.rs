@@ -125,17 +125,24 @@ impl Scheduler {
         }
     }
 
+    /// The execution, if it is still `requested` or `delayed`.
+    async fn schedulable(&self, id: &str) -> Result<Option<Execution>, ServiceError> {
+        Ok(repo::<Execution>(&*self.ctx.store)
+            .get(id)
+            .await?
+            .filter(|e| {
+                matches!(
+                    e.status,
+                    ExecutionStatus::Requested | ExecutionStatus::Delayed
+                )
+            }))
+    }
+
     /// Applies the policies to one `requested` or `delayed` execution.
     pub async fn schedule(&self, id: &str) -> Result<(), ServiceError> {
-        let Some(exec) = repo::<Execution>(&*self.ctx.store).get(id).await? else {
+        let Some(exec) = self.schedulable(id).await? else {
             return Ok(());
         };
-        if !matches!(
-            exec.status,
-            ExecutionStatus::Requested | ExecutionStatus::Delayed
-        ) {
-            return Ok(());
-        }
         if let (Some(delay), ExecutionStatus::Requested) = (exec.delay, exec.status) {
             if delay > 0 && !exec.context.contains_key("delay_applied") {
                 let mut patch = JsonMap::new();
@@ -193,15 +200,9 @@ impl Scheduler {
         }
         // Policies count executions: one decision at a time, on a fresh read.
         let _one_at_a_time = self.lock.lock().await;
-        let Some(exec) = repo::<Execution>(&*self.ctx.store).get(id).await? else {
+        let Some(exec) = self.schedulable(id).await? else {
             return Ok(());
         };
-        if !matches!(
-            exec.status,
-            ExecutionStatus::Requested | ExecutionStatus::Delayed
-        ) {
-            return Ok(());
-        }
         let mut decision = Decision::Schedule;
         for p in policies.iter() {
             match self.apply(p, &exec, &action_ref).await? {

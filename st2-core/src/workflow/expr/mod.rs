@@ -237,16 +237,7 @@ pub fn evaluate(text: &str, scope: &Scope<'_>) -> Result<Value, ExprError> {
 }
 
 /// Truthiness as Python sees it (for `when` conditions).
-pub fn truthy(value: &Value) -> bool {
-    match value {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    }
-}
+pub use crate::pyfmt::truthy;
 
 /// Text of a value inside a larger string (Python's `str()` for scalars, JSON otherwise).
 fn to_text(value: &Value) -> String {

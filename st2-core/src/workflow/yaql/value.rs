@@ -47,16 +47,7 @@ pub(crate) fn float(f: f64) -> Value {
 }
 
 /// Python truthiness: `null`, `false`, `0`, `""`, `[]` and `{}` are false.
-pub(crate) fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(m) => !m.is_empty(),
-    }
-}
+pub(crate) use crate::pyfmt::truthy;
 
 /// A short name of the value's type, for error messages.
 pub(crate) fn type_name(v: &Value) -> &'static str {
