@@ -168,6 +168,11 @@ impl Worker {
         else {
             return Ok(()); // canceled meanwhile, or claimed by another worker
         };
+        // Orquesta workflows are not run by a runner: the workflow service takes them over.
+        let runner = exec.runner.get("name").and_then(Value::as_str);
+        if runner.is_some_and(super::workflows::handles) {
+            return super::workflows::start(&self.ctx, &exec).await;
+        }
         let token = CancellationToken::new();
         self.running
             .lock()
@@ -381,6 +386,15 @@ pub async fn reclaim_on_start(ctx: &Ctx) -> Result<usize, ServiceError> {
         ))
         .await?
     {
+        // A workflow whose run is stored continues from its state (`workflows::recover`).
+        let runner = e.runner.get("name").and_then(Value::as_str);
+        if runner.is_some_and(super::workflows::handles)
+            && super::workflows::find_by_execution(ctx, &e.id)
+                .await?
+                .is_some()
+        {
+            continue;
+        }
         kill_orphan(&e);
         let mut patch = JsonMap::new();
         patch.insert(
