@@ -7,7 +7,8 @@
 //! - with-items of 200 `core.noop` at concurrency 20;
 //! - YAQL expressions; a nested workflow; a bad definition;
 //! - cancel of a running workflow (the child is canceled, nothing else starts);
-//! - pause (after the running child) and resume.
+//! - pause (after the running child) and resume;
+//! - a restart while a child runs: the workflow continues from its stored state.
 
 use std::time::{Duration, Instant};
 
@@ -105,7 +106,9 @@ async fn parallel_branches_join() {
     let done = h.wait_done(&id).await;
     assert_eq!(done.status, ExecutionStatus::Succeeded, "{:?}", done.result);
     assert_eq!(done.result, Some(json!({"output": {"sum": 6}})));
-    let mut names = task_names(&children(&h, &id, 1).await);
+    let kids = children(&h, &id, 1).await;
+    assert_eq!(kids.last().expect("joined")["parameters"]["message"], "sum 6");
+    let mut names = task_names(&kids);
     assert_eq!(names.remove(0), "init");
     assert_eq!(names.pop().as_deref(), Some("joined"), "the join runs once, last");
     names.sort();
@@ -258,4 +261,65 @@ async fn pause_waits_for_the_running_child_then_resume_continues() {
     for s in ["pausing", "paused", "resuming", "running", "succeeded"] {
         assert!(statuses.contains(&s), "{statuses:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_continues_after_a_restart() {
+    use st2_core::config::Config;
+    use st2_core::platform::Platform;
+    use st2_core::store::{repo, Query};
+
+    let h = harness().await;
+    let id = run(&h, "wf.restartable", json!({})).await;
+    h.wait_for("core.local", |e| {
+        e.parent.as_deref() == Some(id.as_str()) && e.status == ExecutionStatus::Running
+    })
+    .await;
+    // Stop the process while `first` sleeps: the worker lets it finish, but the workflow engine
+    // no longer takes events, so its completion is not applied before the restart.
+    let st2_tests::api::Harness { platform, dir, .. } = h;
+    let old_store = platform.ctx.store.clone();
+    platform.shutdown().await;
+    let before = repo::<Execution>(&*old_store)
+        .find(&Query::all().eq("parent", id.as_str()))
+        .await
+        .expect("children");
+    assert_eq!(before.len(), 1, "second not started before the restart");
+    assert_eq!(before[0].status, ExecutionStatus::Succeeded, "first finished meanwhile");
+    let parent = repo::<Execution>(&*old_store).get(&id).await.expect("get");
+    assert_eq!(parent.map(|p| p.status), Some(ExecutionStatus::Running));
+    drop(old_store);
+    let store = dir.path().to_path_buf();
+    let mut cfg = Config::default();
+    cfg.system.data_dir = store;
+    cfg.content.system_packs_base_path = Some(st2_tests::bundled_packs());
+    let p2 = Platform::start(&cfg, &["all".to_string()])
+        .await
+        .expect("restart");
+    let execs = repo::<Execution>(&*p2.ctx.store);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let e = execs.get(&id).await.expect("get").expect("exists");
+        if e.status.is_completed() {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "not finished: {:?}", e.status);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{:?}", done.result);
+    assert_eq!(
+        done.result,
+        Some(json!({"output": {"out": "slept and continued"}}))
+    );
+    let kids = execs
+        .find(&Query::all().eq("parent", id.as_str()))
+        .await
+        .expect("children");
+    let mut names: Vec<String> = kids
+        .iter()
+        .map(|k| k.context["orquesta"]["task_name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["first", "second"], "no task ran twice");
+    p2.shutdown().await;
 }

@@ -1027,7 +1027,10 @@ impl WorkflowEngine {
     async fn consume(self: Arc<Self>, mut updates: Subscription, mut control: Subscription) {
         let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
         loop {
+            // At shutdown the engine stops taking events: what is left is redelivered (durable
+            // queues) or found again by `recover` at the next start.
             let (d, is_control) = tokio::select! {
+                _ = self.ctx.shutdown.cancelled() => break,
                 d = updates.next() => (d, false),
                 d = control.next() => (d, true),
             };
