@@ -58,9 +58,9 @@ async fn wait_long(h: &Harness, id: &str) -> Execution {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let a = h.get(&format!("/api/v1/executions/{id}")).await;
-        let done = a.body["status"]
-            .as_str()
-            .is_some_and(|s| ["succeeded", "failed", "canceled", "timeout", "abandoned"].contains(&s));
+        let done = a.body["status"].as_str().is_some_and(|s| {
+            ["succeeded", "failed", "canceled", "timeout", "abandoned"].contains(&s)
+        });
         if done {
             return h.wait_done(id).await;
         }
@@ -107,10 +107,17 @@ async fn parallel_branches_join() {
     assert_eq!(done.status, ExecutionStatus::Succeeded, "{:?}", done.result);
     assert_eq!(done.result, Some(json!({"output": {"sum": 6}})));
     let kids = children(&h, &id, 1).await;
-    assert_eq!(kids.last().expect("joined")["parameters"]["message"], "sum 6");
+    assert_eq!(
+        kids.last().expect("joined")["parameters"]["message"],
+        "sum 6"
+    );
     let mut names = task_names(&kids);
     assert_eq!(names.remove(0), "init");
-    assert_eq!(names.pop().as_deref(), Some("joined"), "the join runs once, last");
+    assert_eq!(
+        names.pop().as_deref(),
+        Some("joined"),
+        "the join runs once, last"
+    );
     names.sort();
     assert_eq!(names, ["b1", "b2", "b3"]);
 }
@@ -145,7 +152,11 @@ async fn with_items_of_200_noops_at_concurrency_20() {
     let mut items: Vec<u64> = kids
         .iter()
         .filter(|k| k["context"]["orquesta"]["task_name"] == "each")
-        .map(|k| k["context"]["orquesta"]["item_id"].as_u64().expect("item_id"))
+        .map(|k| {
+            k["context"]["orquesta"]["item_id"]
+                .as_u64()
+                .expect("item_id")
+        })
         .collect();
     items.sort_unstable();
     assert_eq!(items, (0..200).collect::<Vec<u64>>(), "each item ran once");
@@ -236,7 +247,10 @@ async fn pause_waits_for_the_running_child_then_resume_continues() {
     })
     .await;
     let a = h
-        .put(&format!("/api/v1/executions/{id}"), json!({"status": "pausing"}))
+        .put(
+            &format!("/api/v1/executions/{id}"),
+            json!({"status": "pausing"}),
+        )
         .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     let paused = h
@@ -247,7 +261,10 @@ async fn pause_waits_for_the_running_child_then_resume_continues() {
     assert_eq!(first.status, ExecutionStatus::Succeeded);
 
     let a = h
-        .put(&format!("/api/v1/executions/{id}"), json!({"status": "resuming"}))
+        .put(
+            &format!("/api/v1/executions/{id}"),
+            json!({"status": "resuming"}),
+        )
         .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     let done = h.wait_done(&id).await;
@@ -285,7 +302,11 @@ async fn workflow_continues_after_a_restart() {
         .await
         .expect("children");
     assert_eq!(before.len(), 1, "second not started before the restart");
-    assert_eq!(before[0].status, ExecutionStatus::Succeeded, "first finished meanwhile");
+    assert_eq!(
+        before[0].status,
+        ExecutionStatus::Succeeded,
+        "first finished meanwhile"
+    );
     let parent = repo::<Execution>(&*old_store).get(&id).await.expect("get");
     assert_eq!(parent.map(|p| p.status), Some(ExecutionStatus::Running));
     drop(old_store);
@@ -317,7 +338,12 @@ async fn workflow_continues_after_a_restart() {
         .expect("children");
     let mut names: Vec<String> = kids
         .iter()
-        .map(|k| k.context["orquesta"]["task_name"].as_str().unwrap_or_default().to_string())
+        .map(|k| {
+            k.context["orquesta"]["task_name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
         .collect();
     names.sort();
     assert_eq!(names, ["first", "second"], "no task ran twice");

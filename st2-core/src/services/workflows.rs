@@ -233,8 +233,13 @@ fn epoch_ms() -> i64 {
 }
 
 /// The workflow run of execution `exec_id`, if it has one.
-pub async fn find_by_execution(ctx: &Ctx, exec_id: &str) -> Result<Option<WorkflowDoc>, ServiceError> {
-    let q = Query::all().eq("action_execution", exec_id).page(0, Some(1));
+pub async fn find_by_execution(
+    ctx: &Ctx,
+    exec_id: &str,
+) -> Result<Option<WorkflowDoc>, ServiceError> {
+    let q = Query::all()
+        .eq("action_execution", exec_id)
+        .page(0, Some(1));
     let mut docs = ctx.store.find(Collection::WorkflowExecutions, &q).await?;
     docs.pop()
         .map(|d| decode(Collection::WorkflowExecutions, d))
@@ -466,11 +471,7 @@ async fn load(ctx: &Ctx, wf_id: &str) -> Result<Option<Live>, ServiceError> {
 }
 
 /// Makes `live` current: keeps it when the stored version is its own, else loads again.
-async fn refresh(
-    ctx: &Ctx,
-    wf_id: &str,
-    live: &mut Option<Live>,
-) -> Result<bool, ServiceError> {
+async fn refresh(ctx: &Ctx, wf_id: &str, live: &mut Option<Live>) -> Result<bool, ServiceError> {
     let stored = ctx.store.get(Collection::WorkflowExecutions, wf_id).await?;
     let Some(stored) = stored else {
         *live = None;
@@ -575,10 +576,7 @@ async fn drain(
             queue.extend(carry_out(ctx, live, cmds).await?);
         }
     }
-    if live
-        .as_ref()
-        .is_some_and(|l| l.wf.state.header.finished)
-    {
+    if live.as_ref().is_some_and(|l| l.wf.state.header.finished) {
         forget(wf_id);
     }
     Ok(())
@@ -595,13 +593,12 @@ async fn carry_out(
         return Ok(Vec::new());
     };
     let doc = l.doc.clone();
-    let retries: HashMap<usize, u64> = l
-        .wf
-        .state
-        .records
-        .iter()
-        .map(|r| (r.instance, r.retry_tally))
-        .collect();
+    let retries: HashMap<usize, u64> =
+        l.wf.state
+            .records
+            .iter()
+            .map(|r| (r.instance, r.retry_tally))
+            .collect();
     let mut events = Vec::new();
     let mut children = Vec::new();
     for cmd in cmds {
@@ -614,8 +611,7 @@ async fn carry_out(
                 input,
             } => {
                 let retry = retries.get(&instance).copied().unwrap_or(0);
-                match request_child(ctx, &doc, &task, instance, item, retry, &action, input).await
-                {
+                match request_child(ctx, &doc, &task, instance, item, retry, &action, input).await {
                     Ok(id) => children.push(id),
                     Err(e) => {
                         tracing::info!(workflow = %doc.id, task = %task, error = %e, "task action could not be requested");
@@ -769,7 +765,10 @@ async fn parent_status(
         WorkflowStatus::Running => (&[S::Resuming, S::Pausing, S::Paused], S::Running),
         WorkflowStatus::Pausing => (&[S::Running], S::Pausing),
         WorkflowStatus::Paused => (&[S::Pausing, S::Running], S::Paused),
-        WorkflowStatus::Canceling => (&[S::Running, S::Pausing, S::Paused, S::Resuming], S::Canceling),
+        WorkflowStatus::Canceling => (
+            &[S::Running, S::Pausing, S::Paused, S::Resuming],
+            S::Canceling,
+        ),
         _ => return Ok(()),
     };
     executions::transition(ctx, parent, from, to, JsonMap::new()).await?;
@@ -896,10 +895,18 @@ pub async fn control(ctx: &Ctx, exec: &Execution) -> Result<(), ServiceError> {
 pub async fn recover(ctx: &Ctx) -> Result<usize, ServiceError> {
     let q = Query::all().is_in(
         "status",
-        ["running", "pausing", "paused", "canceling", "failed", "succeeded", "canceled"]
-            .into_iter()
-            .map(|s| json!(s))
-            .collect(),
+        [
+            "running",
+            "pausing",
+            "paused",
+            "canceling",
+            "failed",
+            "succeeded",
+            "canceled",
+        ]
+        .into_iter()
+        .map(|s| json!(s))
+        .collect(),
     );
     let mut n = 0;
     for d in ctx.store.find(Collection::WorkflowExecutions, &q).await? {
@@ -955,23 +962,32 @@ async fn recover_one(ctx: &Ctx, wf_id: &str, parent: &Execution) -> Result<(), S
             requested.insert((i as usize, item, retry));
         }
     }
-    let missing: Vec<Command> = l
-        .wf
-        .running_actions()
-        .into_iter()
-        .filter(|c| match c {
-            Command::RunAction { instance, item, .. } => {
-                let retry = l.wf.state.records[*instance].retry_tally;
-                !requested.contains(&(*instance, *item, retry))
-            }
-            _ => false,
-        })
-        .collect();
+    let missing: Vec<Command> =
+        l.wf.running_actions()
+            .into_iter()
+            .filter(|c| match c {
+                Command::RunAction { instance, item, .. } => {
+                    let retry = l.wf.state.records[*instance].retry_tally;
+                    !requested.contains(&(*instance, *item, retry))
+                }
+                _ => false,
+            })
+            .collect();
     let now = epoch_ms();
     for r in &l.wf.state.records {
         if r.status == TaskStatus::Delayed {
-            let due = l.doc.timers.get(&r.instance.to_string()).copied().unwrap_or(now);
-            arm_timer(ctx, wf_id, r.instance, u64::try_from(due - now).unwrap_or(0));
+            let due = l
+                .doc
+                .timers
+                .get(&r.instance.to_string())
+                .copied()
+                .unwrap_or(now);
+            arm_timer(
+                ctx,
+                wf_id,
+                r.instance,
+                u64::try_from(due - now).unwrap_or(0),
+            );
         }
     }
     tracing::info!(workflow = %wf_id, completed = events.len(), missing = missing.len(), "workflow recovered");
