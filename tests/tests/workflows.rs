@@ -349,3 +349,57 @@ async fn workflow_continues_after_a_restart() {
     assert_eq!(names, ["first", "second"], "no task ran twice");
     p2.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_delay_and_retry_run_on_timers() {
+    let h = harness().await;
+    let marker = h.dir.path().join("flaky-marker");
+    let started = Instant::now();
+    let id = run(
+        &h,
+        "wf.retry_delay",
+        json!({"marker": marker.to_string_lossy()}),
+    )
+    .await;
+    let done = h.wait_done(&id).await;
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{:?}", done.result);
+    assert_eq!(done.result, Some(json!({"output": {"out": "second try"}})));
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "one second of delay, one of retry delay"
+    );
+    let kids = children(&h, &id, 1).await;
+    let tries: Vec<(&str, u64)> = kids
+        .iter()
+        .map(|k| {
+            (
+                k["status"].as_str().unwrap_or_default(),
+                k["context"]["orquesta"]["retry"].as_u64().unwrap_or(99),
+            )
+        })
+        .collect();
+    assert_eq!(tries, [("failed", 0), ("succeeded", 1)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundled_example_workflow() {
+    let h = harness().await;
+    let id = run(
+        &h,
+        "examples.orquesta-sequential",
+        json!({"name": "Stanley"}),
+    )
+    .await;
+    let done = h.wait_done(&id).await;
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{:?}", done.result);
+    let output = &done.result.as_ref().expect("result")["output"];
+    assert_eq!(
+        output["greetings"],
+        json!(["Hello, Ada!", "Hello, Grace!", "Hello, Linus!"])
+    );
+    assert_eq!(output["stats"]["people"], 3);
+    assert_eq!(output["stats"]["shouted"], "STANLEY");
+    let names = task_names(&children(&h, &id, 1).await);
+    assert_eq!(names.len(), 8, "{names:?}");
+    assert_eq!(names.last().map(String::as_str), Some("report"));
+}

@@ -168,9 +168,13 @@ impl Worker {
         else {
             return Ok(()); // canceled meanwhile, or claimed by another worker
         };
-        // Orquesta workflows are not run by a runner: the workflow service takes them over.
+        // Orquesta workflows are not run by a runner: the workflow service takes them over
+        // (except the pack operations `pack_ops` carries out itself).
         let runner = exec.runner.get("name").and_then(Value::as_str);
-        if runner.is_some_and(super::workflows::handles) {
+        let action_ref = exec.action.get("ref").and_then(Value::as_str);
+        if runner.is_some_and(super::workflows::handles)
+            && !action_ref.is_some_and(super::pack_ops::handles)
+        {
             return super::workflows::start(&self.ctx, &exec).await;
         }
         let token = CancellationToken::new();
