@@ -16,6 +16,7 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 
 use st2_core::model::{Execution, ExecutionStatus};
+use st2_core::store::{Collection, Query};
 use st2_tests::api::Harness;
 
 async fn harness() -> Harness {
@@ -94,6 +95,32 @@ async fn sequential_workflow_publishes_and_outputs() {
         );
         assert_eq!(k["context"]["parent"]["execution_id"], json!(id));
     }
+    // Stored incrementally: the header (closed once the parent ended) and one record per task.
+    let store = &h.platform.ctx.store;
+    let wf_id = done.context["workflow_execution"].as_str().expect("wf id");
+    let header = store
+        .get(Collection::WorkflowExecutions, wf_id)
+        .await
+        .expect("get")
+        .expect("header");
+    assert_eq!(header["status"], "succeeded");
+    assert_eq!(header["closed"], true);
+    assert_eq!(header["action_execution"], json!(id));
+    assert!(
+        header["version"].as_u64().is_some_and(|v| v >= 3),
+        "{header}"
+    );
+    let tasks = store
+        .find(
+            Collection::TaskExecutions,
+            &Query::all().eq("workflow_execution", wf_id),
+        )
+        .await
+        .expect("tasks");
+    let mut task_ids: Vec<&str> = tasks.iter().filter_map(|t| t["task_id"].as_str()).collect();
+    task_ids.sort_unstable();
+    assert_eq!(task_ids, ["t1", "t2", "t3"]);
+    assert!(tasks.iter().all(|t| t["status"] == "succeeded"));
     assert_eq!(kids[0]["action"]["ref"], "core.echo");
     assert_eq!(kids[0]["parameters"]["message"], "hello world");
     assert_eq!(kids[1]["parameters"]["message"], "hello world!");
@@ -284,7 +311,7 @@ async fn pause_waits_for_the_running_child_then_resume_continues() {
 async fn workflow_continues_after_a_restart() {
     use st2_core::config::Config;
     use st2_core::platform::Platform;
-    use st2_core::store::{repo, Query};
+    use st2_core::store::repo;
 
     let h = harness().await;
     let id = run(&h, "wf.restartable", json!({})).await;

@@ -109,6 +109,9 @@ pub struct WorkflowDoc {
     /// When it finished.
     #[serde(default)]
     pub end_timestamp: Option<String>,
+    /// Finished and its parent execution ended too (nothing left for [`recover`]).
+    #[serde(default)]
+    pub closed: bool,
 }
 
 /// One task instance (collection `TaskExecutions`).
@@ -341,6 +344,7 @@ pub async fn start(ctx: &Ctx, exec: &Execution) -> Result<(), ServiceError> {
         result: None,
         start_timestamp: now_iso(),
         end_timestamp: None,
+        closed: false,
     };
     note_commands(&mut doc, &wf, &cmds);
     let mut writes = vec![Write::Put {
@@ -501,6 +505,9 @@ async fn step(
             return Ok(None);
         }
         let l = live.as_mut().expect("refreshed above");
+        if l.wf.state.header.finished {
+            return Ok(None);
+        }
         let Some(event) = decide(&l.wf) else {
             return Ok(None);
         };
@@ -515,7 +522,18 @@ async fn step(
         if let Value::Object(m) = encode(Collection::WorkflowExecutions, &doc)? {
             patch = m;
         }
-        patch.remove("id");
+        // Fields fixed at start are not written again.
+        for fixed in [
+            "id",
+            "spec",
+            "action_execution",
+            "user",
+            "trace_context",
+            "start_timestamp",
+            "closed",
+        ] {
+            patch.remove(fixed);
+        }
         let committed = ctx
             .store
             .compare_and_set(
@@ -636,6 +654,7 @@ async fn carry_out(
             }
             Command::Finished { status, result } => {
                 finish_parent(ctx, &doc.action_execution, status, result).await?;
+                close(ctx, &doc.id).await?;
             }
         }
     }
@@ -794,6 +813,22 @@ async fn finish_parent(
     Ok(())
 }
 
+/// Marks a finished workflow run whose parent has ended as closed.
+async fn close(ctx: &Ctx, wf_id: &str) -> Result<(), ServiceError> {
+    let mut patch = JsonMap::new();
+    patch.insert("closed".into(), json!(true));
+    ctx.store
+        .compare_and_set(
+            Collection::WorkflowExecutions,
+            wf_id,
+            "closed",
+            &[json!(false)],
+            patch,
+        )
+        .await?;
+    Ok(())
+}
+
 /// Fires [`Event::TimerFired`] for `instance` in `delay_ms` milliseconds.
 fn arm_timer(ctx: &Ctx, wf_id: &str, instance: usize, delay_ms: u64) {
     let (ctx, wf_id) = (ctx.clone(), wf_id.to_string());
@@ -875,7 +910,11 @@ pub async fn control(ctx: &Ctx, exec: &Execution) -> Result<(), ServiceError> {
     let s = slot(&doc.id);
     let guard = s.lock().await;
     let status = guard.as_ref().map(|l| l.wf.state.header.status);
+    let finished = guard.as_ref().is_none_or(|l| l.wf.state.header.finished);
     drop(guard);
+    if finished {
+        forget(&doc.id);
+    }
     match (event, status) {
         (Event::ResumeRequested, Some(WorkflowStatus::Running)) => {
             parent_status(ctx, &exec.id, WorkflowStatus::Running).await?;
@@ -893,21 +932,7 @@ pub async fn control(ctx: &Ctx, exec: &Execution) -> Result<(), ServiceError> {
 /// parent; completed children are applied; children recorded as started but never requested
 /// are requested; timers are re-armed. Call once the engine's queues are declared.
 pub async fn recover(ctx: &Ctx) -> Result<usize, ServiceError> {
-    let q = Query::all().is_in(
-        "status",
-        [
-            "running",
-            "pausing",
-            "paused",
-            "canceling",
-            "failed",
-            "succeeded",
-            "canceled",
-        ]
-        .into_iter()
-        .map(|s| json!(s))
-        .collect(),
-    );
+    let q = Query::all().eq("closed", false);
     let mut n = 0;
     for d in ctx.store.find(Collection::WorkflowExecutions, &q).await? {
         let doc: WorkflowDoc = decode(Collection::WorkflowExecutions, d)?;
@@ -915,6 +940,7 @@ pub async fn recover(ctx: &Ctx) -> Result<usize, ServiceError> {
             .get(&doc.action_execution)
             .await?;
         let Some(parent) = parent.filter(|p| !p.status.is_completed()) else {
+            close(ctx, &doc.id).await?;
             continue;
         };
         if let Err(e) = recover_one(ctx, &doc.id, &parent).await {
@@ -939,7 +965,8 @@ async fn recover_one(ctx: &Ctx, wf_id: &str, parent: &Execution) -> Result<(), S
         let result = l.doc.result.clone().unwrap_or(json!({"output": null}));
         drop(guard);
         forget(wf_id);
-        return finish_parent(ctx, &parent.id, status, result).await;
+        finish_parent(ctx, &parent.id, status, result).await?;
+        return close(ctx, wf_id).await;
     }
     let q = Query::all().eq("parent", parent.id.as_str());
     let children = repo::<Execution>(&*ctx.store).find(&q).await?;

@@ -129,7 +129,7 @@ impl Collection {
             Self::ApiKeys => &["key_hash"],
             Self::Users => &["name"],
             Self::PolicyTypes => &["ref"],
-            Self::WorkflowExecutions => &["action_execution", "status"],
+            Self::WorkflowExecutions => &["action_execution", "closed"],
             Self::TaskExecutions => &["workflow_execution"],
         }
     }
