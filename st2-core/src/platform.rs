@@ -157,6 +157,13 @@ impl Platform {
                     .await?,
             );
         }
+        if has_role(roles, "workflowengine") {
+            tasks.push(
+                crate::services::workflows::WorkflowEngine::new(ctx.clone())
+                    .start()
+                    .await?,
+            );
+        }
         if has_role(roles, "notifier") {
             tasks.push(Notifier::new(ctx.clone()).start().await?);
         }
@@ -172,6 +179,11 @@ impl Platform {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(count = n, "re-claimed work left by a previous run"),
                 Err(e) => tracing::warn!(error = %e, "re-claim failed"),
+            }
+            match crate::services::workflows::recover(&ctx).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(count = n, "workflows continued after a restart"),
+                Err(e) => tracing::warn!(error = %e, "workflow recovery failed"),
             }
         }
         Ok(Self {

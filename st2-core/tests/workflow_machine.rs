@@ -514,3 +514,54 @@ fn cancel_stops_with_items_and_cascades() {
         "{cmds:?}"
     );
 }
+
+#[test]
+fn item_completion_reported_twice_counts_once_and_running_actions_lists_started_items() {
+    let spec = Arc::new(
+        WorkflowSpec::parse(
+            "version: 1.0\ntasks:\n  each:\n    with:\n      items: <% range(0, 3) %>\n      concurrency: 2\n    action: core.noop\n",
+        )
+        .expect("spec"),
+    );
+    let (mut wf, cmds) = Workflow::new(spec, &Map::new());
+    assert_eq!(cmds.len(), 2, "two items at once: {cmds:?}");
+    let running = |wf: &Workflow| -> Vec<Option<usize>> {
+        wf.running_actions()
+            .into_iter()
+            .filter_map(|c| match c {
+                Command::RunAction { item, .. } => Some(item),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(running(&wf), [Some(0), Some(1)]);
+    let done = |item| Event::ActionCompleted {
+        instance: 0,
+        item: Some(item),
+        status: ActionStatus::Succeeded,
+        result: json!({}),
+    };
+    let next = wf.apply(done(0));
+    assert!(matches!(
+        next.as_slice(),
+        [Command::RunAction { item: Some(2), .. }]
+    ));
+    assert!(
+        wf.apply(done(0)).is_empty(),
+        "a redelivered completion is ignored"
+    );
+    assert_eq!(running(&wf), [Some(1), Some(2)]);
+    wf.apply(done(1));
+    let end = wf.apply(done(2));
+    assert!(
+        matches!(
+            end.as_slice(),
+            [Command::Finished {
+                status: WorkflowStatus::Succeeded,
+                ..
+            }]
+        ),
+        "{end:?}"
+    );
+    assert!(running(&wf).is_empty());
+}

@@ -14,6 +14,7 @@
 //! - [`gc`]: TTL purges.
 //! - [`kv_access`]: the datastore as Python actions see it.
 //! - [`pack_ops`]: pack install/uninstall (stand-in for the `packs.*` workflows), config saves.
+//! - [`workflows`]: Orquesta workflows run as executions with child executions.
 //! - [`context`]: what every service shares.
 //! - [`catalog`]: registration-time content (actions, configs, policies, triggers), cached.
 
@@ -31,6 +32,7 @@ pub mod rules_engine;
 pub mod scheduler;
 pub mod timers;
 pub mod worker;
+pub mod workflows;
 
 pub use context::Ctx;
 pub use error::ServiceError;

@@ -168,6 +168,15 @@ impl Worker {
         else {
             return Ok(()); // canceled meanwhile, or claimed by another worker
         };
+        // Orquesta workflows are not run by a runner: the workflow service takes them over
+        // (except the pack operations `pack_ops` carries out itself).
+        let runner = exec.runner.get("name").and_then(Value::as_str);
+        let action_ref = exec.action.get("ref").and_then(Value::as_str);
+        if runner.is_some_and(super::workflows::handles)
+            && !action_ref.is_some_and(super::pack_ops::handles)
+        {
+            return super::workflows::start(&self.ctx, &exec).await;
+        }
         let token = CancellationToken::new();
         self.running
             .lock()
@@ -381,6 +390,15 @@ pub async fn reclaim_on_start(ctx: &Ctx) -> Result<usize, ServiceError> {
         ))
         .await?
     {
+        // A workflow whose run is stored continues from its state (`workflows::recover`).
+        let runner = e.runner.get("name").and_then(Value::as_str);
+        if runner.is_some_and(super::workflows::handles)
+            && super::workflows::find_by_execution(ctx, &e.id)
+                .await?
+                .is_some()
+        {
+            continue;
+        }
         kill_orphan(&e);
         let mut patch = JsonMap::new();
         patch.insert(

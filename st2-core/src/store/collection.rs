@@ -45,11 +45,15 @@ pub enum Collection {
     ApiKeys,
     /// Users.
     Users,
+    /// Orquesta workflow executions: the workflow-level state of one workflow run.
+    WorkflowExecutions,
+    /// Orquesta task executions: one record per task instance of a workflow run.
+    TaskExecutions,
 }
 
 impl Collection {
     /// Every collection.
-    pub const ALL: [Collection; 21] = [
+    pub const ALL: [Collection; 23] = [
         Self::Packs,
         Self::Actions,
         Self::Rules,
@@ -71,6 +75,8 @@ impl Collection {
         Self::Tokens,
         Self::ApiKeys,
         Self::Users,
+        Self::WorkflowExecutions,
+        Self::TaskExecutions,
     ];
 
     /// Table / collection name in the backend.
@@ -97,6 +103,8 @@ impl Collection {
             Self::Tokens => "tokens",
             Self::ApiKeys => "api_keys",
             Self::Users => "users",
+            Self::WorkflowExecutions => "workflow_executions",
+            Self::TaskExecutions => "task_executions",
         }
     }
 
@@ -121,6 +129,8 @@ impl Collection {
             Self::ApiKeys => &["key_hash"],
             Self::Users => &["name"],
             Self::PolicyTypes => &["ref"],
+            Self::WorkflowExecutions => &["action_execution", "closed"],
+            Self::TaskExecutions => &["workflow_execution"],
         }
     }
 }

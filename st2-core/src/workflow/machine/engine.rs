@@ -257,6 +257,7 @@ impl Workflow {
                         completed: 0,
                         failed: false,
                         canceled: false,
+                        done: vec![false; n],
                     });
                     if n == 0 {
                         self.queue
@@ -284,6 +285,41 @@ impl Workflow {
             }),
             Err(e) => self.task_error(id, &e, cmds),
         }
+    }
+
+    /// The [`Command::RunAction`]s of every action the state says is running: running records
+    /// without items, and the started, not completed items of with-items records. A service
+    /// recovering after a crash compares them with the executions that exist and starts the
+    /// missing ones. Inputs are rendered again (an input that no longer renders is skipped).
+    pub fn running_actions(&self) -> Vec<Command> {
+        let mut out = Vec::new();
+        for r in &self.state.records {
+            if r.status != TaskStatus::Running {
+                continue;
+            }
+            let Some(action) = self.spec.task(&r.task).and_then(|t| t.action.clone()) else {
+                continue;
+            };
+            let items: Vec<Option<usize>> = match &r.items {
+                None => vec![None],
+                Some(s) => (0..s.next.min(s.values.len()))
+                    .filter(|i| !s.done.get(*i).copied().unwrap_or(false))
+                    .map(Some)
+                    .collect(),
+            };
+            for item in items {
+                if let Ok(input) = self.render_input(r.instance, item) {
+                    out.push(Command::RunAction {
+                        task: r.task.clone(),
+                        instance: r.instance,
+                        item,
+                        action: action.clone(),
+                        input,
+                    });
+                }
+            }
+        }
+        out
     }
 
     pub(super) fn render_input(&self, id: usize, item: Option<usize>) -> Result<Value, ExprError> {
@@ -382,6 +418,12 @@ impl Workflow {
         };
         match (&mut r.items, item) {
             (Some(items), Some(i)) if i < items.values.len() => {
+                if items.done.get(i).copied().unwrap_or(false) {
+                    return; // reported twice (a redelivery): already counted
+                }
+                if let Some(d) = items.done.get_mut(i) {
+                    *d = true;
+                }
                 items.results[i] = result;
                 items.active = items.active.saturating_sub(1);
                 items.completed += 1;

@@ -230,6 +230,10 @@ pub struct ItemsState {
     pub failed: bool,
     /// Whether an item was canceled.
     pub canceled: bool,
+    /// Which items completed (a completion reported twice is ignored); empty in states
+    /// persisted before this field existed.
+    #[serde(default)]
+    pub done: Vec<bool>,
 }
 
 /// One task instance, persisted on its own.
