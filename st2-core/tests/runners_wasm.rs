@@ -43,10 +43,7 @@ fn wasm_action(entry_point: &Path) -> Action {
 
 /// A context running fixture `name`.
 fn ctx(name: &str, runner_params: Value, action_params: Value) -> RunContext {
-    let mut c = RunContext::new(
-        "5f1c0ffee0000000000000bb",
-        wasm_action(&fixture(name)),
-    );
+    let mut c = RunContext::new("5f1c0ffee0000000000000bb", wasm_action(&fixture(name)));
     c.runner_params = map(runner_params);
     c.action_params = map(action_params);
     c
@@ -74,7 +71,10 @@ async fn parameters_in_json_result_out() {
     assert_eq!(r["result"], json!({"echo": params}));
     assert_eq!(r["exit_code"], 0);
     assert_eq!(r["stderr"], "echo done\n");
-    assert!(r["stdout"].as_str().expect("stdout").starts_with("{\"echo\":"));
+    assert!(r["stdout"]
+        .as_str()
+        .expect("stdout")
+        .starts_with("{\"echo\":"));
     assert!(r.get("error").is_none(), "{r}");
     let keys: Vec<&String> = r.as_object().expect("object").keys().collect();
     assert_eq!(keys, ["stdout", "stderr", "exit_code", "result"]);
@@ -114,6 +114,20 @@ async fn example_pack_action_resolves_under_actions_dir() {
     );
 }
 
+#[test]
+fn example_pack_loads_with_its_wasm_action() {
+    let pack = repo_root().join("packs").join("examples");
+    let loaded =
+        st2_core::packs::load_pack(&pack, &st2_core::packs::ContentTypes::ALL).expect("loads");
+    let action = loaded
+        .actions
+        .iter()
+        .find(|a| a.name == "wasm_echo")
+        .expect("examples.wasm_echo");
+    assert_eq!(action.runner_type, "wasm");
+    assert_eq!(action.entry_point, "wasm_echo.wat");
+}
+
 #[tokio::test]
 async fn nonzero_exit_fails_and_keeps_text_output() {
     let out = run("exit_code.wat", json!({}), json!({})).await;
@@ -121,7 +135,11 @@ async fn nonzero_exit_fails_and_keeps_text_output() {
     assert_eq!(out.result["exit_code"], 3);
     assert_eq!(out.result["stdout"], "not json\n");
     assert_eq!(out.result["result"], "not json");
-    assert!(error_of(&out).contains("exited with code 3"), "{}", out.result);
+    assert!(
+        error_of(&out).contains("exited with code 3"),
+        "{}",
+        out.result
+    );
 }
 
 #[tokio::test]
@@ -143,14 +161,19 @@ async fn infinite_loop_times_out() {
 
 #[tokio::test]
 async fn fuel_runs_out_as_timeout() {
-    let out = run("loop.wat", json!({"timeout": 30, "fuel": 100000}), json!({})).await;
+    let out = run(
+        "loop.wat",
+        json!({"timeout": 30, "fuel": 100000}),
+        json!({}),
+    )
+    .await;
     assert_eq!(out.status, ExecutionStatus::Timeout, "{}", out.result);
     assert!(error_of(&out).contains("ran out of fuel"), "{}", out.result);
 }
 
 #[tokio::test]
 async fn cancel_stops_the_module() {
-    let mut c = ctx("loop.wat", json!({"timeout": 60}), json!({}));
+    let c = ctx("loop.wat", json!({"timeout": 60}), json!({}));
     let cancel = c.cancel.clone();
     let started = Instant::now();
     let task = tokio::spawn(async move { WasmRunner::new().run(c).await });
@@ -284,7 +307,11 @@ async fn bad_modules_give_clear_errors() {
 
     let out = run("no_start.wat", json!({}), json!({})).await;
     assert_eq!(out.status, ExecutionStatus::Failed, "{}", out.result);
-    assert!(error_of(&out).contains("no `_start` function"), "{}", out.result);
+    assert!(
+        error_of(&out).contains("no `_start` function"),
+        "{}",
+        out.result
+    );
 
     let out = run("missing.wasm", json!({}), json!({})).await;
     assert_eq!(out.status, ExecutionStatus::Failed, "{}", out.result);
@@ -368,7 +395,11 @@ async fn concurrent_runs_are_independent() {
     // A runaway module next to them does not hold them up.
     let looping = {
         let runner = runner.clone();
-        tokio::spawn(async move { runner.run(ctx("loop.wat", json!({"timeout": 1}), json!({}))).await })
+        tokio::spawn(async move {
+            runner
+                .run(ctx("loop.wat", json!({"timeout": 1}), json!({})))
+                .await
+        })
     };
     for (i, t) in tasks.into_iter().enumerate() {
         let out = t.await.expect("task");

@@ -39,7 +39,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -264,16 +264,13 @@ impl WasmRunner {
             ))
         })?;
         tracing::debug!(module = %path.display(), "wasm runner: module compiled");
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(
-                path.to_path_buf(),
-                CachedModule {
-                    stamp,
-                    pre: pre.clone(),
-                },
-            );
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            path.to_path_buf(),
+            CachedModule {
+                stamp,
+                pre: pre.clone(),
+            },
+        );
         Ok(pre)
     }
 
@@ -310,8 +307,8 @@ impl WasmRunner {
                 ))
             })?;
         }
-        let max_memory = usize::try_from(opts.memory_limit_mb.saturating_mul(1 << 20))
-            .unwrap_or(usize::MAX);
+        let max_memory =
+            usize::try_from(opts.memory_limit_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
         let mut store = Store::new(
             &shared.engine,
             State {
@@ -430,7 +427,13 @@ fn error_text(e: &wasmtime::Error) -> String {
 }
 
 /// The result document and status.
-fn outcome(ending: Ending, stdout: String, stderr: String, opts: &Options, path: &Path) -> RunOutcome {
+fn outcome(
+    ending: Ending,
+    stdout: String,
+    stderr: String,
+    opts: &Options,
+    path: &Path,
+) -> RunOutcome {
     let stripped = strip_shell_chars(&stdout);
     let result = if stripped.trim().is_empty() {
         Value::Null
@@ -447,7 +450,10 @@ fn outcome(ending: Ending, stdout: String, stderr: String, opts: &Options, path:
         Ending::Trapped(msg) => (
             ExecutionStatus::Failed,
             1,
-            Some(format!("WebAssembly module {} failed: {msg}", path.display())),
+            Some(format!(
+                "WebAssembly module {} failed: {msg}",
+                path.display()
+            )),
         ),
         Ending::OutOfMemory(asked) => (
             ExecutionStatus::Failed,
@@ -577,7 +583,9 @@ fn preopens(m: &JsonMap, pack_dir: Option<&Path>) -> Result<Vec<Preopen>, Runner
                 let writable = match parts.next() {
                     None | Some("ro") => false,
                     Some("rw") => true,
-                    Some(other) => return Err(bad(&format!("unknown mode \"{other}\" in \"{s}\""))),
+                    Some(other) => {
+                        return Err(bad(&format!("unknown mode \"{other}\" in \"{s}\"")))
+                    }
                 };
                 if host.is_empty() {
                     return Err(bad(&format!("no host directory in \"{s}\"")));
@@ -592,7 +600,9 @@ fn preopens(m: &JsonMap, pack_dir: Option<&Path>) -> Result<Vec<Preopen>, Runner
         Some(Value::Object(o)) => {
             for (guest, host) in o {
                 let Some(host) = host.as_str().filter(|h| !h.is_empty()) else {
-                    return Err(bad(&format!("the host directory of \"{guest}\" is not a path")));
+                    return Err(bad(&format!(
+                        "the host directory of \"{guest}\" is not a path"
+                    )));
                 };
                 out.push(Preopen {
                     host: resolve(host),
