@@ -241,6 +241,19 @@ async fn files_only_when_preopened() {
     assert_eq!(out.status, ExecutionStatus::Succeeded, "{}", out.result);
     assert_eq!(out.result["result"], json!({"from": "file"}));
 
+    // Granted a subdirectory: the file beside it stays out of reach.
+    let inner = dir.path().join("inner");
+    std::fs::create_dir(&inner).expect("mkdir");
+    let out = run(
+        "read_outside.wat",
+        json!({"preopened_dirs": [format!("{}:/data", inner.display())]}),
+        json!({}),
+    )
+    .await;
+    assert_eq!(out.status, ExecutionStatus::Failed, "{}", out.result);
+    assert_eq!(out.result["exit_code"], 2, "{}", out.result);
+    assert_eq!(out.result["stderr"], "cannot open data.json\n");
+
     // A directory that does not exist is a clear error.
     let out = run(
         "read_file.wat",
