@@ -12,6 +12,8 @@
 //! - [`http`]: the `http-request` runner.
 //! - [`remote`]: `remote-shell-cmd`, `remote-shell-script` over SSH.
 //! - [`noop`]: `noop`, `announcement`, `inquirer`.
+//! - [`wasm`]: `wasm`, sandboxed WebAssembly (WASI) modules with wasmtime (cargo feature
+//!   `wasm`, on by default).
 //! - `args`: StackStorm's quoting and script argument passing; `params`: typed reads of runner
 //!   parameters; `process`: child processes in their own session, streamed, killed as a whole,
 //!   reported as [`ChildProcess`] so a restart can kill what a crash left running.
@@ -62,6 +64,8 @@ mod process;
 pub mod python;
 pub mod remote;
 pub mod shell;
+#[cfg(feature = "wasm")]
+pub mod wasm;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -415,7 +419,7 @@ impl RunnerRegistry {
 
     /// Every runner this module implements: `local-shell-cmd`, `local-shell-script`,
     /// `python-script`, `http-request`, `remote-shell-cmd`, `remote-shell-script`, `noop`,
-    /// `announcement` and `inquirer`.
+    /// `announcement`, `inquirer` and (with the `wasm` feature) `wasm`.
     pub fn standard(settings: RunnerSettings) -> Self {
         let settings = Arc::new(settings);
         let mut r = Self::new();
@@ -430,6 +434,8 @@ impl RunnerRegistry {
         r.register(Arc::new(noop::NoopRunner));
         r.register(Arc::new(noop::AnnouncementRunner));
         r.register(Arc::new(noop::InquirerRunner));
+        #[cfg(feature = "wasm")]
+        r.register(Arc::new(wasm::WasmRunner::new()));
         r
     }
 
