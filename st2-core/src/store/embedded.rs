@@ -477,13 +477,7 @@ fn prepare(write: Write) -> Result<Op> {
                 collection,
                 reason: reason.into(),
             };
-            let obj = doc
-                .as_object()
-                .ok_or_else(|| invalid("document is not a JSON object"))?;
-            let id = match obj.get("id") {
-                Some(Value::String(id)) if !id.is_empty() => id.clone(),
-                _ => return Err(invalid("document has no non-empty string `id`")),
-            };
+            let (_, id) = super::checked_document(collection, &doc)?;
             let text = serde_json::to_string(&doc).map_err(|e| invalid(&e.to_string()))?;
             Ok(Op::Put {
                 collection,

@@ -106,6 +106,22 @@ pub trait StoreExt: Store {
 
 impl<S: Store> StoreExt for S {}
 
+/// The object and non-empty string `id` of a document about to be written; every backend checks
+/// a `Write::Put` with it before anything of its batch is written.
+pub(crate) fn checked_document(collection: Collection, doc: &Value) -> Result<(&JsonMap, String)> {
+    let invalid = |reason: &str| StoreError::InvalidDocument {
+        collection,
+        reason: reason.into(),
+    };
+    let obj = doc
+        .as_object()
+        .ok_or_else(|| invalid("document is not a JSON object"))?;
+    match obj.get("id") {
+        Some(Value::String(id)) if !id.is_empty() => Ok((obj, id.clone())),
+        _ => Err(invalid("document has no non-empty string `id`")),
+    }
+}
+
 /// Typed repository over a trait object store.
 pub fn repo<T: crate::model::Document>(store: &dyn Store) -> Repo<'_, T> {
     Repo::new(store)

@@ -324,13 +324,7 @@ impl MongoStore {
                     collection,
                     reason: reason.into(),
                 };
-                let obj = doc
-                    .as_object()
-                    .ok_or_else(|| invalid("document is not a JSON object"))?;
-                let id = match obj.get("id") {
-                    Some(Value::String(id)) if !id.is_empty() => id.clone(),
-                    _ => return Err(invalid("document has no non-empty string `id`")),
-                };
+                let (obj, id) = super::checked_document(collection, &doc)?;
                 let enc = self.encode(collection, obj).map_err(|e| invalid(&e))?;
                 let gen =
                     (!enc.chunked.is_empty()).then(|| uuid::Uuid::new_v4().simple().to_string());
