@@ -14,132 +14,39 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
-use st2_api::{service, AppState};
-use st2_core::config::Config;
-use st2_core::model::{Execution, ExecutionStatus};
-use st2_core::platform::Platform;
+use st2_core::model::ExecutionStatus;
 use st2_core::services::executions::{self, ExecutionRequest};
-use st2_core::store::{repo, Query};
-use st2_tests::{bundled_packs, copy_dir, fixture_pack};
+use st2_tests::api::Harness;
 
 // ---------------------------------------------------------------------------------------------
 // Harness (as in pipeline.rs)
 // ---------------------------------------------------------------------------------------------
 
-struct Harness {
-    platform: Platform,
-    app: tower_http::normalize_path::NormalizePath<axum::Router>,
-    token: String,
-    _dir: tempfile::TempDir,
-}
-
+/// A platform whose data dir holds the `e2e` pack.
 async fn start() -> Harness {
     start_with(|_| {}).await
 }
 
-/// Starts a platform whose data dir holds the `e2e` pack, after `prepare` adds to it.
+/// A platform whose data dir holds the `e2e` pack, after `prepare` adds to it.
 async fn start_with(prepare: impl FnOnce(&Path)) -> Harness {
-    let dir = tempfile::tempdir().expect("tmp");
-    copy_dir(&fixture_pack("e2e"), &dir.path().join("packs").join("e2e")).expect("copy");
-    prepare(dir.path());
-    let mut cfg = Config::default();
-    cfg.system.data_dir = dir.path().to_path_buf();
-    cfg.content.system_packs_base_path = Some(bundled_packs());
-    let platform = Platform::start(&cfg, &["all".to_string()])
-        .await
-        .expect("platform");
-    let store = platform.ctx.store.clone();
-    let token = st2_core::auth::issue_token(&*store, "st2admin", 3600)
-        .await
-        .expect("token")
-        .token;
-    let state = AppState {
-        store,
-        services: Some(platform.ctx.clone()),
-        auth_enabled: true,
-        token_ttl: 3600,
-    };
-    Harness {
-        app: service(state),
-        platform,
-        token,
-        _dir: dir,
-    }
+    Harness::start_with(&["e2e"], prepare).await
 }
 
-impl Harness {
-    async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
-        let resp = self.app.clone().oneshot(req).await.expect("response");
-        let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
-            .await
-            .expect("body");
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let req = Request::post(path)
-            .header("content-type", "application/json")
-            .header("x-auth-token", &self.token)
-            .body(Body::from(body.to_string()))
-            .expect("request");
-        self.send(req).await
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let req = Request::get(path)
-            .header("x-auth-token", &self.token)
-            .body(Body::empty())
-            .expect("request");
-        self.send(req).await
-    }
-
-    /// Requests `action_ref` with `parameters` as the system user; returns the execution id.
-    async fn request(&self, action_ref: &str, parameters: Value) -> String {
-        let req = ExecutionRequest {
-            action_ref: action_ref.into(),
-            parameters: parameters.as_object().cloned().expect("parameters object"),
-            ..Default::default()
-        };
-        executions::request(&self.platform.ctx, req)
-            .await
-            .expect("request")
-            .id
-    }
-
-    /// Waits until `pred` holds for some execution of `action_ref`, returning it.
-    async fn wait_for(&self, action_ref: &str, pred: impl Fn(&Execution) -> bool) -> Execution {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let execs: Vec<Execution> = repo::<Execution>(&*self.platform.ctx.store)
-                .find(&Query::all().eq("action.ref", action_ref))
-                .await
-                .expect("query");
-            if let Some(e) = execs.into_iter().find(|e| pred(e)) {
-                return e;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for an execution of {action_ref}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Waits until execution `id` of `action_ref` is completed, returning it.
-    async fn wait_done(&self, action_ref: &str, id: &str) -> Execution {
-        self.wait_for(action_ref, |e| e.id == id && e.status.is_completed())
-            .await
-    }
+/// Requests `action_ref` with `parameters` as the system user; returns the execution id.
+async fn request(h: &Harness, action_ref: &str, parameters: Value) -> String {
+    let req = ExecutionRequest {
+        action_ref: action_ref.into(),
+        parameters: parameters.as_object().cloned().expect("parameters object"),
+        ..Default::default()
+    };
+    executions::request(&h.platform.ctx, req)
+        .await
+        .expect("request")
+        .id
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -240,7 +147,7 @@ action:
 async fn http_request_via_webhook_rule_returns_stackstorm_result() {
     let base = start_http_server().await;
     let h = start_with(add_http_rule).await;
-    let (status, body) = h
+    let answer = h
         .post(
             "/api/v1/webhooks/call_http",
             json!({
@@ -251,6 +158,7 @@ async fn http_request_via_webhook_rule_returns_stackstorm_result() {
             }),
         )
         .await;
+    let (status, body) = (answer.status, answer.body);
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let done = h.wait_for("core.http", |e| e.status.is_completed()).await;
     assert_eq!(done.status, ExecutionStatus::Succeeded, "{:?}", done.result);
@@ -302,7 +210,8 @@ async fn http_request_via_webhook_rule_returns_stackstorm_result() {
     );
 
     // The API shows the same result.
-    let (status, api) = h.get(&format!("/api/v1/executions/{}", done.id)).await;
+    let a = h.get(&format!("/api/v1/executions/{}", done.id)).await;
+    let (status, api) = (a.status, a.body);
     assert_eq!(status, StatusCode::OK, "{api}");
     assert_eq!(api["status"], "succeeded");
     assert_eq!(api["result"], result);
@@ -314,13 +223,13 @@ async fn http_request_500_fails_and_text_is_not_parsed() {
     let base = start_http_server().await;
     let h = start().await;
 
-    let id = h
-        .request(
-            "core.http",
-            json!({"url": format!("{base}/boom"), "method": "POST", "body": "x=1"}),
-        )
-        .await;
-    let done = h.wait_done("core.http", &id).await;
+    let id = request(
+        &h,
+        "core.http",
+        json!({"url": format!("{base}/boom"), "method": "POST", "body": "x=1"}),
+    )
+    .await;
+    let done = h.wait_done(&id).await;
     assert_eq!(done.status, ExecutionStatus::Failed, "{:?}", done.result);
     let result = done.result.expect("result");
     assert_eq!(result["status_code"], 500);
@@ -329,10 +238,8 @@ async fn http_request_500_fails_and_text_is_not_parsed() {
     assert_eq!(result["headers"]["x-test-server"], "yes");
 
     // A plain text answer stays text; GET is the default without a body.
-    let id = h
-        .request("core.http", json!({"url": format!("{base}/text")}))
-        .await;
-    let done = h.wait_done("core.http", &id).await;
+    let id = request(&h, "core.http", json!({"url": format!("{base}/text")})).await;
+    let done = h.wait_done(&id).await;
     assert_eq!(done.status, ExecutionStatus::Succeeded, "{:?}", done.result);
     let result = done.result.expect("result");
     assert_eq!(result["status_code"], 200);
@@ -457,13 +364,13 @@ async fn remote_command_result_is_keyed_by_host() {
     let h = start().await;
 
     // A non-zero exit fails the execution; both streams and the code are kept, per host.
-    let id = h
-        .request(
-            "core.remote",
-            remote_params(&sshd, "echo hi; echo err >&2; exit 3"),
-        )
-        .await;
-    let done = h.wait_done("core.remote", &id).await;
+    let id = request(
+        &h,
+        "core.remote",
+        remote_params(&sshd, "echo hi; echo err >&2; exit 3"),
+    )
+    .await;
+    let done = h.wait_done(&id).await;
     assert_eq!(done.status, ExecutionStatus::Failed, "{:?}", done.result);
     let result = done.result.expect("result");
     let hosts: Vec<&String> = result.as_object().expect("object").keys().collect();
@@ -482,18 +389,19 @@ async fn remote_command_result_is_keyed_by_host() {
     );
 
     // A successful command, seen through the API as st2 would.
-    let id = h
-        .request(
-            "core.remote",
-            remote_params(
-                &sshd,
-                "echo hi; echo err >&2; echo \"$ST2_ACTION_PACK_NAME\"",
-            ),
-        )
-        .await;
-    let done = h.wait_done("core.remote", &id).await;
+    let id = request(
+        &h,
+        "core.remote",
+        remote_params(
+            &sshd,
+            "echo hi; echo err >&2; echo \"$ST2_ACTION_PACK_NAME\"",
+        ),
+    )
+    .await;
+    let done = h.wait_done(&id).await;
     assert_eq!(done.status, ExecutionStatus::Succeeded, "{:?}", done.result);
-    let (status, api) = h.get(&format!("/api/v1/executions/{id}")).await;
+    let a = h.get(&format!("/api/v1/executions/{id}")).await;
+    let (status, api) = (a.status, a.body);
     assert_eq!(status, StatusCode::OK, "{api}");
     assert_eq!(api["status"], "succeeded");
     let host = &api["result"]["127.0.0.1"];
