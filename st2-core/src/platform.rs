@@ -13,6 +13,7 @@ use crate::packs::{ContentTypes, RegisterOptions, Registrar};
 use crate::runners::{RunnerRegistry, RunnerSettings};
 use crate::services::dispatch;
 use crate::services::gc::GarbageCollector;
+use crate::services::lease::{self, Lease, Singleton};
 use crate::services::notifier::Notifier;
 use crate::services::rules_engine::RulesEngine;
 use crate::services::scheduler::Scheduler;
@@ -106,7 +107,7 @@ impl Platform {
             runners: Arc::new(RunnerRegistry::standard(RunnerSettings::from_config(cfg))),
             kv: Some(Arc::new(lookup)),
             paths: cfg.pack_paths(),
-            node_id: format!("st2d-{}", std::process::id()),
+            node_id: node_id(),
             api_url: Some(format!("http://{}/api/v1", cfg.api.bind)),
             decrypter: Some(Arc::new(key)),
             datastore: Some(Arc::new(datastore)),
@@ -167,11 +168,25 @@ impl Platform {
         if has_role(roles, "notifier") {
             tasks.push(Notifier::new(ctx.clone()).start().await?);
         }
+        // Singleton roles: one active process per store, the others stand by (see `lease`).
         if has_role(roles, "timersengine") {
-            tasks.push(TimersService::new(ctx.clone()).start().await?);
+            tasks.push(singleton(&ctx, "timersengine", |ctx| async move {
+                match TimersService::new(ctx).start().await {
+                    Ok(task) => {
+                        let _ = task.await;
+                    }
+                    Err(e) => tracing::error!(error = %e, "timers engine failed to start"),
+                }
+            }));
         }
         if has_role(roles, "garbagecollector") {
-            tasks.push(GarbageCollector::new(ctx.clone(), gc.clone()).start());
+            let gc = gc.clone();
+            tasks.push(singleton(&ctx, "garbagecollector", move |ctx| {
+                let task = GarbageCollector::new(ctx, gc.clone()).start();
+                async move {
+                    let _ = task.await;
+                }
+            }));
         }
         // Every queue is declared by now, so re-published work finds its consumers.
         if has_role(roles, "all") {
@@ -211,6 +226,40 @@ impl Platform {
             let _ = t.await;
         }
     }
+}
+
+/// Runs a singleton role under the store lease `name`: `run` gets a context whose `shutdown`
+/// fires when the lease is lost or the process stops.
+fn singleton<F, Fut>(ctx: &Ctx, name: &str, run: F) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(Ctx) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let lease = Lease::new(
+        ctx.store.clone(),
+        name,
+        ctx.node_id.clone(),
+        lease::DEFAULT_TTL,
+    );
+    let base = ctx.clone();
+    tokio::spawn(
+        Singleton::new(lease).run(ctx.shutdown.clone(), move |stop| {
+            let mut c = base.clone();
+            c.shutdown = stop;
+            run(c)
+        }),
+    )
+}
+
+/// A process id unique across hosts and restarts: host name, pid and a random suffix.
+fn node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "st2d".into());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &suffix[..6])
 }
 
 /// Reads the datastore key, generating it (mode 0600) on first start.
