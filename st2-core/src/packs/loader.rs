@@ -346,6 +346,7 @@ pub fn load_pack(dir: &Path, types: &ContentTypes) -> Result<LoadedPack, PackErr
             t.trigger_type_ref = format!("{}.{}", t.pack, t.name);
             t.uid = format!("trigger_type:{}:{}", t.pack, t.name);
             t.metadata_file = Some(rel(dir, &file));
+            check_preprocessing(&file, "", &t, &mut errs);
             trigger_types.push(t);
         }
     }
@@ -541,6 +542,22 @@ pub fn trigger_type_from_document(
     Ok(t)
 }
 
+/// Reports each trigger preprocessing step that does not compile (bad regex, template,
+/// JSONPath, missing field) as `<prefix>/preprocessing/<i>`.
+fn check_preprocessing(file: &Path, prefix: &str, t: &TriggerType, errs: &mut Vec<ContentError>) {
+    if t.preprocessing.is_empty() {
+        return;
+    }
+    let engine = crate::template::TemplateEngine::new();
+    for (i, reason) in crate::services::preprocess::check(&engine, &t.preprocessing) {
+        errs.push(ContentError::new(
+            file,
+            format!("{prefix}/preprocessing/{i}"),
+            reason,
+        ));
+    }
+}
+
 fn check_unique<T>(
     items: &[T],
     name: impl Fn(&T) -> &String,
@@ -643,6 +660,7 @@ fn load_sensor(
                 tt.trigger_type_ref = format!("{}.{}", tt.pack, tt.name);
                 tt.uid = format!("trigger_type:{}:{}", tt.pack, tt.name);
                 tt.metadata_file = Some(rel(dir, file));
+                check_preprocessing(file, &format!("/trigger_types/{i}"), &tt, &mut errs);
                 s.trigger_types.push(tt.trigger_type_ref.clone());
                 tts.push(tt);
             }

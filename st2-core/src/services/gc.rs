@@ -203,6 +203,7 @@ mod tests {
             payload: serde_json::json!({}),
             occurrence_time: when.into(),
             status: "processed".into(),
+            preprocessing: None,
         }
     }
 

@@ -49,11 +49,13 @@ pub enum Collection {
     WorkflowExecutions,
     /// Orquesta task executions: one record per task instance of a workflow run.
     TaskExecutions,
+    /// Trigger preprocessing state (duplicate keys, throttle windows, last values), expiring.
+    PreprocessState,
 }
 
 impl Collection {
     /// Every collection.
-    pub const ALL: [Collection; 23] = [
+    pub const ALL: [Collection; 24] = [
         Self::Packs,
         Self::Actions,
         Self::Rules,
@@ -77,6 +79,7 @@ impl Collection {
         Self::Users,
         Self::WorkflowExecutions,
         Self::TaskExecutions,
+        Self::PreprocessState,
     ];
 
     /// Table / collection name in the backend.
@@ -105,6 +108,7 @@ impl Collection {
             Self::Users => "users",
             Self::WorkflowExecutions => "workflow_executions",
             Self::TaskExecutions => "task_executions",
+            Self::PreprocessState => "trigger_preprocess_state",
         }
     }
 
@@ -131,6 +135,7 @@ impl Collection {
             Self::PolicyTypes => &["ref"],
             Self::WorkflowExecutions => &["action_execution", "closed"],
             Self::TaskExecutions => &["workflow_execution"],
+            Self::PreprocessState => &["expire_timestamp"],
         }
     }
 }
