@@ -170,6 +170,9 @@ impl Platform {
         if has_role(roles, "timersengine") {
             tasks.push(TimersService::new(ctx.clone()).start().await?);
         }
+        if has_role(roles, "sensorcontainer") {
+            tasks.push(crate::sensors::builtin::service::BuiltinSensors::new(ctx.clone()).start());
+        }
         if has_role(roles, "garbagecollector") {
             tasks.push(GarbageCollector::new(ctx.clone(), gc.clone()).start());
         }

@@ -677,7 +677,19 @@ fn load_sensor(
     s.sensor_ref = format!("{}.{}", s.pack, s.class_name);
     s.uid = format!("sensor_type:{}:{}", s.pack, s.class_name);
     s.metadata_file = Some(rel(dir, file));
-    if !s.entry_point.is_empty() {
+    if let Some(name) = crate::sensors::builtin::builtin_name(&s.entry_point) {
+        // Run by the platform itself: no code file.
+        if !crate::sensors::builtin::BUILTIN_NAMES.contains(&name) {
+            errs.push(ContentError::new(
+                file,
+                "/entry_point",
+                format!(
+                    "unknown built-in sensor \"{name}\" (known: {})",
+                    crate::sensors::builtin::BUILTIN_NAMES.join(", ")
+                ),
+            ));
+        }
+    } else if !s.entry_point.is_empty() {
         let code = dir.join("sensors").join(&s.entry_point);
         if !code.is_file() {
             errs.push(ContentError::new(

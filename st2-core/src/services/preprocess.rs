@@ -74,6 +74,9 @@ impl Record {
     }
 }
 
+/// A verdict with the state writes to apply with the instance.
+type Outcome = Result<(Verdict, Vec<Write>), ServiceError>;
+
 /// A source of a value: a JSONPath into `{trigger: payload}` or a Jinja template.
 #[derive(Debug)]
 enum Source {
@@ -138,7 +141,8 @@ fn str_field(spec: &JsonMap, name: &str) -> Result<String, String> {
     }
 }
 
-fn seconds(spec: &JsonMap, name: &str) -> Result<Option<i64>, String> {
+/// A positive number of seconds, as milliseconds.
+fn millis(spec: &JsonMap, name: &str) -> Result<Option<i64>, String> {
     match field(spec, name) {
         None => Ok(None),
         Some(v) => match v.as_f64() {
@@ -194,7 +198,7 @@ fn compile_step(engine: &TemplateEngine, index: usize, spec: &Value) -> Result<S
             }
             "dedup" => Kind::Dedup {
                 key: template(engine, spec, "key")?,
-                ttl: seconds(spec, "ttl")?.ok_or("`ttl` is required")?,
+                ttl: millis(spec, "ttl")?.ok_or("`ttl` is required")?,
             },
             "extract" => {
                 let source = match (field(spec, "jsonpath"), field(spec, "template")) {
@@ -221,12 +225,12 @@ fn compile_step(engine: &TemplateEngine, index: usize, spec: &Value) -> Result<S
                     .and_then(Value::as_u64)
                     .filter(|n| *n > 0)
                     .ok_or("`limit` must be a positive integer")?,
-                period: seconds(spec, "period")?.ok_or("`period` is required")?,
+                period: millis(spec, "period")?.ok_or("`period` is required")?,
             },
             "discard_unchanged" => Kind::DiscardUnchanged {
                 key: field(spec, "key").map(|_| template(engine, spec, "key")).transpose()?,
                 value: template(engine, spec, "value")?,
-                ttl: seconds(spec, "ttl")?,
+                ttl: millis(spec, "ttl")?,
             },
             "" => return Err("`type` is required".into()),
             other => {
@@ -297,7 +301,7 @@ impl Pipeline {
         render: &RenderContext,
         payload: &mut Value,
         now: DateTime<Utc>,
-    ) -> Result<(Verdict, Vec<Write>), ServiceError> {
+    ) -> Outcome {
         let mut writes = Vec::new();
         for (index, step) in self.steps.iter().enumerate() {
             let step = match step {
@@ -307,8 +311,10 @@ impl Pipeline {
                 }
             };
             let tctx = render.clone().with("trigger", payload.clone());
-            let fail = |reason: String| Ok((Verdict::Fail(record("failed", index, &step.name, reason)), Vec::new()));
-            let drop = |outcome: &'static str, reason: String| {
+            let fail = |reason: String| -> Outcome {
+                Ok((Verdict::Fail(record("failed", index, &step.name, reason)), Vec::new()))
+            };
+            let dropped = |outcome: &'static str, reason: String| -> Outcome {
                 Ok((Verdict::Drop(record(outcome, index, &step.name, reason)), Vec::new()))
             };
             let state_key = |kind: &str, key: &str| format!("{}\u{1f}{}\u{1f}{kind}\u{1f}{key}", self.trigger_type, step.name);
@@ -340,7 +346,7 @@ impl Pipeline {
                     };
                     if matched != *keep_on_match {
                         let how = if *keep_on_match { "does not match" } else { "matches" };
-                        return drop("rejected", format!("{} {how} {:?}", path.source(), regex.as_str()));
+                        return dropped("rejected", format!("{} {how} {:?}", path.source(), regex.as_str()));
                     }
                 }
                 Kind::Criteria(criteria) => {
@@ -349,7 +355,7 @@ impl Pipeline {
                         return fail(e.to_string());
                     }
                     if !outcome.matched {
-                        return drop("rejected", "criteria do not hold".into());
+                        return dropped("rejected", "criteria do not hold".into());
                     }
                 }
                 Kind::Dedup { key, ttl } => {
@@ -360,7 +366,7 @@ impl Pipeline {
                     let full = state_key("dedup", &key);
                     let id = state_id(&full);
                     if live_state(store, &id, now).await?.is_some() {
-                        return drop("suppressed", format!("duplicate of key {key:?} seen within its ttl"));
+                        return dropped("suppressed", format!("duplicate of key {key:?} seen within its ttl"));
                     }
                     writes.push(state_write(&id, &full, now + ChronoDuration::milliseconds(*ttl), json!({})));
                 }
@@ -399,7 +405,7 @@ impl Pipeline {
                         None => (now, 0),
                     };
                     if count >= *limit {
-                        return drop("suppressed", format!("throttled: {limit} per {} s reached for key {key:?}", *period as f64 / 1000.0));
+                        return dropped("suppressed", format!("throttled: {limit} per {} s reached for key {key:?}", *period as f64 / 1000.0));
                     }
                     let expire = start + ChronoDuration::milliseconds(*period);
                     writes.push(state_write(&id, &full, expire, json!({"window_start": ts(start), "count": count + 1})));
@@ -417,7 +423,7 @@ impl Pipeline {
                     let id = state_id(&full);
                     if let Some(doc) = live_state(store, &id, now).await? {
                         if doc.get("value").and_then(Value::as_str) == Some(current.as_str()) {
-                            return drop("suppressed", format!("value {current:?} unchanged for key {key:?}"));
+                            return dropped("suppressed", format!("value {current:?} unchanged for key {key:?}"));
                         }
                     }
                     let expire = ttl.map(|t| now + ChronoDuration::milliseconds(t));
