@@ -47,6 +47,14 @@ async fn rule(h: &Harness, name: &str, trigger_type: &str, parameters: Value, ec
         )
         .await;
     assert_eq!(a.status.as_u16(), 201, "{a:?}");
+    // The rules engine re-reads rules every 2 s; make this one live now.
+    h.platform
+        .rules_engine
+        .as_ref()
+        .expect("rules engine")
+        .reload()
+        .await
+        .expect("reload");
     a.body["trigger"]["ref"]
         .as_str()
         .expect("the rule names its trigger")
