@@ -539,6 +539,11 @@ pub fn trigger_type_from_document(
     let mut t: TriggerType = from_document(MetadataKind::TriggerType, file, doc)?;
     t.trigger_type_ref = format!("{}.{}", t.pack, t.name);
     t.uid = format!("trigger_type:{}:{}", t.pack, t.name);
+    let mut errs = Vec::new();
+    check_preprocessing(file, "", &t, &mut errs);
+    if !errs.is_empty() {
+        return Err(errs);
+    }
     Ok(t)
 }
 
