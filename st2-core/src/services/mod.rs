@@ -27,6 +27,7 @@ mod error;
 pub mod executions;
 pub mod gc;
 pub mod kv_access;
+pub mod lease;
 pub mod notifier;
 pub mod pack_ops;
 pub mod preprocess;

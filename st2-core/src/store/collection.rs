@@ -49,13 +49,15 @@ pub enum Collection {
     WorkflowExecutions,
     /// Orquesta task executions: one record per task instance of a workflow run.
     TaskExecutions,
+    /// Leases: a named lease held by one process at a time (singleton roles, sensors).
+    Leases,
     /// Trigger preprocessing state (duplicate keys, throttle windows, last values), expiring.
     PreprocessState,
 }
 
 impl Collection {
     /// Every collection.
-    pub const ALL: [Collection; 24] = [
+    pub const ALL: [Collection; 25] = [
         Self::Packs,
         Self::Actions,
         Self::Rules,
@@ -79,6 +81,7 @@ impl Collection {
         Self::Users,
         Self::WorkflowExecutions,
         Self::TaskExecutions,
+        Self::Leases,
         Self::PreprocessState,
     ];
 
@@ -108,6 +111,7 @@ impl Collection {
             Self::Users => "users",
             Self::WorkflowExecutions => "workflow_executions",
             Self::TaskExecutions => "task_executions",
+            Self::Leases => "leases",
             Self::PreprocessState => "trigger_preprocess_state",
         }
     }
@@ -135,6 +139,7 @@ impl Collection {
             Self::PolicyTypes => &["ref"],
             Self::WorkflowExecutions => &["action_execution", "closed"],
             Self::TaskExecutions => &["workflow_execution"],
+            Self::Leases => &[],
             Self::PreprocessState => &["expire_timestamp"],
         }
     }

@@ -58,6 +58,7 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("compare_and_set_race", |s| {
         Box::pin(compare_and_set_race(s))
     }),
+    ("insert_new_race", |s| Box::pin(insert_new_race(s))),
 ];
 
 /// Runs every check of [`CHECKS`], each on a fresh store from `make`. Panics naming the first
@@ -1489,4 +1490,58 @@ pub async fn cas_race(stores: &[Arc<dyn Store>], contenders: usize) {
             "later patches keep the marker"
         );
     }
+}
+
+/// 16 tasks race to create one lease document: exactly one insert wins, the stored document is
+/// the winner's, and a later insert of the same id changes nothing.
+pub async fn insert_new_race(store: Arc<dyn Store>) {
+    let coll = Collection::Leases;
+    let barrier = Arc::new(tokio::sync::Barrier::new(16));
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let doc = json!({"id": "timersengine", "holder": format!("node-{i}")});
+            (i, store.insert_new(coll, doc).await.expect("insert_new"))
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        let (i, won) = t.await.expect("contender task");
+        if won {
+            winners.push(format!("node-{i}"));
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one insert wins: {winners:?}");
+    let stored = store
+        .get(coll, "timersengine")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        stored["holder"],
+        winners[0].as_str(),
+        "the winner's document is stored"
+    );
+    let again = store
+        .insert_new(coll, json!({"id": "timersengine", "holder": "late"}))
+        .await
+        .expect("insert_new");
+    assert!(!again, "a second insert of an existing id loses");
+    let stored = store
+        .get(coll, "timersengine")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        stored["holder"],
+        winners[0].as_str(),
+        "the losing insert changed nothing"
+    );
+    let bad = store.insert_new(coll, json!({"holder": "no id"})).await;
+    assert!(
+        matches!(bad, Err(StoreError::InvalidDocument { .. })),
+        "a document without an id is refused: {bad:?}"
+    );
 }

@@ -636,6 +636,24 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn insert_new(&self, collection: Collection, doc: Value) -> Result<bool> {
+        let Op::Put { id, text, .. } = prepare(Write::Put { collection, doc })? else {
+            unreachable!("a put prepares into a put")
+        };
+        self.write(move |tx| {
+            let sql = format!(
+                "INSERT INTO \"{}\" (id, doc) VALUES (?1, ?2) ON CONFLICT(id) DO NOTHING",
+                collection.name()
+            );
+            let n = tx
+                .prepare_cached(&sql)
+                .and_then(|mut st| st.execute([&id, &text]))
+                .map_err(backend(format!("cannot insert {collection:?} {id:?}")))?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
     /// Deletes in one statement, so "existed" is exact even under concurrent deletes.
     async fn delete(&self, collection: Collection, id: &str) -> Result<bool> {
         let id = id.to_string();

@@ -76,6 +76,10 @@ pub trait Store: Send + Sync + 'static {
         patch: JsonMap,
     ) -> Result<Option<Value>>;
 
+    /// Inserts `doc` only if no document with its `id` exists, atomically: of two racing
+    /// inserts of the same id exactly one returns `true`. A document that exists is left as is.
+    async fn insert_new(&self, collection: Collection, doc: Value) -> Result<bool>;
+
     /// Inserts or replaces one document.
     async fn put(&self, collection: Collection, doc: Value) -> Result<()> {
         self.apply(vec![Write::Put { collection, doc }]).await

@@ -1399,6 +1399,17 @@ impl Store for CountingStore {
         r
     }
 
+    async fn insert_new(
+        &self,
+        collection: Collection,
+        doc: Value,
+    ) -> st2_core::store::Result<bool> {
+        let t = Instant::now();
+        let r = self.inner.insert_new(collection, doc).await;
+        self.note(t);
+        r
+    }
+
     async fn compare_and_set(
         &self,
         collection: Collection,

@@ -5,7 +5,8 @@
 //! fails is restarted after a backoff (doubling from [`BACKOFF_MIN`] to [`BACKOFF_MAX`]).
 //!
 //! Exactly once across containers: a sensor's watches run only in the container that holds
-//! the sensor's claim (see [`Claims`]).
+//! the sensor's claim, by default a lease in the store ([`LeaseClaims`]); a sensor whose lease
+//! is lost has its watches stopped at the next reload.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{builtin_name, BuiltinSensor};
 use crate::model::{Sensor, Trigger};
+use crate::services::lease::{self, Lease};
 use crate::services::{Ctx, ServiceError};
 use crate::store::{repo, Query};
 
@@ -25,8 +27,8 @@ pub const BACKOFF_MIN: Duration = Duration::from_millis(500);
 /// Longest wait before a failed watch is restarted.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// Which sensors this container may run. The default claims every sensor (one container);
-/// with several containers, a lease per sensor in the store decides.
+/// Which sensors this container may run ([`LeaseClaims`] by default; [`ClaimAll`] for a
+/// container known to be alone).
 #[async_trait::async_trait]
 pub trait Claims: Send + Sync {
     /// Takes or renews the claim on `sensor_ref`; false when another container holds it.
@@ -47,6 +49,64 @@ impl Claims for ClaimAll {
     async fn release(&self, _sensor_ref: &str) {}
 }
 
+/// Claims sensors with a lease per sensor (`sensor:<ref>`) in the store, so that of several
+/// sensor containers exactly one runs each sensor; a container that dies loses its leases
+/// after their TTL and another one takes its sensors over. Renewed on every reload
+/// ([`RELOAD_INTERVAL`], a third of the default TTL).
+pub struct LeaseClaims {
+    store: Arc<dyn crate::store::Store>,
+    holder: String,
+    ttl: Duration,
+    leases: std::sync::Mutex<HashMap<String, Lease>>,
+}
+
+impl LeaseClaims {
+    /// Claims held as `holder` (unique per container) with leases of `ttl`.
+    pub fn new(store: Arc<dyn crate::store::Store>, holder: impl Into<String>, ttl: Duration) -> Self {
+        Self {
+            store,
+            holder: holder.into(),
+            ttl,
+            leases: Default::default(),
+        }
+    }
+
+    fn lease(&self, sensor_ref: &str) -> Lease {
+        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        leases
+            .entry(sensor_ref.to_string())
+            .or_insert_with(|| {
+                Lease::new(
+                    Arc::clone(&self.store),
+                    format!("sensor:{sensor_ref}"),
+                    self.holder.clone(),
+                    self.ttl,
+                )
+            })
+            .clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl Claims for LeaseClaims {
+    async fn hold(&self, sensor_ref: &str) -> bool {
+        match self.lease(sensor_ref).try_acquire().await {
+            Ok(held) => held.is_some(),
+            Err(e) => {
+                // Unsure: behave as not holding it, so two containers never both run it.
+                tracing::warn!(sensor = %sensor_ref, error = %e, "sensor lease check failed");
+                false
+            }
+        }
+    }
+
+    async fn release(&self, sensor_ref: &str) {
+        if let Err(e) = self.lease(sensor_ref).release().await {
+            tracing::warn!(sensor = %sensor_ref, error = %e, "sensor lease release failed");
+        }
+    }
+}
+
 /// A running watch.
 struct Running {
     sensor_ref: String,
@@ -63,17 +123,24 @@ pub struct BuiltinSensors {
 }
 
 impl BuiltinSensors {
-    /// The service with every standard built-in sensor, claiming every sensor.
+    /// The service with every standard built-in sensor, claiming sensors with leases held as
+    /// this container (the node id and a fresh suffix).
     pub fn new(ctx: Ctx) -> Self {
         Self::with_sensors(ctx, super::standard())
     }
 
-    /// The service with the given sensors.
+    /// The service with the given sensors, claiming sensors with leases.
     pub fn with_sensors(ctx: Ctx, sensors: Vec<Arc<dyn BuiltinSensor>>) -> Self {
+        let holder = format!("{}-sensors-{}", ctx.node_id, uuid::Uuid::new_v4().simple());
+        let claims = Arc::new(LeaseClaims::new(
+            Arc::clone(&ctx.store),
+            holder,
+            lease::DEFAULT_TTL,
+        ));
         Self {
             ctx,
             sensors: sensors.into_iter().map(|s| (s.name(), s)).collect(),
-            claims: Arc::new(ClaimAll),
+            claims,
         }
     }
 

@@ -633,6 +633,40 @@ impl Store for MongoStore {
         }
     }
 
+    async fn insert_new(&self, collection: Collection, doc: Value) -> Result<bool> {
+        let Op::Put {
+            id,
+            doc,
+            gen,
+            chunks,
+            ..
+        } = self.prepare(Write::Put { collection, doc })?
+        else {
+            unreachable!("a put prepares into a put")
+        };
+        if !chunks.is_empty() {
+            self.chunks(collection)
+                .insert_many(&chunks)
+                .await
+                .map_err(backend(format!("cannot write chunks of {collection:?}")))?;
+        }
+        match self.coll(collection).insert_one(&doc).await {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                if let Some(g) = gen {
+                    self.drop_chunks(vec![(collection, g, None)]).await;
+                }
+                if is_duplicate_key(&e) {
+                    Ok(false)
+                } else {
+                    Err(StoreError::Backend(format!(
+                        "cannot insert {collection:?} {id:?}: {e}"
+                    )))
+                }
+            }
+        }
+    }
+
     async fn compare_and_set(
         &self,
         collection: Collection,
@@ -747,5 +781,19 @@ impl Store for MongoStore {
         self.drop_chunks(gens.into_iter().map(|g| (collection, g, None)).collect())
             .await;
         Ok(true)
+    }
+}
+
+/// Whether a write failed because a document with that `_id` already exists (code 11000).
+fn is_duplicate_key(e: &MongoError) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match e.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
+        ErrorKind::InsertMany(m) => m
+            .write_errors
+            .as_ref()
+            .is_some_and(|ws| ws.iter().any(|w| w.code == 11000)),
+        ErrorKind::Command(c) => c.code == 11000,
+        _ => false,
     }
 }
