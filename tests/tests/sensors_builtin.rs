@@ -8,6 +8,7 @@
 //!   (`ST2_TEST_AMQP_URL`, default guest on 127.0.0.1:5672).
 //! - `mqtt.message`: messages published to the real Mosquitto (`ST2_TEST_MQTT_URL`, set by
 //!   `scripts/test.sh`) through a wildcard filter and a shared subscription.
+//! - two sensor containers on one store: each line is sent once (a lease per sensor).
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -243,4 +244,45 @@ async fn mqtt_wildcard_and_shared_subscriptions() {
     assert_eq!(ti.payload["message"], json!("for the group"));
     let _ = h.delete("/api/v1/rules/examples.on_temp").await;
     let _ = h.delete("/api/v1/rules/examples.on_shared").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sensor_containers_never_run_the_same_sensor() {
+    use st2_core::sensors::builtin::service::BuiltinSensors;
+    use st2_core::services::lease::Lease;
+
+    let h = Harness::start().await;
+    // A second sensor container on the same store, with its own lifetime.
+    let mut ctx2 = h.platform.ctx.clone();
+    ctx2.shutdown = h.platform.ctx.shutdown.child_token();
+    let second = BuiltinSensors::new(ctx2.clone()).start();
+    let log = h.dir.path().join("shared.log");
+    std::fs::write(&log, "").expect("write");
+    let trigger = rule(&h, "tail_shared", "linux.file_watch.line", json!({"file_path": log.to_string_lossy()}), "{{ trigger.line }}").await;
+    let mut n = 0;
+    until(&h, &trigger, || { n += 1; append(&log, &format!("probe {n}\n")); async {} }, |_| true).await;
+    // Both containers have reloaded several times by now.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for i in 0..20 {
+        append(&log, &format!("line {i}\n"));
+    }
+    until(&h, &trigger, || async {}, |t| t.payload["line"] == json!("line 19")).await;
+    tokio::time::sleep(Duration::from_millis(600)).await; // a duplicate would be in by now
+    let all = instances(&h, &trigger).await;
+    for i in 0..20 {
+        let line = json!(format!("line {i}"));
+        let count = all.iter().filter(|t| t.payload["line"] == line).count();
+        assert_eq!(count, 1, "{line} was sent {count} times");
+    }
+    // One holder of the sensor's lease, and it is a sensor container.
+    let lease = Lease::new(
+        h.platform.ctx.store.clone(),
+        "sensor:linux.FileWatchSensor",
+        "observer",
+        Duration::from_secs(3),
+    );
+    let state = lease.state().await.expect("read").expect("the sensor is leased");
+    assert!(state.holder.contains("-sensors-"), "{state:?}");
+    ctx2.shutdown.cancel();
+    second.await.expect("second container stops");
 }
