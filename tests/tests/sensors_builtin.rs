@@ -34,7 +34,13 @@ fn uuid_like() -> String {
 
 /// Creates a rule on `trigger_type` with `parameters` whose action echoes `echo`, returning
 /// the ref of the trigger the rule got.
-async fn rule(h: &Harness, name: &str, trigger_type: &str, parameters: Value, echo: &str) -> String {
+async fn rule(
+    h: &Harness,
+    name: &str,
+    trigger_type: &str,
+    parameters: Value,
+    echo: &str,
+) -> String {
     let a = h
         .post(
             "/api/v1/rules",
@@ -64,13 +70,22 @@ async fn rule(h: &Harness, name: &str, trigger_type: &str, parameters: Value, ec
 
 async fn instances(h: &Harness, trigger: &str) -> Vec<TriggerInstance> {
     repo::<TriggerInstance>(&*h.platform.ctx.store)
-        .find(&Query::all().eq("trigger", trigger).sort("occurrence_time", false))
+        .find(
+            &Query::all()
+                .eq("trigger", trigger)
+                .sort("occurrence_time", false),
+        )
         .await
         .expect("instances")
 }
 
 /// Calls `poke` every 200 ms until an instance of `trigger` satisfies `pred` (30 s at most).
-async fn until<F, Fut>(h: &Harness, trigger: &str, mut poke: F, pred: impl Fn(&TriggerInstance) -> bool) -> TriggerInstance
+async fn until<F, Fut>(
+    h: &Harness,
+    trigger: &str,
+    mut poke: F,
+    pred: impl Fn(&TriggerInstance) -> bool,
+) -> TriggerInstance
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -84,7 +99,10 @@ where
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(Instant::now() < deadline, "no matching instance of {trigger}");
+        assert!(
+            Instant::now() < deadline,
+            "no matching instance of {trigger}"
+        );
     }
 }
 
@@ -103,31 +121,73 @@ async fn file_watch_tails_new_lines_and_fires_the_rule() {
     let log = h.dir.path().join("app.log");
     std::fs::write(&log, "old line, never sent\n").expect("write");
     let file_path = log.to_string_lossy().into_owned();
-    let trigger = rule(&h, "tail_app", "linux.file_watch.line", json!({"file_path": file_path}), "got {{ trigger.line }}").await;
+    let trigger = rule(
+        &h,
+        "tail_app",
+        "linux.file_watch.line",
+        json!({"file_path": file_path}),
+        "got {{ trigger.line }}",
+    )
+    .await;
     // Probe until the watch is running (lines written before it starts are not sent).
     let mut n = 0;
-    until(&h, &trigger, || { n += 1; append(&log, &format!("probe {n}\n")); async {} }, |_| true).await;
+    until(
+        &h,
+        &trigger,
+        || {
+            n += 1;
+            append(&log, &format!("probe {n}\n"));
+            async {}
+        },
+        |_| true,
+    )
+    .await;
     append(&log, "hello world\nsecond");
-    let hello = until(&h, &trigger, || async {}, |t| t.payload["line"] == json!("hello world")).await;
+    let hello = until(
+        &h,
+        &trigger,
+        || async {},
+        |t| t.payload["line"] == json!("hello world"),
+    )
+    .await;
     assert_eq!(
         hello.payload,
         json!({"file_path": file_path, "file_name": "app.log", "line": "hello world"})
     );
     // The incomplete line is sent once it ends.
     append(&log, " half\n");
-    until(&h, &trigger, || async {}, |t| t.payload["line"] == json!("second half")).await;
-    let lines: Vec<Value> = instances(&h, &trigger).await.iter().map(|t| t.payload["line"].clone()).collect();
+    until(
+        &h,
+        &trigger,
+        || async {},
+        |t| t.payload["line"] == json!("second half"),
+    )
+    .await;
+    let lines: Vec<Value> = instances(&h, &trigger)
+        .await
+        .iter()
+        .map(|t| t.payload["line"].clone())
+        .collect();
     assert!(!lines.contains(&json!("old line, never sent")), "{lines:?}");
     let exec = h
         .wait_for("core.local", |e| {
             e.status.is_completed() && e.parameters["cmd"] == json!("echo got hello world")
         })
         .await;
-    assert_eq!(exec.result.as_ref().map(|r| r["stdout"].clone()), Some(json!("got hello world")));
+    assert_eq!(
+        exec.result.as_ref().map(|r| r["stdout"].clone()),
+        Some(json!("got hello world"))
+    );
     // Rotation: the path names a new file, read from its start.
     std::fs::rename(&log, h.dir.path().join("app.log.1")).expect("rotate");
     append(&log, "after rotation\n");
-    until(&h, &trigger, || async {}, |t| t.payload["line"] == json!("after rotation")).await;
+    until(
+        &h,
+        &trigger,
+        || async {},
+        |t| t.payload["line"] == json!("after rotation"),
+    )
+    .await;
     // Deleting the rule removes the trigger: the watch stops.
     let del = h.delete("/api/v1/rules/examples.tail_app").await;
     assert_eq!(del.status.as_u16(), 204);
@@ -139,7 +199,8 @@ async fn file_watch_tails_new_lines_and_fires_the_rule() {
 }
 
 fn amqp_url() -> String {
-    std::env::var("ST2_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+    std::env::var("ST2_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,15 +218,26 @@ async fn amqp_queue_messages_become_trigger_instances() {
         .await
         .expect("RabbitMQ on ST2_TEST_AMQP_URL (scripts/test.sh starts one)");
     let ch = conn.create_channel().await.expect("channel");
-    let durable = QueueDeclareOptions { durable: true, ..Default::default() };
-    ch.queue_declare(&queue, durable, FieldTable::default()).await.expect("declare");
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare(&queue, durable, FieldTable::default())
+        .await
+        .expect("declare");
     // Published before the sensor consumes: the queue keeps them.
     for body in [r#"{"n": 1}"#, "plain text"] {
-        ch.basic_publish("", &queue, BasicPublishOptions::default(), body.as_bytes(), BasicProperties::default())
-            .await
-            .expect("publish")
-            .await
-            .expect("confirm");
+        ch.basic_publish(
+            "",
+            &queue,
+            BasicPublishOptions::default(),
+            body.as_bytes(),
+            BasicProperties::default(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
     }
     let trigger = rule(
         &h,
@@ -175,20 +247,44 @@ async fn amqp_queue_messages_become_trigger_instances() {
         "{{ trigger.body }}",
     )
     .await;
-    let first = until(&h, &trigger, || async {}, |t| t.payload["body"] == json!({"n": 1})).await;
+    let first = until(
+        &h,
+        &trigger,
+        || async {},
+        |t| t.payload["body"] == json!({"n": 1}),
+    )
+    .await;
     assert_eq!(first.payload["queue"], json!(queue));
-    until(&h, &trigger, || async {}, |t| t.payload["body"] == json!("plain text")).await;
-    h.wait_for("core.local", |e| e.status.is_completed() && e.parameters["cmd"] == json!("echo plain text"))
-        .await;
+    until(
+        &h,
+        &trigger,
+        || async {},
+        |t| t.payload["body"] == json!("plain text"),
+    )
+    .await;
+    h.wait_for("core.local", |e| {
+        e.status.is_completed() && e.parameters["cmd"] == json!("echo plain text")
+    })
+    .await;
     // Acknowledged: nothing is left in the queue.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let passive = QueueDeclareOptions { passive: true, ..Default::default() };
-        let q = ch.queue_declare(&queue, passive, FieldTable::default()).await.expect("inspect");
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let q = ch
+            .queue_declare(&queue, passive, FieldTable::default())
+            .await
+            .expect("inspect");
         if q.message_count() == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "{} messages left", q.message_count());
+        assert!(
+            Instant::now() < deadline,
+            "{} messages left",
+            q.message_count()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = h.delete("/api/v1/rules/examples.on_queue").await;
@@ -214,17 +310,32 @@ async fn mqtt_wildcard_and_shared_subscriptions() {
     let h = Harness::start().await;
     let base = unique("st2test");
     let wildcard = rule(&h, "on_temp", "mqtt.message", json!({"url": url, "topic": format!("{base}/+/temp"), "qos": 1, "userdata": {"site": "lab"}}), "{{ trigger.topic }}={{ trigger.message }}").await;
-    let shared = rule(&h, "on_shared", "mqtt.message", json!({"url": url, "topic": format!("$share/st2/{base}/shared/#")}), "{{ trigger.message }}").await;
+    let shared = rule(
+        &h,
+        "on_shared",
+        "mqtt.message",
+        json!({"url": url, "topic": format!("$share/st2/{base}/shared/#")}),
+        "{{ trigger.message }}",
+    )
+    .await;
 
     let (client, mut events) = AsyncClient::new(MqttOptions::new(unique("pub"), host, port), 16);
     tokio::spawn(async move { while events.poll().await.is_ok() {} });
     let publish = |topic: String, msg: &'static str| {
         let c = client.clone();
         async move {
-            c.publish(topic, QoS::AtLeastOnce, false, msg).await.expect("publish");
+            c.publish(topic, QoS::AtLeastOnce, false, msg)
+                .await
+                .expect("publish");
         }
     };
-    let ti = until(&h, &wildcard, || publish(format!("{base}/room1/temp"), "21.5"), |_| true).await;
+    let ti = until(
+        &h,
+        &wildcard,
+        || publish(format!("{base}/room1/temp"), "21.5"),
+        |_| true,
+    )
+    .await;
     assert_eq!(ti.payload["topic"], json!(format!("{base}/room1/temp")));
     assert_eq!(ti.payload["message"], json!("21.5"));
     assert_eq!(ti.payload["userdata"], json!({"site": "lab"}));
@@ -233,13 +344,35 @@ async fn mqtt_wildcard_and_shared_subscriptions() {
     // Not matched by the filter: never an instance.
     publish(format!("{base}/room1/humidity"), "40").await;
     publish(format!("{base}/room2/temp"), "19").await;
-    until(&h, &wildcard, || async {}, |t| t.payload["message"] == json!("19")).await;
-    let topics: Vec<Value> = instances(&h, &wildcard).await.iter().map(|t| t.payload["topic"].clone()).collect();
-    assert!(!topics.contains(&json!(format!("{base}/room1/humidity"))), "{topics:?}");
-    h.wait_for("core.local", |e| e.status.is_completed() && e.parameters["cmd"] == json!(format!("echo {base}/room2/temp=19")))
-        .await;
+    until(
+        &h,
+        &wildcard,
+        || async {},
+        |t| t.payload["message"] == json!("19"),
+    )
+    .await;
+    let topics: Vec<Value> = instances(&h, &wildcard)
+        .await
+        .iter()
+        .map(|t| t.payload["topic"].clone())
+        .collect();
+    assert!(
+        !topics.contains(&json!(format!("{base}/room1/humidity"))),
+        "{topics:?}"
+    );
+    h.wait_for("core.local", |e| {
+        e.status.is_completed()
+            && e.parameters["cmd"] == json!(format!("echo {base}/room2/temp=19"))
+    })
+    .await;
 
-    let ti = until(&h, &shared, || publish(format!("{base}/shared/a/b"), "for the group"), |_| true).await;
+    let ti = until(
+        &h,
+        &shared,
+        || publish(format!("{base}/shared/a/b"), "for the group"),
+        |_| true,
+    )
+    .await;
     assert_eq!(ti.payload["topic"], json!(format!("{base}/shared/a/b")));
     assert_eq!(ti.payload["message"], json!("for the group"));
     let _ = h.delete("/api/v1/rules/examples.on_temp").await;
@@ -258,15 +391,38 @@ async fn two_sensor_containers_never_run_the_same_sensor() {
     let second = BuiltinSensors::new(ctx2.clone()).start();
     let log = h.dir.path().join("shared.log");
     std::fs::write(&log, "").expect("write");
-    let trigger = rule(&h, "tail_shared", "linux.file_watch.line", json!({"file_path": log.to_string_lossy()}), "{{ trigger.line }}").await;
+    let trigger = rule(
+        &h,
+        "tail_shared",
+        "linux.file_watch.line",
+        json!({"file_path": log.to_string_lossy()}),
+        "{{ trigger.line }}",
+    )
+    .await;
     let mut n = 0;
-    until(&h, &trigger, || { n += 1; append(&log, &format!("probe {n}\n")); async {} }, |_| true).await;
+    until(
+        &h,
+        &trigger,
+        || {
+            n += 1;
+            append(&log, &format!("probe {n}\n"));
+            async {}
+        },
+        |_| true,
+    )
+    .await;
     // Both containers have reloaded several times by now.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     for i in 0..20 {
         append(&log, &format!("line {i}\n"));
     }
-    until(&h, &trigger, || async {}, |t| t.payload["line"] == json!("line 19")).await;
+    until(
+        &h,
+        &trigger,
+        || async {},
+        |t| t.payload["line"] == json!("line 19"),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(600)).await; // a duplicate would be in by now
     let all = instances(&h, &trigger).await;
     for i in 0..20 {
@@ -281,7 +437,11 @@ async fn two_sensor_containers_never_run_the_same_sensor() {
         "observer",
         Duration::from_secs(3),
     );
-    let state = lease.state().await.expect("read").expect("the sensor is leased");
+    let state = lease
+        .state()
+        .await
+        .expect("read")
+        .expect("the sensor is leased");
     assert!(state.holder.contains("-sensors-"), "{state:?}");
     ctx2.shutdown.cancel();
     second.await.expect("second container stops");

@@ -152,7 +152,11 @@ fn millis(spec: &JsonMap, name: &str) -> Result<Option<i64>, String> {
     }
 }
 
-fn template(engine: &TemplateEngine, spec: &JsonMap, name: &str) -> Result<CompiledTemplate, String> {
+fn template(
+    engine: &TemplateEngine,
+    spec: &JsonMap,
+    name: &str,
+) -> Result<CompiledTemplate, String> {
     let src = str_field(spec, name)?;
     engine.compile(&src).map_err(|e| format!("`{name}`: {e}"))
 }
@@ -162,18 +166,29 @@ fn jsonpath(spec: &JsonMap, name: &str) -> Result<JsonPath, String> {
     JsonPath::parse(&src).map_err(|e| format!("`{name}` {src:?}: {e}"))
 }
 
-fn compile_step(engine: &TemplateEngine, index: usize, spec: &Value) -> Result<Step, (String, String)> {
+fn compile_step(
+    engine: &TemplateEngine,
+    index: usize,
+    spec: &Value,
+) -> Result<Step, (String, String)> {
     let fallback = format!("step {index}");
     let Some(spec) = spec.as_object() else {
         return Err((fallback, "a step must be a mapping".into()));
     };
-    let ty = spec.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
+    let ty = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let name = spec
         .get("name")
         .and_then(Value::as_str)
         .map(str::to_string)
         .unwrap_or_else(|| if ty.is_empty() { fallback } else { ty.clone() });
-    let required = spec.get("required").and_then(Value::as_bool).unwrap_or(false);
+    let required = spec
+        .get("required")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let kind = (|| -> Result<Kind, String> {
         Ok(match ty.as_str() {
             "match" | "reject" => {
@@ -269,7 +284,11 @@ fn parse_ts(v: Option<&Value>) -> Option<DateTime<Utc>> {
 }
 
 /// Reads a live (unexpired) state entry.
-async fn live_state(store: &dyn Store, id: &str, now: DateTime<Utc>) -> Result<Option<JsonMap>, ServiceError> {
+async fn live_state(
+    store: &dyn Store,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<JsonMap>, ServiceError> {
     let Some(Value::Object(doc)) = store.get(Collection::PreprocessState, id).await? else {
         return Ok(None);
     };
@@ -307,17 +326,31 @@ impl Pipeline {
             let step = match step {
                 Ok(s) => s,
                 Err((name, reason)) => {
-                    return Ok((Verdict::Fail(record("failed", index, name, reason.clone())), Vec::new()))
+                    return Ok((
+                        Verdict::Fail(record("failed", index, name, reason.clone())),
+                        Vec::new(),
+                    ))
                 }
             };
             let tctx = render.clone().with("trigger", payload.clone());
             let fail = |reason: String| -> Outcome {
-                Ok((Verdict::Fail(record("failed", index, &step.name, reason)), Vec::new()))
+                Ok((
+                    Verdict::Fail(record("failed", index, &step.name, reason)),
+                    Vec::new(),
+                ))
             };
             let dropped = |outcome: &'static str, reason: String| -> Outcome {
-                Ok((Verdict::Drop(record(outcome, index, &step.name, reason)), Vec::new()))
+                Ok((
+                    Verdict::Drop(record(outcome, index, &step.name, reason)),
+                    Vec::new(),
+                ))
             };
-            let state_key = |kind: &str, key: &str| format!("{}\u{1f}{}\u{1f}{kind}\u{1f}{key}", self.trigger_type, step.name);
+            let state_key = |kind: &str, key: &str| {
+                format!(
+                    "{}\u{1f}{}\u{1f}{kind}\u{1f}{key}",
+                    self.trigger_type, step.name
+                )
+            };
             let render_key = |key: &Option<CompiledTemplate>| -> Result<String, String> {
                 match key {
                     Some(t) => t.render(&tctx).map_err(|e| format!("`key`: {e}")),
@@ -325,7 +358,12 @@ impl Pipeline {
                 }
             };
             match &step.kind {
-                Kind::Regex { path, regex, required, keep_on_match } => {
+                Kind::Regex {
+                    path,
+                    regex,
+                    required,
+                    keep_on_match,
+                } => {
                     let found = match path.first("trigger", payload) {
                         Ok(v) => v.map(|v| v.into_owned()),
                         Err(e) => return fail(format!("`key` {:?}: {e}", path.source())),
@@ -345,12 +383,20 @@ impl Pipeline {
                         }
                     };
                     if matched != *keep_on_match {
-                        let how = if *keep_on_match { "does not match" } else { "matches" };
-                        return dropped("rejected", format!("{} {how} {:?}", path.source(), regex.as_str()));
+                        let how = if *keep_on_match {
+                            "does not match"
+                        } else {
+                            "matches"
+                        };
+                        return dropped(
+                            "rejected",
+                            format!("{} {how} {:?}", path.source(), regex.as_str()),
+                        );
                     }
                 }
                 Kind::Criteria(criteria) => {
-                    let outcome = criteria.evaluate(&step.name, payload, &MatchContext::from(render));
+                    let outcome =
+                        criteria.evaluate(&step.name, payload, &MatchContext::from(render));
                     if let Some(e) = outcome.errors.first() {
                         return fail(e.to_string());
                     }
@@ -366,11 +412,23 @@ impl Pipeline {
                     let full = state_key("dedup", &key);
                     let id = state_id(&full);
                     if live_state(store, &id, now).await?.is_some() {
-                        return dropped("suppressed", format!("duplicate of key {key:?} seen within its ttl"));
+                        return dropped(
+                            "suppressed",
+                            format!("duplicate of key {key:?} seen within its ttl"),
+                        );
                     }
-                    writes.push(state_write(&id, &full, now + ChronoDuration::milliseconds(*ttl), json!({})));
+                    writes.push(state_write(
+                        &id,
+                        &full,
+                        now + ChronoDuration::milliseconds(*ttl),
+                        json!({}),
+                    ));
                 }
-                Kind::Extract { field, source, required } => {
+                Kind::Extract {
+                    field,
+                    source,
+                    required,
+                } => {
                     let value = match source {
                         Source::Path(p) => match p.first("trigger", payload) {
                             Ok(v) => v.map(|v| v.into_owned()),
@@ -386,7 +444,9 @@ impl Pipeline {
                             obj.insert(field.clone(), v);
                         }
                         (Some(_), None) => return fail("the payload is not an object".into()),
-                        (None, _) if *required => return fail(format!("nothing to extract into {field:?}")),
+                        (None, _) if *required => {
+                            return fail(format!("nothing to extract into {field:?}"))
+                        }
                         (None, _) => {}
                     }
                 }
@@ -405,10 +465,21 @@ impl Pipeline {
                         None => (now, 0),
                     };
                     if count >= *limit {
-                        return dropped("suppressed", format!("throttled: {limit} per {} s reached for key {key:?}", *period as f64 / 1000.0));
+                        return dropped(
+                            "suppressed",
+                            format!(
+                                "throttled: {limit} per {} s reached for key {key:?}",
+                                *period as f64 / 1000.0
+                            ),
+                        );
                     }
                     let expire = start + ChronoDuration::milliseconds(*period);
-                    writes.push(state_write(&id, &full, expire, json!({"window_start": ts(start), "count": count + 1})));
+                    writes.push(state_write(
+                        &id,
+                        &full,
+                        expire,
+                        json!({"window_start": ts(start), "count": count + 1}),
+                    ));
                 }
                 Kind::DiscardUnchanged { key, value, ttl } => {
                     let key = match render_key(key) {
@@ -423,7 +494,10 @@ impl Pipeline {
                     let id = state_id(&full);
                     if let Some(doc) = live_state(store, &id, now).await? {
                         if doc.get("value").and_then(Value::as_str) == Some(current.as_str()) {
-                            return dropped("suppressed", format!("value {current:?} unchanged for key {key:?}"));
+                            return dropped(
+                                "suppressed",
+                                format!("value {current:?} unchanged for key {key:?}"),
+                            );
                         }
                     }
                     let expire = ttl.map(|t| now + ChronoDuration::milliseconds(t));
@@ -433,7 +507,10 @@ impl Pipeline {
                         None => {
                             doc["id"] = json!(id);
                             doc["key"] = json!(full);
-                            Write::Put { collection: Collection::PreprocessState, doc }
+                            Write::Put {
+                                collection: Collection::PreprocessState,
+                                doc,
+                            }
                         }
                     };
                     writes.push(w);
@@ -445,22 +522,33 @@ impl Pipeline {
 }
 
 fn record(outcome: &'static str, step: usize, name: &str, reason: String) -> Record {
-    Record { outcome, step, name: name.to_string(), reason }
+    Record {
+        outcome,
+        step,
+        name: name.to_string(),
+        reason,
+    }
 }
 
 fn state_write(id: &str, key: &str, expire: DateTime<Utc>, mut extra: Value) -> Write {
     extra["id"] = json!(id);
     extra["key"] = json!(key);
     extra["expire_timestamp"] = json!(ts(expire));
-    Write::Put { collection: Collection::PreprocessState, doc: extra }
+    Write::Put {
+        collection: Collection::PreprocessState,
+        doc: extra,
+    }
 }
+
+/// A pipeline with the steps it was compiled from.
+type Compiled = (Vec<Value>, Arc<Pipeline>);
 
 /// Compiled pipelines by trigger type ref, and the per-type locks (one per platform, kept in
 /// the [`Catalog`](super::catalog::Catalog)).
 #[derive(Default)]
 pub struct Preprocessors {
     /// Trigger type ref → (the steps it was compiled from, the pipeline).
-    pipelines: Mutex<HashMap<String, (Vec<Value>, Arc<Pipeline>)>>,
+    pipelines: Mutex<HashMap<String, Compiled>>,
     /// Trigger type ref → the lock its instances are preprocessed under.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -473,7 +561,12 @@ impl std::fmt::Debug for Preprocessors {
 
 impl Preprocessors {
     /// The compiled pipeline of a trigger type (recompiled when its steps changed).
-    pub fn pipeline(&self, engine: &TemplateEngine, trigger_type: &str, steps: &[Value]) -> Arc<Pipeline> {
+    pub fn pipeline(
+        &self,
+        engine: &TemplateEngine,
+        trigger_type: &str,
+        steps: &[Value],
+    ) -> Arc<Pipeline> {
         let mut map = self.pipelines.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((src, p)) = map.get(trigger_type) {
             if src.as_slice() == steps {

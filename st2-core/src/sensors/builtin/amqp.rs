@@ -9,7 +9,9 @@
 
 use async_trait::async_trait;
 use futures_core::Stream;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, QueueDeclareOptions,
+};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use serde_json::{json, Value};
@@ -43,7 +45,11 @@ impl BuiltinSensor for AmqpQueue {
     ) -> Result<(), SensorError> {
         let url = str_param(trigger, "url")?;
         let queue = str_param(trigger, "queue")?.to_string();
-        let as_json = trigger.parameters.get("deserialization_method").and_then(Value::as_str) == Some("json");
+        let as_json = trigger
+            .parameters
+            .get("deserialization_method")
+            .and_then(Value::as_str)
+            == Some("json");
         let broker = |reason: String| SensorError::Broker {
             broker: redact(url),
             reason,
@@ -87,7 +93,12 @@ impl BuiltinSensor for AmqpQueue {
             .map_err(|e| broker(e.to_string()))?;
         let tag = format!("st2-sensor-{}", uuid::Uuid::new_v4());
         let mut consumer = channel
-            .basic_consume(&queue, &tag, BasicConsumeOptions::default(), FieldTable::default())
+            .basic_consume(
+                &queue,
+                &tag,
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
             .await
             .map_err(|e| broker(format!("cannot consume from \"{queue}\": {e}")))?;
         tracing::info!(queue = %queue, broker = %redact(url), trigger = %trigger.trigger_ref, "consuming queue");

@@ -82,7 +82,9 @@ impl Tail {
         }
         self.file.seek(SeekFrom::Start(self.pos))?;
         let mut buf = Vec::new();
-        let n = (&mut self.file).take(len - self.pos).read_to_end(&mut buf)?;
+        let n = (&mut self.file)
+            .take(len - self.pos)
+            .read_to_end(&mut buf)?;
         self.pos += n as u64;
         let mut lines = Vec::new();
         for chunk in buf.split_inclusive(|b| *b == b'\n') {
@@ -170,7 +172,10 @@ mod tests {
         let p = dir.path().join("log");
         std::fs::write(&p, "old\n").expect("write");
         let mut t = Tail::open(&p, true).expect("open").expect("exists");
-        let mut f = std::fs::OpenOptions::new().append(true).open(&p).expect("open");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .expect("open");
         f.write_all(b"one\ntw").expect("write");
         assert_eq!(t.read_lines().expect("read"), vec!["one"]);
         f.write_all(b"o\r\n").expect("write");

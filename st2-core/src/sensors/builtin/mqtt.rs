@@ -32,8 +32,11 @@ const DEFAULT_PORT: u16 = 1883;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Mqtt;
 
+/// Host, port and credentials (user, password) of a broker.
+type Broker = (String, u16, Option<(String, String)>);
+
 /// Host, port and credentials of an `mqtt://` URL.
-fn parse_url(url: &str) -> Result<(String, u16, Option<(String, String)>), String> {
+fn parse_url(url: &str) -> Result<Broker, String> {
     let rest = url
         .strip_prefix("mqtt://")
         .or_else(|| url.strip_prefix("tcp://"))
@@ -47,10 +50,7 @@ fn parse_url(url: &str) -> Result<(String, u16, Option<(String, String)>), Strin
         None => (None, rest),
     };
     let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) => (
-            h,
-            p.parse::<u16>().map_err(|_| format!("bad port {p:?}"))?,
-        ),
+        Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("bad port {p:?}"))?),
         None => (hostport, DEFAULT_PORT),
     };
     if host.is_empty() {
@@ -104,7 +104,11 @@ impl BuiltinSensor for Mqtt {
             .and_then(Value::as_str)
             .map(str::to_string)
             .unwrap_or_else(|| format!("st2-{}", uuid::Uuid::new_v4().simple()));
-        let userdata = trigger.parameters.get("userdata").cloned().unwrap_or(Value::Null);
+        let userdata = trigger
+            .parameters
+            .get("userdata")
+            .cloned()
+            .unwrap_or(Value::Null);
         let mut opts = MqttOptions::new(client_id, host, port);
         opts.set_keep_alive(Duration::from_secs(30));
         if let Some((u, p)) = creds {
@@ -179,7 +183,10 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(parse_url("mqtt://h:1884").expect("ok"), ("h".into(), 1884, None));
+        assert_eq!(
+            parse_url("mqtt://h:1884").expect("ok"),
+            ("h".into(), 1884, None)
+        );
         assert_eq!(parse_url("mqtt://h").expect("ok").1, 1883);
         assert_eq!(
             parse_url("mqtt://u:p@h:1").expect("ok").2,

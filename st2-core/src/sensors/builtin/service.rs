@@ -62,7 +62,11 @@ pub struct LeaseClaims {
 
 impl LeaseClaims {
     /// Claims held as `holder` (unique per container) with leases of `ttl`.
-    pub fn new(store: Arc<dyn crate::store::Store>, holder: impl Into<String>, ttl: Duration) -> Self {
+    pub fn new(
+        store: Arc<dyn crate::store::Store>,
+        holder: impl Into<String>,
+        ttl: Duration,
+    ) -> Self {
         Self {
             store,
             holder: holder.into(),
@@ -201,9 +205,17 @@ impl BuiltinSensors {
                 continue;
             }
             for tt in &s.trigger_types {
-                let triggers = self.ctx.catalog.triggers_of_type(&*self.ctx.store, tt).await?;
+                let triggers = self
+                    .ctx
+                    .catalog
+                    .triggers_of_type(&*self.ctx.store, tt)
+                    .await?;
                 for t in triggers.iter() {
-                    let key = if t.id.is_empty() { t.trigger_ref.clone() } else { t.id.clone() };
+                    let key = if t.id.is_empty() {
+                        t.trigger_ref.clone()
+                    } else {
+                        t.id.clone()
+                    };
                     wanted.insert(key, (s.sensor_ref.clone(), Arc::clone(imp), t.clone()));
                 }
             }
@@ -220,9 +232,9 @@ impl BuiltinSensors {
         let stale: Vec<String> = running
             .iter()
             .filter(|(k, r)| {
-                wanted
-                    .get(*k)
-                    .is_none_or(|(s, _, t)| *s != r.sensor_ref || t.parameters != r.trigger.parameters)
+                wanted.get(*k).is_none_or(|(s, _, t)| {
+                    *s != r.sensor_ref || t.parameters != r.trigger.parameters
+                })
             })
             .map(|(k, _)| k.clone())
             .collect();
@@ -259,7 +271,12 @@ impl BuiltinSensors {
 }
 
 /// Runs one watch until `stop`, restarting it with backoff when it fails.
-async fn supervise(ctx: Ctx, sensor: Arc<dyn BuiltinSensor>, trigger: Trigger, stop: CancellationToken) {
+async fn supervise(
+    ctx: Ctx,
+    sensor: Arc<dyn BuiltinSensor>,
+    trigger: Trigger,
+    stop: CancellationToken,
+) {
     let mut backoff = BACKOFF_MIN;
     loop {
         let started = tokio::time::Instant::now();
