@@ -35,6 +35,45 @@ if [ -z "${ST2_TEST_AMQP_URL:-}" ] && ! rabbitmq_up; then
   rabbitmq_up || { echo "RabbitMQ did not start within 60 s" >&2; exit 1; }
 fi
 
+# Services started below are stopped on exit.
+CLEANUP_PIDS=()
+CLEANUP_FILES=()
+cleanup() {
+  for pid in ${CLEANUP_PIDS[@]+"${CLEANUP_PIDS[@]}"}; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  for f in ${CLEANUP_FILES[@]+"${CLEANUP_FILES[@]}"}; do rm -rf "$f"; done
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# Mosquitto: the MQTT sensor is tested against a real MQTT v5 broker on a free loopback port
+# (anonymous, in memory), unless ST2_TEST_MQTT_URL already names one. Installed when absent.
+if [ -z "${ST2_TEST_MQTT_URL:-}" ]; then
+  if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+    apt-get update -qq && apt-get install -y -qq mosquitto >/dev/null
+  fi
+  MOSQUITTO_BIN="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
+  MQTT_PORT="$(free_port)"
+  MQTT_DIR="$(mktemp -d -t st2-mosquitto.XXXXXX)"
+  CLEANUP_FILES+=("$MQTT_DIR")
+  printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$MQTT_PORT" \
+    >"$MQTT_DIR/mosquitto.conf"
+  "$MOSQUITTO_BIN" -c "$MQTT_DIR/mosquitto.conf" >"$MQTT_DIR/log" 2>&1 &
+  CLEANUP_PIDS+=($!)
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$MQTT_PORT") >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$MQTT_PORT") >/dev/null 2>&1; then
+    cat "$MQTT_DIR/log" >&2
+    echo "Mosquitto did not start within 10 s" >&2
+    exit 1
+  fi
+  export ST2_TEST_MQTT_URL="mqtt://127.0.0.1:$MQTT_PORT"
+fi
+
 # StackStorm's own client (st2client 3.9.0 from PyPI) in a virtualenv: the acceptance test runs
 # it against a live st2d. Kept in a cache dir so later runs reuse it.
 ST2_TEST_CACHE="${ST2_TEST_CACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/st2-rs-tests}"
@@ -57,12 +96,13 @@ if [ -z "${ST2_TEST_MONGODB_URL:-}" ]; then
     python3 -m venv "$MONGO_VENV"
     "$MONGO_VENV/bin/pip" install -q --disable-pip-version-check --pre SecantusDB
   fi
-  MONGO_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  MONGO_PORT="$(free_port)"
   MONGO_LOG="$(mktemp -t st2-secantusdb.XXXXXX.log)"
   "$MONGO_VENV/bin/secantusd-py" --host 127.0.0.1 --port "$MONGO_PORT" --storage-path :memory: \
     >"$MONGO_LOG" 2>&1 &
   MONGO_PID=$!
-  trap 'kill "$MONGO_PID" 2>/dev/null || true; wait "$MONGO_PID" 2>/dev/null || true; rm -f "$MONGO_LOG"' EXIT
+  CLEANUP_PIDS+=("$MONGO_PID")
+  CLEANUP_FILES+=("$MONGO_LOG")
   # Wait (up to 60 s) until it accepts connections.
   if ! python3 - "$MONGO_PORT" "$MONGO_PID" <<'PY'
 import os, socket, sys, time

@@ -26,6 +26,7 @@
 //!   HTTP, remote SSH, noop/announcement/inquirer) behind the `Runner` trait and registry.
 //! - [`workflow`]: Orquesta workflows: spec, YAQL and Jinja expressions with Orquesta's functions,
 //!   the pure state machine.
+//! - [`sensors`]: built-in sensors (file tail, AMQP queue, MQTT v5) and their service.
 //! - [`error`]: the crate's error type.
 
 pub mod auth;
@@ -40,6 +41,7 @@ pub mod pyfmt;
 pub mod rules;
 pub mod runners;
 pub mod schema;
+pub mod sensors;
 pub mod services;
 pub mod store;
 pub mod template;

@@ -179,6 +179,9 @@ impl Platform {
                 }
             }));
         }
+        if has_role(roles, "sensorcontainer") {
+            tasks.push(crate::sensors::builtin::service::BuiltinSensors::new(ctx.clone()).start());
+        }
         if has_role(roles, "garbagecollector") {
             let gc = gc.clone();
             tasks.push(singleton(&ctx, "garbagecollector", move |ctx| {

@@ -46,6 +46,7 @@ fn instance(id: &str, status: &str) -> TriggerInstance {
         payload: json!({"n": id}),
         occurrence_time: "2024-05-01T10:00:00Z".into(),
         status: status.into(),
+        preprocessing: None,
     }
 }
 

@@ -38,6 +38,10 @@ pub struct TriggerType {
     /// Metadata file relative to the pack dir.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_file: Option<String>,
+    /// Ordered preprocessing steps applied to every instance before the rules engine sees it
+    /// (an st2-rs extension; see `services::preprocess`). Kept as written, compiled on use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preprocessing: Vec<Value>,
 }
 document!(TriggerType, Collection::TriggerTypes, ref);
 
@@ -88,5 +92,11 @@ pub struct TriggerInstance {
     pub occurrence_time: String,
     /// pending → processing → processed | processing_failed.
     pub status: String,
+    /// What trigger preprocessing decided, when the trigger type has steps and one of them
+    /// rejected, suppressed or failed the instance (an st2-rs extension): `{outcome, step,
+    /// name, reason}`. A rejected or suppressed instance is `processed` and never reaches rules;
+    /// a failed one is `processing_failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocessing: Option<Value>,
 }
 document!(TriggerInstance, Collection::TriggerInstances);

@@ -346,6 +346,7 @@ pub fn load_pack(dir: &Path, types: &ContentTypes) -> Result<LoadedPack, PackErr
             t.trigger_type_ref = format!("{}.{}", t.pack, t.name);
             t.uid = format!("trigger_type:{}:{}", t.pack, t.name);
             t.metadata_file = Some(rel(dir, &file));
+            check_preprocessing(&file, "", &t, &mut errs);
             trigger_types.push(t);
         }
     }
@@ -538,7 +539,28 @@ pub fn trigger_type_from_document(
     let mut t: TriggerType = from_document(MetadataKind::TriggerType, file, doc)?;
     t.trigger_type_ref = format!("{}.{}", t.pack, t.name);
     t.uid = format!("trigger_type:{}:{}", t.pack, t.name);
+    let mut errs = Vec::new();
+    check_preprocessing(file, "", &t, &mut errs);
+    if !errs.is_empty() {
+        return Err(errs);
+    }
     Ok(t)
+}
+
+/// Reports each trigger preprocessing step that does not compile (bad regex, template,
+/// JSONPath, missing field) as `<prefix>/preprocessing/<i>`.
+fn check_preprocessing(file: &Path, prefix: &str, t: &TriggerType, errs: &mut Vec<ContentError>) {
+    if t.preprocessing.is_empty() {
+        return;
+    }
+    let engine = crate::template::TemplateEngine::new();
+    for (i, reason) in crate::services::preprocess::check(&engine, &t.preprocessing) {
+        errs.push(ContentError::new(
+            file,
+            format!("{prefix}/preprocessing/{i}"),
+            reason,
+        ));
+    }
 }
 
 fn check_unique<T>(
@@ -643,6 +665,7 @@ fn load_sensor(
                 tt.trigger_type_ref = format!("{}.{}", tt.pack, tt.name);
                 tt.uid = format!("trigger_type:{}:{}", tt.pack, tt.name);
                 tt.metadata_file = Some(rel(dir, file));
+                check_preprocessing(file, &format!("/trigger_types/{i}"), &tt, &mut errs);
                 s.trigger_types.push(tt.trigger_type_ref.clone());
                 tts.push(tt);
             }
@@ -659,7 +682,19 @@ fn load_sensor(
     s.sensor_ref = format!("{}.{}", s.pack, s.class_name);
     s.uid = format!("sensor_type:{}:{}", s.pack, s.class_name);
     s.metadata_file = Some(rel(dir, file));
-    if !s.entry_point.is_empty() {
+    if let Some(name) = crate::sensors::builtin::builtin_name(&s.entry_point) {
+        // Run by the platform itself: no code file.
+        if !crate::sensors::builtin::BUILTIN_NAMES.contains(&name) {
+            errs.push(ContentError::new(
+                file,
+                "/entry_point",
+                format!(
+                    "unknown built-in sensor \"{name}\" (known: {})",
+                    crate::sensors::builtin::BUILTIN_NAMES.join(", ")
+                ),
+            ));
+        }
+    } else if !s.entry_point.is_empty() {
         let code = dir.join("sensors").join(&s.entry_point);
         if !code.is_file() {
             errs.push(ContentError::new(

@@ -109,6 +109,8 @@ pub struct Catalog {
     /// Auth tokens seen valid: token → (user, expiry as Unix seconds). Tokens cannot be
     /// revoked, only expire, so a cached one is as good as a stored one until its expiry.
     tokens: Cache<(String, i64)>,
+    /// Compiled trigger preprocessing pipelines and their per-type locks.
+    pub preprocessors: super::preprocess::Preprocessors,
 }
 
 impl std::fmt::Debug for Catalog {

@@ -1,9 +1,15 @@
 //! Trigger dispatch: a payload for a trigger becomes a stored `pending` trigger instance (and a
 //! trace), then a message on `st2.trigger_instances_dispatch`. Stored before it is published, so
 //! an acknowledged webhook is never lost.
+//!
+//! A trigger type with `preprocessing:` steps has them applied here, before the instance is
+//! stored ([`super::preprocess`]): the stored payload carries what the steps extracted, and a
+//! rejected, suppressed or failed instance is stored with its `preprocessing` record and never
+//! published.
 
 use serde_json::{json, Value};
 
+use super::preprocess::Verdict;
 use super::{now_iso, Ctx, ServiceError};
 use crate::bus::names;
 use crate::model::{Trace, TraceComponent, Trigger, TriggerInstance, TriggerType};
@@ -71,13 +77,47 @@ pub async fn dispatch_with(
         .validate_payload(&payload)
         .map_err(ServiceError::Schema)?;
     let trigger = &resolved.trigger;
+    let mut payload = payload;
+    // Preprocessing: decided under the trigger type's lock, held until the instance and the
+    // state writes are stored together, so instances of a type are decided in arrival order.
+    let mut state_writes = Vec::new();
+    let mut verdict = Verdict::Accept;
+    let mut preprocess_guard = None;
+    if let Some(tt) = resolved
+        .trigger_type
+        .as_ref()
+        .filter(|tt| !tt.preprocessing.is_empty())
+    {
+        let pipeline = ctx.catalog.preprocessors.pipeline(
+            &ctx.engine,
+            &tt.trigger_type_ref,
+            &tt.preprocessing,
+        );
+        preprocess_guard = Some(ctx.catalog.preprocessors.lock(&tt.trigger_type_ref).await);
+        let mut render = crate::template::RenderContext::new();
+        if let Some(kv) = &ctx.kv {
+            render = render.with_kv(kv.clone(), None);
+        }
+        (verdict, state_writes) = pipeline
+            .run(&*ctx.store, &render, &mut payload, chrono::Utc::now())
+            .await?;
+    }
+    let (status, record) = match &verdict {
+        Verdict::Accept => ("pending", None),
+        Verdict::Drop(r) => ("processed", Some(r.to_json())),
+        Verdict::Fail(r) => ("processing_failed", Some(r.to_json())),
+    };
+    if let Verdict::Drop(r) | Verdict::Fail(r) = &verdict {
+        tracing::debug!(trigger = %trigger.trigger_ref, outcome = r.outcome, step = r.step, reason = %r.reason, "trigger instance preprocessed");
+    }
     let now = now_iso();
     let mut ti = TriggerInstance {
         id: String::new(),
         trigger: trigger.trigger_ref.clone(),
         payload,
         occurrence_time: now.clone(),
-        status: "pending".into(),
+        status: status.into(),
+        preprocessing: record,
     };
     let w_ti = Repo::<TriggerInstance>::to_write(&mut ti)?;
     let component = TraceComponent {
@@ -111,7 +151,13 @@ pub async fn dispatch_with(
         },
     };
     let w_trace = Repo::<Trace>::to_write(&mut trace)?;
-    ctx.store.apply(vec![w_ti, w_trace]).await?;
+    let mut writes = vec![w_ti, w_trace];
+    writes.extend(state_writes);
+    ctx.store.apply(writes).await?;
+    drop(preprocess_guard);
+    if verdict != Verdict::Accept {
+        return Ok(ti); // stored with its record; never reaches the rules engine
+    }
     let msg = json!({"trigger_instance": ti, "trace_id": trace.id});
     let (x, rk) = (
         names::TRIGGER_INSTANCES_DISPATCH,

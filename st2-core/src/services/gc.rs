@@ -1,6 +1,7 @@
 //! The garbage collector role: deletes completed executions, trigger instances, rule
 //! enforcements and traces older than their configured TTL (days, StackStorm's
-//! `[garbagecollector]` options; unset = kept), expired datastore keys and expired tokens.
+//! `[garbagecollector]` options; unset = kept), expired datastore keys, expired tokens and
+//! expired trigger preprocessing state.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -167,6 +168,10 @@ impl GarbageCollector {
         if let Some(ds) = &self.ctx.datastore {
             r.keys = ds.purge_expired().await.unwrap_or(0);
         }
+        // Expired trigger preprocessing state (dedup keys, throttle windows).
+        if let Err(e) = super::preprocess::purge_expired(&self.ctx).await {
+            tracing::warn!(error = %e, "purging expired preprocessing state failed");
+        }
         Ok(r)
     }
 }
@@ -203,6 +208,7 @@ mod tests {
             payload: serde_json::json!({}),
             occurrence_time: when.into(),
             status: "processed".into(),
+            preprocessing: None,
         }
     }
 

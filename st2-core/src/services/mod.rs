@@ -15,6 +15,7 @@
 //! - [`kv_access`]: the datastore as Python actions see it.
 //! - [`pack_ops`]: pack install/uninstall (stand-in for the `packs.*` workflows), config saves.
 //! - [`workflows`]: Orquesta workflows run as executions with child executions.
+//! - [`preprocess`]: per-trigger-type preprocessing steps, applied at dispatch.
 //! - [`context`]: what every service shares.
 //! - [`catalog`]: registration-time content (actions, configs, policies, triggers), cached.
 
@@ -29,6 +30,7 @@ pub mod kv_access;
 pub mod lease;
 pub mod notifier;
 pub mod pack_ops;
+pub mod preprocess;
 pub mod rules_engine;
 pub mod scheduler;
 pub mod timers;

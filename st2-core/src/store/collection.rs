@@ -51,11 +51,13 @@ pub enum Collection {
     TaskExecutions,
     /// Leases: a named lease held by one process at a time (singleton roles, sensors).
     Leases,
+    /// Trigger preprocessing state (duplicate keys, throttle windows, last values), expiring.
+    PreprocessState,
 }
 
 impl Collection {
     /// Every collection.
-    pub const ALL: [Collection; 24] = [
+    pub const ALL: [Collection; 25] = [
         Self::Packs,
         Self::Actions,
         Self::Rules,
@@ -80,6 +82,7 @@ impl Collection {
         Self::WorkflowExecutions,
         Self::TaskExecutions,
         Self::Leases,
+        Self::PreprocessState,
     ];
 
     /// Table / collection name in the backend.
@@ -109,6 +112,7 @@ impl Collection {
             Self::WorkflowExecutions => "workflow_executions",
             Self::TaskExecutions => "task_executions",
             Self::Leases => "leases",
+            Self::PreprocessState => "trigger_preprocess_state",
         }
     }
 
@@ -136,6 +140,7 @@ impl Collection {
             Self::WorkflowExecutions => &["action_execution", "closed"],
             Self::TaskExecutions => &["workflow_execution"],
             Self::Leases => &[],
+            Self::PreprocessState => &["expire_timestamp"],
         }
     }
 }

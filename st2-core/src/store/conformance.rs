@@ -369,6 +369,7 @@ pub async fn round_trip_every_model(store: Arc<dyn Store>) {
             parameters_schema: JsonMap::new(),
             tags: vec![],
             metadata_file: None,
+            preprocessing: vec![],
         },
     )
     .await;
@@ -381,6 +382,7 @@ pub async fn round_trip_every_model(store: Arc<dyn Store>) {
             payload: json!({"body": {"n": 1, "f": 0.1, "s": "é\"\\"}, "headers": []}),
             occurrence_time: T0.into(),
             status: "processed".into(),
+            preprocessing: None,
         },
     )
     .await;

@@ -80,7 +80,7 @@ fn backend(context: impl std::fmt::Display) -> impl FnOnce(MongoError) -> StoreE
 fn expiry_field(c: Collection) -> Option<&'static str> {
     match c {
         Collection::Tokens => Some("expiry"),
-        Collection::KeyValuePairs => Some("expire_timestamp"),
+        Collection::KeyValuePairs | Collection::PreprocessState => Some("expire_timestamp"),
         _ => None,
     }
 }
