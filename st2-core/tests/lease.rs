@@ -21,35 +21,35 @@ async fn one_holder_renewal_takeover_and_release() {
     let b = Lease::new(s.clone(), "timersengine", "node-b", ttl);
 
     assert_eq!(
-        a.try_acquire().await.unwrap(),
+        a.try_acquire().await.expect("store"),
         Some(1),
         "free lease is taken"
     );
     assert_eq!(
-        b.try_acquire().await.unwrap(),
+        b.try_acquire().await.expect("store"),
         None,
         "held lease is refused"
     );
     assert_eq!(
-        a.try_acquire().await.unwrap(),
+        a.try_acquire().await.expect("store"),
         Some(1),
         "holder renews, same epoch"
     );
-    let st = a.state().await.unwrap().expect("stored");
+    let st = a.state().await.expect("store").expect("stored");
     assert_eq!(st.holder, "node-a");
     assert_eq!(st.version, 2);
 
     tokio::time::sleep(ttl + Duration::from_millis(50)).await;
     assert_eq!(
-        b.try_acquire().await.unwrap(),
+        b.try_acquire().await.expect("store"),
         Some(2),
         "expired lease taken over, epoch grows"
     );
-    assert_eq!(a.try_acquire().await.unwrap(), None, "old holder lost it");
-    assert!(!a.release().await.unwrap(), "non-holder cannot release");
-    assert!(b.release().await.unwrap(), "holder releases");
+    assert_eq!(a.try_acquire().await.expect("store"), None, "old holder lost it");
+    assert!(!a.release().await.expect("store"), "non-holder cannot release");
+    assert!(b.release().await.expect("store"), "holder releases");
     assert_eq!(
-        a.try_acquire().await.unwrap(),
+        a.try_acquire().await.expect("store"),
         Some(3),
         "released lease is free at once"
     );
@@ -61,11 +61,11 @@ async fn racing_holders_exactly_one_wins() {
     let mut tasks = Vec::new();
     for i in 0..12 {
         let l = Lease::new(s.clone(), "gc", format!("node-{i}"), Duration::from_secs(5));
-        tasks.push(tokio::spawn(async move { l.try_acquire().await.unwrap() }));
+        tasks.push(tokio::spawn(async move { l.try_acquire().await.expect("store") }));
     }
     let mut won = 0;
     for t in tasks {
-        if t.await.unwrap().is_some() {
+        if t.await.expect("store").is_some() {
             won += 1;
         }
     }
@@ -105,7 +105,7 @@ async fn singleton_fails_over_when_the_holder_dies_or_stops() {
         .worker_threads(1)
         .enable_all()
         .build()
-        .unwrap();
+        .expect("runtime");
     rt_a.spawn(
         Singleton::new(Lease::new(s.clone(), "timers", "node-a", ttl))
             .run(CancellationToken::new(), work(act.clone())),
@@ -122,8 +122,8 @@ async fn singleton_fails_over_when_the_holder_dies_or_stops() {
     let holder = Lease::new(s.clone(), "timers", "probe", ttl)
         .state()
         .await
-        .unwrap()
-        .unwrap()
+        .expect("ok")
+        .expect("ok")
         .holder;
     assert_eq!(holder, "node-a");
 
@@ -139,8 +139,8 @@ async fn singleton_fails_over_when_the_holder_dies_or_stops() {
     let st = Lease::new(s.clone(), "timers", "probe", ttl)
         .state()
         .await
-        .unwrap()
-        .unwrap();
+        .expect("ok")
+        .expect("ok");
     assert_eq!(st.holder, "node-b");
     assert_eq!(st.epoch, 2);
 
@@ -151,7 +151,7 @@ async fn singleton_fails_over_when_the_holder_dies_or_stops() {
             .run(stop_c.clone(), work(act.clone())),
     );
     stop_b.cancel();
-    b.await.unwrap();
+    b.await.expect("store");
     let mut waited = Duration::ZERO;
     while act.runs.load(Ordering::SeqCst) < 3 {
         assert!(
@@ -167,6 +167,6 @@ async fn singleton_fails_over_when_the_holder_dies_or_stops() {
         "never two active at once"
     );
     stop_c.cancel();
-    c.await.unwrap();
+    c.await.expect("store");
     assert_eq!(act.active.load(Ordering::SeqCst), 0);
 }
