@@ -25,6 +25,8 @@ struct Run {
     inputs: BTreeMap<String, Vec<Value>>,
     timers: Vec<String>,
     max_in_flight: usize,
+    /// Workflow statuses announced (`Command::Status`), in order.
+    statuses: Vec<String>,
     finished: Option<(WorkflowStatus, Value)>,
 }
 
@@ -84,6 +86,9 @@ fn drive_persisting(
     let mut in_flight: VecDeque<(usize, Option<usize>, String, Value)> = VecDeque::new();
     let mut timers: VecDeque<usize> = VecDeque::new();
     let mut used: BTreeMap<String, usize> = BTreeMap::new();
+    // Inquiries waiting for their response (scripted `pending`): answered once nothing else
+    // is in flight, with the scripted result.
+    let mut answers: VecDeque<(usize, Value)> = VecDeque::new();
     let mut cmds = first;
     for _ in 0..max_events {
         for cmd in cmds.drain(..) {
@@ -108,6 +113,7 @@ fn drive_persisting(
                     timers.push_back(instance);
                 }
                 Command::Finished { status, result } => run.finished = Some((status, result)),
+                Command::Status(s) => run.statuses.push(s.as_str().to_string()),
                 _ => {}
             }
         }
@@ -119,6 +125,15 @@ fn drive_persisting(
                 .get(&task)
                 .and_then(|list| list.get(*n).or(list.last()));
             *n += 1;
+            if script.is_some_and(|s| s["status"] == "pending") {
+                let result = script.map(|s| s["result"].clone()).unwrap_or_default();
+                answers.push_back((instance, result));
+                cmds = wf.apply(Event::ActionPending { instance });
+                if let Some(store) = store.as_deref_mut() {
+                    store.save(&mut wf);
+                }
+                continue;
+            }
             let (status, result) = match script {
                 Some(s) => (
                     match s["status"].as_str() {
@@ -135,6 +150,13 @@ fn drive_persisting(
                 instance,
                 item,
                 status,
+                result,
+            }
+        } else if let Some((instance, result)) = answers.pop_front() {
+            Event::ActionCompleted {
+                instance,
+                item: None,
+                status: ActionStatus::Succeeded,
                 result,
             }
         } else {
@@ -212,6 +234,9 @@ fn fixture_corpus() {
             "{name}: status ({result})"
         );
         assert_eq!(result["output"], expect["output"], "{name}: output");
+        if let Some(statuses) = expect.get("statuses") {
+            assert_eq!(json!(run.statuses), *statuses, "{name}: workflow statuses");
+        }
         if let Some(timers) = expect.get("timers") {
             assert_eq!(json!(run.timers), *timers, "{name}: timers");
         }

@@ -67,7 +67,8 @@ pub(super) async fn carry_out(
                 tracing::debug!(workflow = %doc.id, error = %e, "workflow error logged");
             }
             Command::Finished { status, result } => {
-                finish_parent(ctx, &doc.action_execution, status, result).await?;
+                let timed_out = live.as_ref().is_some_and(|l| l.wf.state.header.timed_out);
+                finish_parent(ctx, &doc.action_execution, status, timed_out, result).await?;
                 close(ctx, &doc.id).await?;
             }
         }
@@ -249,7 +250,57 @@ pub async fn child_completed(ctx: &Ctx, child: &Execution) -> Result<(), Service
     };
     let decide = move |wf: &Workflow| {
         let r = wf.state.records.get(instance)?;
+        let waiting = matches!(
+            r.status,
+            TaskStatus::Running | TaskStatus::Pending | TaskStatus::Paused
+        );
+        (waiting && r.retry_tally == retry).then(|| event.clone())
+    };
+    process(ctx, &wf_id, Box::new(decide)).await
+}
+
+/// Applies a child execution that went `pending` (an inquiry waits for its response) or
+/// `paused` (a nested workflow paused) to its workflow.
+pub async fn child_suspended(ctx: &Ctx, child: &Execution) -> Result<(), ServiceError> {
+    let Some(wf_id) = orquesta_field(child, "workflow_execution_id")
+        .and_then(Value::as_str)
+        .map(String::from)
+    else {
+        return Ok(());
+    };
+    let Some(instance) = orquesta_field(child, "instance")
+        .and_then(Value::as_u64)
+        .and_then(|i| usize::try_from(i).ok())
+    else {
+        return Ok(());
+    };
+    let retry = orquesta_field(child, "retry")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let event = match child.status {
+        ExecutionStatus::Pending => Event::ActionPending { instance },
+        ExecutionStatus::Paused => Event::ActionPaused { instance },
+        _ => return Ok(()),
+    };
+    let decide = move |wf: &Workflow| {
+        let r = wf.state.records.get(instance)?;
         (r.status == TaskStatus::Running && r.retry_tally == retry).then(|| event.clone())
     };
     process(ctx, &wf_id, Box::new(decide)).await
+}
+
+/// Fires [`Event::TimedOut`] for workflow `wf_id` in `delay_ms` milliseconds (unless it has
+/// finished by then).
+pub(super) fn arm_timeout(ctx: &Ctx, wf_id: &str, delay_ms: u64) {
+    let (ctx, wf_id) = (ctx.clone(), wf_id.to_string());
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(delay_ms)) => {}
+        }
+        let decide = |wf: &Workflow| (!wf.state.header.finished).then_some(Event::TimedOut);
+        if let Err(e) = process(&ctx, &wf_id, Box::new(decide)).await {
+            tracing::warn!(workflow = %wf_id, error = %e, "timeout event failed");
+        }
+    });
 }

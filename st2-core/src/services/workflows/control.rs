@@ -9,7 +9,7 @@ use super::{find_by_execution, LIVE_PARENT};
 use crate::model::{Execution, ExecutionStatus, JsonMap};
 use crate::services::executions::{self};
 use crate::services::{Ctx, ServiceError};
-use crate::store::Collection;
+use crate::store::{repo, Collection, Query};
 use crate::workflow::machine::{Event, WorkflowStatus};
 
 /// Mirrors a (non-final) workflow status on the parent execution.
@@ -33,14 +33,17 @@ pub(super) async fn parent_status(
     Ok(())
 }
 
-/// Ends the parent execution with the workflow's final status and result.
+/// Ends the parent execution with the workflow's final status and result (`timeout` when the
+/// workflow was ended by its timeout).
 pub(super) async fn finish_parent(
     ctx: &Ctx,
     parent: &str,
     status: WorkflowStatus,
+    timed_out: bool,
     result: Value,
 ) -> Result<(), ServiceError> {
     let to = match status {
+        _ if timed_out => ExecutionStatus::Timeout,
         WorkflowStatus::Succeeded => ExecutionStatus::Succeeded,
         WorkflowStatus::Canceled => ExecutionStatus::Canceled,
         _ => ExecutionStatus::Failed,
@@ -91,6 +94,27 @@ pub async fn control(ctx: &Ctx, exec: &Execution) -> Result<(), ServiceError> {
     if finished {
         forget(&doc.id);
     }
+    match &event {
+        Event::PauseRequested => {
+            nested(
+                ctx,
+                &exec.id,
+                ExecutionStatus::Running,
+                ExecutionStatus::Pausing,
+            )
+            .await?;
+        }
+        Event::ResumeRequested => {
+            nested(
+                ctx,
+                &exec.id,
+                ExecutionStatus::Paused,
+                ExecutionStatus::Resuming,
+            )
+            .await?;
+        }
+        _ => {}
+    }
     match (event, status) {
         (Event::ResumeRequested, Some(WorkflowStatus::Running)) => {
             parent_status(ctx, &exec.id, WorkflowStatus::Running).await?;
@@ -100,6 +124,33 @@ pub async fn control(ctx: &Ctx, exec: &Execution) -> Result<(), ServiceError> {
         }
         (Event::CancelRequested, _) => cancel_children(ctx, &exec.id, None).await?,
         _ => {}
+    }
+    Ok(())
+}
+
+/// Moves the nested workflows among the children of `parent` from `from` to `to`: a pause or
+/// resume of a workflow cascades into the workflows its tasks run (their engine applies it).
+async fn nested(
+    ctx: &Ctx,
+    parent: &str,
+    from: ExecutionStatus,
+    to: ExecutionStatus,
+) -> Result<(), ServiceError> {
+    let q = Query::all()
+        .eq("parent", parent)
+        .eq("status", from.as_str());
+    for child in repo::<Execution>(&*ctx.store).find(&q).await? {
+        let runner = child
+            .runner
+            .get("name")
+            .and_then(Value::as_str)
+            .or_else(|| child.action.get("runner_type").and_then(Value::as_str));
+        if !runner.is_some_and(super::handles) {
+            continue;
+        }
+        if let Err(e) = executions::transition(ctx, &child.id, &[from], to, JsonMap::new()).await {
+            tracing::info!(execution = %child.id, error = %e, "nested workflow not moved");
+        }
     }
     Ok(())
 }

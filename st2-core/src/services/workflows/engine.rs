@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::children::child_completed;
+use super::children::{child_completed, child_suspended};
 use super::control::control;
-use super::{COMPLETED_STATUSES, CONCURRENCY, CONTROL_QUEUE, CONTROL_STATUSES};
+use super::{CONCURRENCY, CONTROL_QUEUE, CONTROL_STATUSES};
 use crate::bus::{names, Delivery, SubscribeSpec, Subscription};
 use crate::model::Execution;
 use crate::services::{Ctx, ServiceError};
@@ -32,7 +32,7 @@ impl WorkflowEngine {
                 SubscribeSpec::work(
                     names::WORKFLOW_ACTION_UPDATE,
                     names::LIVEACTION_STATUS,
-                    COMPLETED_STATUSES,
+                    names::WORKFLOW_ACTION_UPDATE_KEYS,
                 )
                 .with_prefetch(CONCURRENCY as u16),
             )
@@ -83,6 +83,7 @@ impl WorkflowEngine {
             Some(id) => match repo::<Execution>(&*self.ctx.store).get(&id).await {
                 Ok(Some(e)) if is_control => control(&self.ctx, &e).await,
                 Ok(Some(e)) if e.status.is_completed() => child_completed(&self.ctx, &e).await,
+                Ok(Some(e)) if e.parent.is_some() => child_suspended(&self.ctx, &e).await,
                 Ok(_) => Ok(()),
                 Err(e) => Err(e.into()),
             },

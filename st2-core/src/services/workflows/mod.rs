@@ -8,7 +8,7 @@
 //!   with `parent` and `context.orquesta` (`task_name`, `task_id`, `route`, `item_id`,
 //!   `workflow_execution_id`, ...); timers are tokio timers whose due time is stored.
 //! - [`WorkflowEngine`] consumes child completions (`st2.workflow.action.update`, bound to the
-//!   completed statuses of `st2.liveaction.status`) and control requests (`canceling`,
+//!   completed, `pending` and `paused` statuses of `st2.liveaction.status`) and control requests (`canceling`,
 //!   `pausing`, `resuming` of workflow executions), turning each into a machine event.
 //! - [`recover`]: after a restart, running workflows continue from their stored state: completed
 //!   children are applied, missing children (recorded as started, never requested) requested,
@@ -66,9 +66,6 @@ pub const RUNNER: &str = "orquesta";
 pub const CONTROL_QUEUE: &str = "st2.workflow.control";
 
 /// Status routing keys of completed executions.
-pub(super) const COMPLETED_STATUSES: [&str; 5] =
-    ["succeeded", "failed", "timeout", "canceled", "abandoned"];
-
 /// Status routing keys of control requests.
 pub(super) const CONTROL_STATUSES: [&str; 3] = ["canceling", "pausing", "resuming"];
 
@@ -131,6 +128,9 @@ pub struct WorkflowDoc {
     /// Finished and its parent execution ended too (nothing left for [`recover`]).
     #[serde(default)]
     pub closed: bool,
+    /// When the workflow times out (epoch milliseconds), from the action's `timeout`.
+    #[serde(default)]
+    pub timeout_at: Option<i64>,
 }
 
 /// One task instance (collection `TaskExecutions`).

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use serde_json::{json, Value};
 
-use super::children::{arm_timer, carry_out, completion, orquesta_field};
+use super::children::{arm_timeout, arm_timer, carry_out, completion, orquesta_field};
 use super::control::{close, finish_parent};
 use super::step::{drain, forget, refresh, slot};
 use super::{decode, epoch_ms, WorkflowDoc};
@@ -52,9 +52,10 @@ pub(super) async fn recover_one(
     if l.wf.state.header.finished {
         let status = l.wf.state.header.status;
         let result = l.doc.result.clone().unwrap_or(json!({"output": null}));
+        let timed_out = l.wf.state.header.timed_out;
         drop(guard);
         forget(wf_id);
-        finish_parent(ctx, &parent.id, status, result).await?;
+        finish_parent(ctx, &parent.id, status, timed_out, result).await?;
         return close(ctx, wf_id).await;
     }
     let q = Query::all().eq("parent", parent.id.as_str());
@@ -90,6 +91,9 @@ pub(super) async fn recover_one(
             })
             .collect();
     let now = epoch_ms();
+    if let Some(at) = l.doc.timeout_at {
+        arm_timeout(ctx, wf_id, u64::try_from(at - now).unwrap_or(0));
+    }
     for r in &l.wf.state.records {
         if r.status == TaskStatus::Delayed {
             let due = l

@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::children::carry_out;
+use super::children::{arm_timeout, carry_out};
 use super::kv::kv_for;
 use super::step::{drain, note_commands, slot, Live};
-use super::{encode, find_by_execution, TaskDoc, WorkflowDoc, COMMIT_ATTEMPTS, LIVE_PARENT};
+use super::{
+    encode, epoch_ms, find_by_execution, TaskDoc, WorkflowDoc, COMMIT_ATTEMPTS, LIVE_PARENT,
+};
 use crate::model::{Execution, ExecutionStatus, JsonMap};
 use crate::services::executions::{self};
 use crate::services::{now_iso, Ctx, ServiceError};
@@ -83,12 +85,18 @@ pub async fn start(ctx: &Ctx, exec: &Execution) -> Result<(), ServiceError> {
         }
     };
     let config = executions::pack_config(ctx, &action.pack).await?;
-    let input = (|| -> Result<JsonMap, ServiceError> {
+    let input = (|| -> Result<(JsonMap, Option<u64>), ServiceError> {
         let r = executions::renderer(ctx, &action, &runner, &exec.context, config)?;
         let params = r.render_final(&executions::open_secrets(ctx, &exec.parameters)?)?;
-        Ok(r.split(&params).1)
+        // The action's `timeout` (seconds), as StackStorm's action runners read it.
+        let timeout = params.get("timeout").and_then(|t| {
+            t.as_u64()
+                .or_else(|| t.as_f64().map(|f| f.max(0.0) as u64))
+                .or_else(|| t.as_str().and_then(|s| s.trim().parse().ok()))
+        });
+        Ok((r.split(&params).1, timeout.filter(|t| *t > 0)))
     })();
-    let input = match input {
+    let (input, timeout) = match input {
         Ok(i) => i,
         Err(e) => return fail_start(ctx, exec, vec![content_error(e.to_string())]).await,
     };
@@ -116,6 +124,9 @@ pub async fn start(ctx: &Ctx, exec: &Execution) -> Result<(), ServiceError> {
         start_timestamp: now_iso(),
         end_timestamp: None,
         closed: false,
+        timeout_at: timeout.map(|t| {
+            epoch_ms().saturating_add(i64::try_from(t.saturating_mul(1000)).unwrap_or(i64::MAX / 2))
+        }),
     };
     note_commands(&mut doc, &wf, &cmds);
     let mut writes = vec![Write::Put {
@@ -132,6 +143,9 @@ pub async fn start(ctx: &Ctx, exec: &Execution) -> Result<(), ServiceError> {
     link_parent(ctx, &exec.id, &doc.id).await?;
     tracing::info!(execution = %exec.id, workflow = %doc.id, "workflow started");
     let wf_id = doc.id.clone();
+    if let Some(t) = timeout {
+        arm_timeout(ctx, &wf_id, t.saturating_mul(1000));
+    }
     let s = slot(&wf_id);
     let mut guard = s.lock().await;
     *guard = Some(Live {

@@ -399,6 +399,19 @@ impl Workflow {
         result: Value,
         cmds: &mut Vec<Command>,
     ) {
+        let suspended = self.state.records.get(id).is_some_and(|r| {
+            matches!(r.status, TaskStatus::Pending | TaskStatus::Paused)
+                && r.items.is_none()
+                && item.is_none()
+        });
+        if suspended && !self.held_records_contain(id) {
+            // The response to an inquiry (or a paused nested workflow that went on): the
+            // workflow resumes, as StackStorm resumes it when an inquiry is answered.
+            self.resume(cmds);
+            if self.state.records[id].status != TaskStatus::Running {
+                self.set_record_status(id, TaskStatus::Running);
+            }
+        }
         let wf_status = self.state.header.status;
         let Some(r) = self.state.records.get_mut(id) else {
             return;
@@ -467,6 +480,9 @@ impl Workflow {
             return;
         }
         match self.state.header.status {
+            WorkflowStatus::Running if self.has_suspended() => {
+                self.set_status(WorkflowStatus::Paused, cmds);
+            }
             WorkflowStatus::Running => {
                 let unreachable: Vec<String> = self
                     .state

@@ -18,13 +18,20 @@
 //! | paused, pausing | resume requested                            | running                |
 //! | canceling   | last active task completed                      | canceled               |
 //! | failed      | last active task completed                      | failed, finished       |
+//! | running     | task pending (inquiry)                          | pausing / paused (³)   |
+//! | running     | nothing active, a task pending or paused (⁴)    | paused                 |
+//! | paused, pausing | pending/paused task's action completed      | running                |
+//! | any live    | timed out                                       | canceling / canceled (⁵) |
 //!
 //! (¹) an unsatisfied join left behind fails the workflow (`UnreachableJoinError`); an error
 //! rendering the output too. (²) failing is immediate; tasks already running complete (their
 //! transitions are not followed, except tasks routed next to a `fail` command), then
 //! [`Command::Finished`] is emitted. (³) "…ing" while tasks are active, "…ed" when none are.
+//! (⁴) a task is paused when its action (a nested workflow) paused. (⁵) with
+//! [`WorkflowHeader::timed_out`] set; the service ends the execution `timeout`.
 //!
-//! Task status: `delayed` (waiting for a delay or retry timer) → `running` → `succeeded` |
+//! Task status: `delayed` (waiting for a delay or retry timer) → `running` (↔ `pending` while
+//! an inquiry waits, ↔ `paused` while a nested workflow is paused) → `succeeded` |
 //! `failed` (action failed or timed out) | `canceled`; a retry puts a completed task back to
 //! `delayed`/`running` (the same record, its `retry_tally` incremented).
 //!
@@ -47,6 +54,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+mod control;
 mod engine;
 mod transitions;
 
@@ -102,8 +110,11 @@ pub enum TaskStatus {
     Failed,
     /// Canceled.
     Canceled,
-    /// Held by a workflow pause (not active; runs on resume).
+    /// Held by a workflow pause (not active; runs on resume), or its action (a workflow)
+    /// paused.
     Paused,
+    /// Its action waits for a response (an inquiry, `core.ask`); not active.
+    Pending,
 }
 
 impl TaskStatus {
@@ -116,6 +127,7 @@ impl TaskStatus {
             TaskStatus::Failed => "failed",
             TaskStatus::Canceled => "canceled",
             TaskStatus::Paused => "paused",
+            TaskStatus::Pending => "pending",
         }
     }
 
@@ -163,6 +175,22 @@ pub enum Event {
     ResumeRequested,
     /// Cancel requested.
     CancelRequested,
+    /// The action execution of task instance `instance` went `pending` (an inquiry waits for
+    /// its response): the task is pending and the workflow pauses (`pausing` while other
+    /// tasks are active, then `paused`). Its completion (the response) resumes the workflow.
+    ActionPending {
+        /// Task record index.
+        instance: usize,
+    },
+    /// The action execution of task instance `instance` (a nested workflow) paused: the task
+    /// is paused; the workflow pauses once nothing else is active.
+    ActionPaused {
+        /// Task record index.
+        instance: usize,
+    },
+    /// The workflow ran past its timeout: running tasks are canceled and the workflow ends
+    /// (status canceled, [`WorkflowHeader::timed_out`] set).
+    TimedOut,
 }
 
 /// Something the workflow service must do.
@@ -310,6 +338,9 @@ pub struct WorkflowHeader {
     pub output: Option<Value>,
     /// Whether [`Command::Finished`] was emitted.
     pub finished: bool,
+    /// Whether the workflow ended because it ran past its timeout ([`Event::TimedOut`]).
+    #[serde(default)]
+    pub timed_out: bool,
 }
 
 /// The whole workflow state (besides the spec): the header and the task records, plus
@@ -419,6 +450,7 @@ impl Workflow {
                     items_waiting: BTreeSet::new(),
                     output: None,
                     finished: false,
+                    timed_out: false,
                 },
                 records: Vec::new(),
                 statuses: BTreeMap::new(),
@@ -538,48 +570,19 @@ impl Workflow {
                     self.set_status(WorkflowStatus::Pausing, &mut cmds);
                 }
             }
-            Event::ResumeRequested => {
-                if matches!(
-                    self.state.header.status,
-                    WorkflowStatus::Paused | WorkflowStatus::Pausing
-                ) {
-                    self.set_status(WorkflowStatus::Running, &mut cmds);
-                    self.queue
-                        .extend(std::mem::take(&mut self.state.header.held));
-                    for id in std::mem::take(&mut self.state.header.items_waiting) {
-                        if self.state.records[id].status == TaskStatus::Paused {
-                            self.set_record_status(id, TaskStatus::Running);
-                        }
-                        self.start_items(id, &mut cmds);
-                    }
+            Event::ResumeRequested => self.resume(&mut cmds),
+            Event::CancelRequested => self.cancel(&mut cmds),
+            Event::TimedOut => {
+                if !self.state.header.finished {
+                    self.state.header.timed_out = true;
+                    self.cancel(&mut cmds);
                 }
             }
-            Event::CancelRequested => {
-                if !matches!(
-                    self.state.header.status,
-                    WorkflowStatus::Canceled | WorkflowStatus::Succeeded | WorkflowStatus::Failed
-                ) {
-                    self.set_status(WorkflowStatus::Canceling, &mut cmds);
-                    self.state.header.held.clear();
-                    self.state.header.items_waiting.clear();
-                    for id in 0..self.state.records.len() {
-                        let r = &self.state.records[id];
-                        match r.status {
-                            TaskStatus::Running => cmds.push(Command::CancelTask {
-                                task: r.task.clone(),
-                                instance: id,
-                            }),
-                            TaskStatus::Delayed | TaskStatus::Paused => {
-                                self.queue.push_back(Work::Complete(
-                                    id,
-                                    TaskStatus::Canceled,
-                                    Value::Null,
-                                ));
-                            }
-                            _ => {}
-                        }
-                    }
-                }
+            Event::ActionPending { instance } => {
+                self.action_suspended(instance, TaskStatus::Pending, &mut cmds);
+            }
+            Event::ActionPaused { instance } => {
+                self.action_suspended(instance, TaskStatus::Paused, &mut cmds);
             }
         }
         self.drain(&mut cmds);
