@@ -590,3 +590,52 @@ fn item_completion_reported_twice_counts_once_and_running_actions_lists_started_
     );
     assert!(running(&wf).is_empty());
 }
+
+#[test]
+fn rerun_from_a_failed_task_keeps_the_original_context() {
+    let spec = Arc::new(
+        WorkflowSpec::parse(
+            r#"version: 1.0
+tasks:
+  a:
+    action: core.echo
+    next:
+      - when: <% succeeded() %>
+        publish: [{from_a: <% result().stdout %>}]
+        do: b
+  b:
+    action: core.echo
+    next:
+      - when: <% succeeded() %>
+        publish: [{from_b: <% result().stdout %>}]
+output:
+  - a: <% ctx().from_a %>
+  - b: <% ctx().from_b %>
+"#,
+        )
+        .expect("valid"),
+    );
+    let script = |v: Value| -> BTreeMap<String, Vec<Value>> {
+        serde_json::from_value(v).expect("script")
+    };
+    let (wf, cmds) = Workflow::new(spec, &Map::new());
+    let first = script(json!({
+        "a": [{"result": {"stdout": "A"}}],
+        "b": [{"status": "failed", "result": {"stdout": ""}}],
+    }));
+    let (mut wf, run) = drive(wf, cmds, &first, 100);
+    assert_eq!(run.finished.expect("finished").0, WorkflowStatus::Failed);
+
+    let err = wf
+        .rerun(&["nowhere".to_string()], &[])
+        .expect_err("unknown task");
+    assert!(err.contains("nowhere"), "{err}");
+
+    let cmds = wf.rerun(&["b".to_string()], &[]).expect("re-run");
+    let second = script(json!({"b": [{"result": {"stdout": "B"}}]}));
+    let (_, run) = drive(wf, cmds, &second, 100);
+    assert_eq!(run.started, ["b"], "only the re-run task runs");
+    let (status, result) = run.finished.expect("finished again");
+    assert_eq!(status, WorkflowStatus::Succeeded, "{result}");
+    assert_eq!(result, json!({"output": {"a": "A", "b": "B"}}));
+}

@@ -11,7 +11,8 @@
 //! - a restart while a child runs: the workflow continues from its stored state.
 //! - an inquiry (`core.ask`) pauses the workflow; the response resumes it;
 //! - pause, resume and cancel cascade into nested workflows;
-//! - the action's `timeout` ends the workflow `timeout` and cancels running tasks.
+//! - the action's `timeout` ends the workflow `timeout` and cancels running tasks;
+//! - re-run from a failed task (`POST /executions/{id}/re_run` with `tasks`).
 
 use std::time::{Duration, Instant};
 
@@ -471,7 +472,8 @@ async fn inquiry_pauses_the_workflow_and_the_response_resumes_it() {
     assert_eq!(done.status, ExecutionStatus::Succeeded, "{:?}", done.result);
     assert_eq!(
         done.result,
-        Some(json!({"output": {"approved": true, "said": "approved true"}}))
+        Some(json!({"output": {"approved": true, "said": "approved True"}})),
+        "a boolean renders as Python renders it"
     );
     let statuses: Vec<&str> = done
         .log
@@ -578,4 +580,56 @@ async fn workflow_timeout_ends_it_and_cancels_running_tasks() {
     );
     let nap = h.wait_done(kids[0]["id"].as_str().expect("id")).await;
     assert_eq!(nap.status, ExecutionStatus::Canceled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_run_from_the_failed_task_keeps_the_original_context() {
+    let h = harness().await;
+    let marker = h.dir.path().join("rerun-marker");
+    let id = run(
+        &h,
+        "wf.rerunnable",
+        json!({"marker": marker.to_string_lossy()}),
+    )
+    .await;
+    let first = h.wait_done(&id).await;
+    assert_eq!(first.status, ExecutionStatus::Failed, "{:?}", first.result);
+    assert_eq!(task_names(&children(&h, &id, 1).await), ["greet", "flaky"]);
+
+    let a = h
+        .post(
+            &format!("/api/v1/executions/{id}/re_run"),
+            json!({"tasks": ["flaky"]}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let rerun = a.body["id"].as_str().expect("id").to_string();
+    let done = h.wait_done(&rerun).await;
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{:?}", done.result);
+    assert_eq!(
+        done.result,
+        Some(json!({"output": {"said": "hello fixed"}})),
+        "greet's publish comes from the original run"
+    );
+    assert_eq!(
+        task_names(&children(&h, &rerun, 1).await),
+        ["flaky", "after"],
+        "greet does not run again"
+    );
+
+    // A task that never ran cannot be re-run from.
+    let a = h
+        .post(
+            &format!("/api/v1/executions/{id}/re_run"),
+            json!({"tasks": ["nowhere"]}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let bad = h.wait_done(a.body["id"].as_str().expect("id")).await;
+    assert_eq!(bad.status, ExecutionStatus::Failed);
+    let message = bad.result.expect("result")["errors"][0]["message"].clone();
+    assert!(
+        message.as_str().is_some_and(|m| m.contains("nowhere")),
+        "{message}"
+    );
 }

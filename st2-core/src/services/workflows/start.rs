@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::children::{arm_timeout, carry_out};
 use super::kv::kv_for;
-use super::step::{drain, note_commands, slot, Live};
+use super::step::{drain, load, note_commands, slot, Live};
 use super::{
     encode, epoch_ms, find_by_execution, TaskDoc, WorkflowDoc, COMMIT_ATTEMPTS, LIVE_PARENT,
 };
@@ -15,7 +15,7 @@ use crate::model::{Execution, ExecutionStatus, JsonMap};
 use crate::services::executions::{self};
 use crate::services::{now_iso, Ctx, ServiceError};
 use crate::store::{repo, Collection, Write};
-use crate::workflow::machine::Workflow;
+use crate::workflow::machine::{Command, Workflow};
 use crate::workflow::spec::WorkflowSpec;
 
 /// Fails execution `exec` (still running) with StackStorm's workflow result shape.
@@ -106,7 +106,16 @@ pub async fn start(ctx: &Ctx, exec: &Execution) -> Result<(), ServiceError> {
         .and_then(Value::as_str)
         .unwrap_or(crate::services::context::SYSTEM_USER)
         .to_string();
-    let (mut wf, cmds) = Workflow::with_kv(spec, &input, kv_for(ctx, &user));
+    let (mut wf, cmds, text) = match rerun_request(exec) {
+        None => {
+            let (wf, cmds) = Workflow::with_kv(spec, &input, kv_for(ctx, &user));
+            (wf, cmds, text)
+        }
+        Some((of, tasks, reset)) => match rerun_from(ctx, &of, &tasks, &reset).await? {
+            Ok(r) => r,
+            Err(m) => return fail_start(ctx, exec, vec![content_error(m)]).await,
+        },
+    };
     let delta = wf.delta();
     let mut doc = WorkflowDoc {
         id: crate::model::new_id(),
@@ -155,6 +164,41 @@ pub async fn start(ctx: &Ctx, exec: &Execution) -> Result<(), ServiceError> {
     });
     let events = carry_out(ctx, &mut guard, cmds).await?;
     drain(ctx, &wf_id, &mut guard, events).await
+}
+
+/// The re-run from tasks `exec` asks for (`context.re-run`: `ref`, `tasks`, `reset`), if any.
+fn rerun_request(exec: &Execution) -> Option<(String, Vec<String>, Vec<String>)> {
+    let rr = exec.context.get("re-run")?;
+    let list = |k: &str| -> Vec<String> {
+        rr.get(k)
+            .and_then(Value::as_array)
+            .map(|l| l.iter().filter_map(Value::as_str).map(String::from).collect())
+            .unwrap_or_default()
+    };
+    let tasks = list("tasks");
+    if tasks.is_empty() {
+        return None;
+    }
+    Some((rr.get("ref")?.as_str()?.to_string(), tasks, list("reset")))
+}
+
+/// The workflow of execution `of` (finished), re-run from `tasks`: its state with the tasks
+/// started again, the commands of that and the original definition. `Ok(Err(reason))` when it
+/// cannot be re-run.
+async fn rerun_from(
+    ctx: &Ctx,
+    of: &str,
+    tasks: &[String],
+    reset: &[String],
+) -> Result<Result<(Workflow, Vec<Command>, String), String>, ServiceError> {
+    let Some(original) = find_by_execution(ctx, of).await? else {
+        return Ok(Err(format!("execution {of} has no workflow run to re-run")));
+    };
+    let Some(live) = load(ctx, &original.id).await? else {
+        return Ok(Err(format!("execution {of} has no workflow run to re-run")));
+    };
+    let Live { mut wf, doc, .. } = live;
+    Ok(wf.rerun(tasks, reset).map(|cmds| (wf, cmds, doc.spec)))
 }
 
 /// Records the workflow run in the parent's `context.workflow_execution` (as StackStorm does).
