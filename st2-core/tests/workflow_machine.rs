@@ -47,30 +47,52 @@ fn drive(
 #[derive(Default)]
 struct Store {
     header: Option<Value>,
+    ctx: Option<Map<String, Value>>,
     records: BTreeMap<usize, Vec<u8>>,
+    items: Vec<Vec<u8>>,
     bytes_written: usize,
 }
 
 impl Store {
     fn save(&mut self, wf: &mut Workflow) {
+        if self.ctx.is_none() {
+            // The initial context is written once (the header leaves it out).
+            let ctx = wf.state.header.ctx.clone();
+            self.bytes_written += serde_json::to_vec(&ctx).expect("ctx").len();
+            self.ctx = Some(ctx);
+        }
         let delta = wf.delta();
         let header = serde_json::to_value(&delta.header).expect("header serializes");
         self.bytes_written += header.to_string().len();
         self.header = Some(header);
+
         for r in delta.records {
             let bytes = serde_json::to_vec(&r).expect("record serializes");
             self.bytes_written += bytes.len();
             self.records.insert(r.instance, bytes);
         }
+        for c in delta.items {
+            let bytes = serde_json::to_vec(&c).expect("item change serializes");
+            self.bytes_written += bytes.len();
+            self.items.push(bytes);
+        }
     }
 
     fn load(&self, spec: Arc<WorkflowSpec>) -> Workflow {
-        let header = serde_json::from_value(self.header.clone().expect("saved")).expect("header");
-        let records = self
+        let mut header: st2_core::workflow::machine::WorkflowHeader =
+            serde_json::from_value(self.header.clone().expect("saved")).expect("header");
+        header.ctx = self.ctx.clone().unwrap_or_default();
+        let mut records: Vec<_> = self
             .records
             .values()
             .map(|b| serde_json::from_slice(b).expect("record"))
             .collect();
+        let items = self
+            .items
+            .iter()
+            .map(|b| serde_json::from_slice(b).expect("item change"))
+            .collect();
+        WorkflowState::apply_items(&mut records, items);
         Workflow::restore(spec, WorkflowState::from_parts(header, records), None)
     }
 }
@@ -615,9 +637,8 @@ output:
         )
         .expect("valid"),
     );
-    let script = |v: Value| -> BTreeMap<String, Vec<Value>> {
-        serde_json::from_value(v).expect("script")
-    };
+    let script =
+        |v: Value| -> BTreeMap<String, Vec<Value>> { serde_json::from_value(v).expect("script") };
     let (wf, cmds) = Workflow::new(spec, &Map::new());
     let first = script(json!({
         "a": [{"result": {"stdout": "A"}}],
@@ -638,4 +659,47 @@ output:
     let (status, result) = run.finished.expect("finished again");
     assert_eq!(status, WorkflowStatus::Succeeded, "{result}");
     assert_eq!(result, json!({"output": {"a": "A", "b": "B"}}));
+}
+
+#[test]
+fn with_items_persists_the_same_bytes_per_item_at_any_count_and_restores() {
+    let text = "version: 1.0\ninput: [xs]\ntasks:\n  each:\n    with:\n      items: x in <% ctx().xs %>\n      concurrency: 10\n    action: core.echo message=\"{{ item('x') }}\"\n    next:\n      - publish: [{n: <% len(result()) %>}]\noutput:\n  - n: <% ctx().n %>\n";
+    let spec = Arc::new(WorkflowSpec::parse(text).expect("valid"));
+    let input = |n: usize| -> Map<String, Value> {
+        json!({"xs": (0..n).collect::<Vec<_>>()})
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let per_item = |n: usize| {
+        let (mut wf, cmds) = Workflow::new(spec.clone(), &input(n));
+        let mut store = Store::default();
+        store.save(&mut wf);
+        let (_, run) = drive_persisting(wf, cmds, &BTreeMap::new(), n + 10, Some(&mut store));
+        let (status, result) = run.finished.expect("finished");
+        assert_eq!(status, WorkflowStatus::Succeeded, "{result}");
+        assert_eq!(result["output"]["n"], json!(n));
+        store.bytes_written / n
+    };
+    let (small, large) = (per_item(500), per_item(4_000));
+    eprintln!("bytes persisted per item: 500 items {small}, 4,000 items {large}");
+    assert!(
+        large * 2 < small * 3,
+        "per-item bytes grow: {small} then {large}"
+    );
+
+    // Half-way, "crash" and reload: the started items run again, the rest follow.
+    let n = 100;
+    let (mut wf, cmds) = Workflow::new(spec.clone(), &input(n));
+    let mut store = Store::default();
+    store.save(&mut wf);
+    let (wf, _) = drive_persisting(wf, cmds, &BTreeMap::new(), n / 2, Some(&mut store));
+    drop(wf);
+    let restored = store.load(spec);
+    let again = restored.running_actions();
+    assert_eq!(again.len(), 10, "the items in flight: {again:?}");
+    let (_, run) = drive(restored, again, &BTreeMap::new(), n + 10);
+    let (status, result) = run.finished.expect("finished after restore");
+    assert_eq!(status, WorkflowStatus::Succeeded, "{result}");
+    assert_eq!(result["output"]["n"], json!(n));
 }

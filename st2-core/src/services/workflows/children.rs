@@ -2,6 +2,7 @@
 //! completed children back into events.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{LazyLock, Mutex};
 
 use serde_json::{json, Map, Value};
 
@@ -62,19 +63,27 @@ pub(super) async fn carry_out(
             Command::CancelTask { instance, .. } => {
                 cancel_children(ctx, &doc.action_execution, Some(instance)).await?;
             }
-            Command::Status(status) => parent_status(ctx, &doc.action_execution, status).await?,
+            Command::Status(status) => {
+                // The children are listed on the parent when it is seen paused, etc.
+                queue_children(ctx, &doc.action_execution, std::mem::take(&mut children));
+                flush_children(ctx, &doc.action_execution).await?;
+                parent_status(ctx, &doc.action_execution, status).await?;
+            }
             Command::Error(e) => {
                 tracing::debug!(workflow = %doc.id, error = %e, "workflow error logged");
             }
             Command::Finished { status, result } => {
                 let timed_out = live.as_ref().is_some_and(|l| l.wf.state.header.timed_out);
+                // Every child is listed on the parent before it ends.
+                queue_children(ctx, &doc.action_execution, std::mem::take(&mut children));
+                flush_children(ctx, &doc.action_execution).await?;
                 finish_parent(ctx, &doc.action_execution, status, timed_out, result).await?;
                 close(ctx, &doc.id).await?;
             }
         }
     }
     if !children.is_empty() {
-        add_children(ctx, &doc.action_execution, children).await?;
+        queue_children(ctx, &doc.action_execution, children);
     }
     Ok(events)
 }
@@ -131,6 +140,55 @@ pub(super) async fn request_child(
     };
     let exec = executions::request_with(ctx, req, Handoff::NoWait).await?;
     Ok(exec.id)
+}
+
+/// Child ids waiting to be appended to their parent's `children`, by parent.
+static NEW_CHILDREN: LazyLock<Mutex<HashMap<String, Vec<String>>>> =
+    LazyLock::new(Default::default);
+
+/// Serialises the appends (a flush that took ids finishes before the next one reads).
+static FLUSH: LazyLock<tokio::sync::Mutex<()>> = LazyLock::new(Default::default);
+
+/// How long new children wait to be appended together: rewriting the parent's list once
+/// per child would cost as much as the list is long (quadratic in a large with-items).
+const CHILDREN_FLUSH_MS: u64 = 20;
+
+/// Queues child ids for the parent's `children`; they are appended within
+/// [`CHILDREN_FLUSH_MS`] (or by [`flush_children`]).
+fn queue_children(ctx: &Ctx, parent: &str, ids: Vec<String>) {
+    if ids.is_empty() {
+        return;
+    }
+    let first = {
+        let mut m = NEW_CHILDREN.lock().unwrap_or_else(|p| p.into_inner());
+        let waiting = m.entry(parent.to_string()).or_default();
+        let first = waiting.is_empty();
+        waiting.extend(ids);
+        first
+    };
+    if first {
+        let (ctx, parent) = (ctx.clone(), parent.to_string());
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(CHILDREN_FLUSH_MS)).await;
+            if let Err(e) = flush_children(&ctx, &parent).await {
+                tracing::warn!(execution = %parent, error = %e, "children not recorded");
+            }
+        });
+    }
+}
+
+/// Appends the queued child ids of `parent` now.
+pub(super) async fn flush_children(ctx: &Ctx, parent: &str) -> Result<(), ServiceError> {
+    let _serial = FLUSH.lock().await;
+    let ids = NEW_CHILDREN
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(parent)
+        .unwrap_or_default();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    add_children(ctx, parent, ids).await
 }
 
 /// Appends child ids to the parent's `children`.

@@ -57,7 +57,7 @@ use super::{Ctx, ServiceError};
 use crate::model::ExecutionStatus;
 use crate::store::{Collection, Query, StoreError};
 
-use crate::workflow::machine::{TaskRecord, WorkflowHeader};
+use crate::workflow::machine::{ItemChange, TaskRecord, WorkflowHeader};
 
 /// The runner type whose executions this service runs.
 pub const RUNNER: &str = "orquesta";
@@ -112,6 +112,9 @@ pub struct WorkflowDoc {
     /// The task records the last event changed (written to `TaskExecutions` after the commit).
     #[serde(default)]
     pub pending: Vec<TaskRecord>,
+    /// The with-items changes of the last event (written as [`ItemDoc`]s after the commit).
+    #[serde(default)]
+    pub pending_items: Vec<ItemChange>,
     /// Number of task records.
     pub records: usize,
     /// Due times (epoch milliseconds) of the timers of delayed records, by record index.
@@ -150,6 +153,63 @@ pub struct TaskDoc {
     pub status: String,
     /// The machine's record.
     pub record: TaskRecord,
+}
+
+/// One with-items change (collection `TaskExecutions`, under `workflow_execution`
+/// `<workflow id>/items` so that loading the task records does not read them): item values
+/// are written once, each item's result once, so an item event costs the same at any count.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ItemDoc {
+    /// `<workflow id>_<instance>_<retry>_values` or `..._<item>`.
+    pub id: String,
+    /// `<workflow id>/items`.
+    pub workflow_execution: String,
+    /// The change.
+    pub change: ItemChange,
+}
+
+impl ItemDoc {
+    pub(super) fn of(wf_id: &str, change: &ItemChange) -> Self {
+        let (instance, retry) = change.record();
+        let id = match change {
+            ItemChange::Values { .. } => format!("{wf_id}_{instance}_{retry}_values"),
+            ItemChange::Progress { .. } => format!("{wf_id}_{instance}_{retry}_progress"),
+            ItemChange::Done { item, .. } => format!("{wf_id}_{instance}_{retry}_{item}"),
+        };
+        ItemDoc {
+            id,
+            workflow_execution: items_key(wf_id),
+            change: change.clone(),
+        }
+    }
+}
+
+/// The initial context of a workflow run (input and vars; collection `TaskExecutions`, id
+/// `<workflow id>_ctx`), written once at start: it can be as large as the input, so it is kept
+/// out of the header, which is read and written per event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CtxDoc {
+    /// `<workflow id>_ctx`.
+    pub id: String,
+    /// `<workflow id>/ctx`.
+    pub workflow_execution: String,
+    /// The context.
+    pub ctx: serde_json::Map<String, Value>,
+}
+
+impl CtxDoc {
+    pub(super) fn of(wf_id: &str, ctx: &serde_json::Map<String, Value>) -> Self {
+        CtxDoc {
+            id: format!("{wf_id}_ctx"),
+            workflow_execution: format!("{wf_id}/ctx"),
+            ctx: ctx.clone(),
+        }
+    }
+}
+
+/// The `workflow_execution` of the item documents of workflow `wf_id`.
+pub(super) fn items_key(wf_id: &str) -> String {
+    format!("{wf_id}/items")
 }
 
 impl TaskDoc {

@@ -9,7 +9,8 @@ use super::children::{arm_timeout, carry_out};
 use super::kv::kv_for;
 use super::step::{drain, load, note_commands, slot, Live};
 use super::{
-    encode, epoch_ms, find_by_execution, TaskDoc, WorkflowDoc, COMMIT_ATTEMPTS, LIVE_PARENT,
+    encode, epoch_ms, find_by_execution, CtxDoc, ItemDoc, TaskDoc, WorkflowDoc, COMMIT_ATTEMPTS,
+    LIVE_PARENT,
 };
 use crate::model::{Execution, ExecutionStatus, JsonMap};
 use crate::services::executions::{self};
@@ -127,6 +128,7 @@ pub async fn start(ctx: &Ctx, exec: &Execution) -> Result<(), ServiceError> {
         trace_context: exec.context.get("trace_context").cloned(),
         state: delta.header,
         pending: Vec::new(),
+        pending_items: Vec::new(),
         records: wf.state.records.len(),
         timers: BTreeMap::new(),
         result: None,
@@ -148,6 +150,20 @@ pub async fn start(ctx: &Ctx, exec: &Execution) -> Result<(), ServiceError> {
             doc: encode(Collection::TaskExecutions, &TaskDoc::of(&doc.id, r))?,
         });
     }
+    // The items as they are now (a re-run copies them from the original run).
+    for c in &wf.state.item_snapshot() {
+        writes.push(Write::Put {
+            collection: Collection::TaskExecutions,
+            doc: encode(Collection::TaskExecutions, &ItemDoc::of(&doc.id, c))?,
+        });
+    }
+    writes.push(Write::Put {
+        collection: Collection::TaskExecutions,
+        doc: encode(
+            Collection::TaskExecutions,
+            &CtxDoc::of(&doc.id, &wf.state.header.ctx),
+        )?,
+    });
     ctx.store.apply(writes).await?;
     link_parent(ctx, &exec.id, &doc.id).await?;
     tracing::info!(execution = %exec.id, workflow = %doc.id, "workflow started");
@@ -172,7 +188,12 @@ fn rerun_request(exec: &Execution) -> Option<(String, Vec<String>, Vec<String>)>
     let list = |k: &str| -> Vec<String> {
         rr.get(k)
             .and_then(Value::as_array)
-            .map(|l| l.iter().filter_map(Value::as_str).map(String::from).collect())
+            .map(|l| {
+                l.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let tasks = list("tasks");

@@ -8,7 +8,9 @@ use serde_json::{json, Value};
 
 use super::children::carry_out;
 use super::kv::kv_for;
-use super::{decode, encode, epoch_ms, TaskDoc, WorkflowDoc, COMMIT_ATTEMPTS};
+use super::{
+    decode, encode, epoch_ms, items_key, CtxDoc, ItemDoc, TaskDoc, WorkflowDoc, COMMIT_ATTEMPTS,
+};
 use crate::model::JsonMap;
 use crate::services::{now_iso, Ctx, ServiceError};
 use crate::store::{Collection, Query, Write};
@@ -78,7 +80,15 @@ pub(super) async fn load(ctx: &Ctx, wf_id: &str) -> Result<Option<Live>, Service
     let Some(doc) = ctx.store.get(Collection::WorkflowExecutions, wf_id).await? else {
         return Ok(None);
     };
-    let doc: WorkflowDoc = decode(Collection::WorkflowExecutions, doc)?;
+    let mut doc: WorkflowDoc = decode(Collection::WorkflowExecutions, doc)?;
+    let initial = ctx
+        .store
+        .get(Collection::TaskExecutions, &format!("{wf_id}_ctx"))
+        .await?;
+    if let Some(c) = initial {
+        let c: CtxDoc = decode(Collection::TaskExecutions, c)?;
+        doc.state.ctx = c.ctx;
+    }
     let q = Query::all().eq("workflow_execution", wf_id);
     let mut records: Vec<Option<TaskRecord>> = vec![None; doc.records];
     for d in ctx.store.find(Collection::TaskExecutions, &q).await? {
@@ -102,7 +112,25 @@ pub(super) async fn load(ctx: &Ctx, wf_id: &str) -> Result<Option<Live>, Service
         }
         ctx.store.apply(writes).await?;
     }
-    let records: Vec<TaskRecord> = records.into_iter().flatten().collect();
+    let mut records: Vec<TaskRecord> = records.into_iter().flatten().collect();
+    let q = Query::all().eq("workflow_execution", items_key(wf_id).as_str());
+    let mut changes = Vec::new();
+    for d in ctx.store.find(Collection::TaskExecutions, &q).await? {
+        let item: ItemDoc = decode(Collection::TaskExecutions, d)?;
+        changes.push(item.change);
+    }
+    if !doc.pending_items.is_empty() {
+        let mut writes = Vec::new();
+        for c in &doc.pending_items {
+            writes.push(Write::Put {
+                collection: Collection::TaskExecutions,
+                doc: encode(Collection::TaskExecutions, &ItemDoc::of(wf_id, c))?,
+            });
+        }
+        ctx.store.apply(writes).await?;
+        changes.extend(doc.pending_items.iter().cloned());
+    }
+    WorkflowState::apply_items(&mut records, changes);
     let spec = WorkflowSpec::parse(&doc.spec).map_err(|errors| {
         ServiceError::Invalid(format!(
             "stored workflow definition of {wf_id} no longer parses: {}",
@@ -169,6 +197,7 @@ pub(super) async fn step(
         doc.version = l.version + 1;
         doc.state = delta.header;
         doc.pending = delta.records;
+        doc.pending_items = delta.items;
         note_commands(&mut doc, &l.wf, &cmds);
         let mut patch = JsonMap::new();
         if let Value::Object(m) = encode(Collection::WorkflowExecutions, &doc)? {
@@ -201,11 +230,17 @@ pub(super) async fn step(
             *live = None;
             continue;
         }
-        let mut writes = Vec::with_capacity(doc.pending.len());
+        let mut writes = Vec::with_capacity(doc.pending.len() + doc.pending_items.len());
         for r in &doc.pending {
             writes.push(Write::Put {
                 collection: Collection::TaskExecutions,
                 doc: encode(Collection::TaskExecutions, &TaskDoc::of(wf_id, r))?,
+            });
+        }
+        for c in &doc.pending_items {
+            writes.push(Write::Put {
+                collection: Collection::TaskExecutions,
+                doc: encode(Collection::TaskExecutions, &ItemDoc::of(wf_id, c))?,
             });
         }
         if !writes.is_empty() {

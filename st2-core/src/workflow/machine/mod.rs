@@ -56,6 +56,7 @@ use serde_json::{json, Map, Value};
 
 mod control;
 mod engine;
+mod rerun;
 mod transitions;
 
 use super::expr::{self, ExprError, KvSource};
@@ -239,12 +240,16 @@ pub enum Command {
     },
 }
 
-/// With-items progress of one task instance.
+/// With-items progress of one task instance. The per-item lists (`values`, `results`,
+/// `done`) are not serialised with the record: they are persisted as [`ItemChange`]s (see
+/// [`Delta::items`]), so that the cost of an item event does not grow with the item count.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ItemsState {
     /// The item values (`item()`), rendered once when the task started.
+    #[serde(skip)]
     pub values: Vec<Value>,
     /// Results by item (null until completed).
+    #[serde(skip)]
     pub results: Vec<Value>,
     /// Items run at once at most (`None`: all).
     pub concurrency: Option<usize>,
@@ -258,10 +263,70 @@ pub struct ItemsState {
     pub failed: bool,
     /// Whether an item was canceled.
     pub canceled: bool,
-    /// Which items completed (a completion reported twice is ignored); empty in states
-    /// persisted before this field existed.
-    #[serde(default)]
+    /// Which items completed (a completion reported twice is ignored).
+    #[serde(skip)]
     pub done: Vec<bool>,
+}
+
+/// A change to the items of a with-items record, persisted apart from the record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ItemChange {
+    /// The items of record `instance` (try `retry`) were rendered.
+    Values {
+        /// Task record index.
+        instance: usize,
+        /// The record's `retry_tally` then.
+        retry: u64,
+        /// The item values.
+        values: Vec<Value>,
+    },
+    /// The progress counters of record `instance` (try `retry`), as of the latest event that
+    /// changed them (the record itself is not rewritten for an item event).
+    Progress {
+        /// Task record index.
+        instance: usize,
+        /// The record's `retry_tally` then.
+        retry: u64,
+        /// Next item to start.
+        next: usize,
+        /// Items running.
+        active: usize,
+        /// Items completed.
+        completed: usize,
+        /// Whether an item failed.
+        failed: bool,
+        /// Whether an item was canceled.
+        canceled: bool,
+    },
+    /// Item `item` of record `instance` (try `retry`) completed with `result`.
+    Done {
+        /// Task record index.
+        instance: usize,
+        /// The record's `retry_tally` then.
+        retry: u64,
+        /// Item index.
+        item: usize,
+        /// The item's result.
+        result: Value,
+    },
+}
+
+impl ItemChange {
+    /// The record the change belongs to and its try.
+    pub fn record(&self) -> (usize, u64) {
+        match self {
+            ItemChange::Values {
+                instance, retry, ..
+            }
+            | ItemChange::Progress {
+                instance, retry, ..
+            }
+            | ItemChange::Done {
+                instance, retry, ..
+            } => (*instance, *retry),
+        }
+    }
 }
 
 /// One task instance, persisted on its own.
@@ -324,7 +389,9 @@ enum Work {
 pub struct WorkflowHeader {
     /// Status.
     pub status: WorkflowStatus,
-    /// The initial context (input and vars).
+    /// The initial context (input and vars). Not serialised with the header (it can be as
+    /// large as the input, and the header is written per event): persist it once, apart.
+    #[serde(skip)]
     pub ctx: Map<String, Value>,
     /// Errors logged (Orquesta's `errors`: type, message, task_id, route, ...).
     pub errors: Vec<Value>,
@@ -360,6 +427,90 @@ pub struct WorkflowState {
 }
 
 impl WorkflowState {
+    /// Lays persisted [`ItemChange`]s over `records` (those of another try of a record are
+    /// skipped): the item values, then the completed items and their results.
+    pub fn apply_items(records: &mut [TaskRecord], changes: Vec<ItemChange>) {
+        let (values, rest): (Vec<ItemChange>, Vec<ItemChange>) = changes
+            .into_iter()
+            .partition(|c| matches!(c, ItemChange::Values { .. }));
+        let (progress, done): (Vec<ItemChange>, Vec<ItemChange>) = rest
+            .into_iter()
+            .partition(|c| matches!(c, ItemChange::Progress { .. }));
+        for change in values.into_iter().chain(done).chain(progress) {
+            let (instance, retry) = change.record();
+            let Some(r) = records.get_mut(instance).filter(|r| r.retry_tally == retry) else {
+                continue;
+            };
+            let Some(items) = r.items.as_mut() else {
+                continue;
+            };
+            match change {
+                ItemChange::Values { values, .. } => {
+                    let n = values.len();
+                    items.values = values;
+                    items.results = vec![Value::Null; n];
+                    items.done = vec![false; n];
+                }
+                ItemChange::Progress {
+                    next,
+                    active,
+                    completed,
+                    failed,
+                    canceled,
+                    ..
+                } => {
+                    items.next = next;
+                    items.active = active;
+                    items.completed = completed;
+                    items.failed = failed;
+                    items.canceled = canceled;
+                }
+                ItemChange::Done { item, result, .. } => {
+                    if let (Some(slot), Some(d)) =
+                        (items.results.get_mut(item), items.done.get_mut(item))
+                    {
+                        *slot = result;
+                        *d = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every item change that rebuilds the items of the records as they are now (to copy a
+    /// state under a new workflow id).
+    pub fn item_snapshot(&self) -> Vec<ItemChange> {
+        let mut out = Vec::new();
+        for r in &self.records {
+            let Some(items) = &r.items else { continue };
+            out.push(ItemChange::Values {
+                instance: r.instance,
+                retry: r.retry_tally,
+                values: items.values.clone(),
+            });
+            out.push(ItemChange::Progress {
+                instance: r.instance,
+                retry: r.retry_tally,
+                next: items.next,
+                active: items.active,
+                completed: items.completed,
+                failed: items.failed,
+                canceled: items.canceled,
+            });
+            for (i, done) in items.done.iter().enumerate() {
+                if *done {
+                    out.push(ItemChange::Done {
+                        instance: r.instance,
+                        retry: r.retry_tally,
+                        item: i,
+                        result: items.results.get(i).cloned().unwrap_or(Value::Null),
+                    });
+                }
+            }
+        }
+        out
+    }
+
     /// Reassembles a persisted state: the header and every task record.
     pub fn from_parts(header: WorkflowHeader, records: Vec<TaskRecord>) -> Self {
         let mut statuses = BTreeMap::new();
@@ -383,6 +534,9 @@ pub struct Delta {
     pub header: WorkflowHeader,
     /// The task records changed since the last delta.
     pub records: Vec<TaskRecord>,
+    /// The item changes since the last delta (persisted apart from the records).
+    #[serde(default)]
+    pub items: Vec<ItemChange>,
 }
 
 /// A workflow: its spec and state.
@@ -393,6 +547,9 @@ pub struct Workflow {
     pub state: WorkflowState,
     queue: VecDeque<Work>,
     dirty: BTreeSet<usize>,
+    /// Records whose item progress changed (persisted as [`ItemChange::Progress`]).
+    items_dirty: BTreeSet<usize>,
+    item_changes: Vec<ItemChange>,
 }
 
 impl std::fmt::Debug for Workflow {
@@ -458,6 +615,8 @@ impl Workflow {
             },
             queue: VecDeque::new(),
             dirty: BTreeSet::new(),
+            items_dirty: BTreeSet::new(),
+            item_changes: Vec::new(),
         };
         let mut cmds = Vec::new();
         let spec = wf.spec.clone();
@@ -522,6 +681,8 @@ impl Workflow {
             state: WorkflowState::from_parts(state.header, state.records),
             queue: VecDeque::new(),
             dirty: BTreeSet::new(),
+            items_dirty: BTreeSet::new(),
+            item_changes: Vec::new(),
         }
     }
 
@@ -530,15 +691,38 @@ impl Workflow {
         std::mem::take(&mut self.dirty)
     }
 
-    /// What to persist now: the header and the records changed since the last call.
+    /// What to persist now: the header (without its initial context, which does not change
+    /// after the start), the records and the item changes since the last call.
     pub fn delta(&mut self) -> Delta {
         let dirty = self.take_dirty();
+        let mut items = std::mem::take(&mut self.item_changes);
+        for id in std::mem::take(&mut self.items_dirty) {
+            let Some(r) = self.state.records.get(id) else {
+                continue;
+            };
+            if let Some(s) = &r.items {
+                items.push(ItemChange::Progress {
+                    instance: id,
+                    retry: r.retry_tally,
+                    next: s.next,
+                    active: s.active,
+                    completed: s.completed,
+                    failed: s.failed,
+                    canceled: s.canceled,
+                });
+            }
+        }
+        // The initial context is persisted apart (see `WorkflowHeader::ctx`): not copied here.
+        let ctx = std::mem::take(&mut self.state.header.ctx);
+        let header = self.state.header.clone();
+        self.state.header.ctx = ctx;
         Delta {
-            header: self.state.header.clone(),
+            header,
             records: dirty
                 .into_iter()
                 .filter_map(|i| self.state.records.get(i).cloned())
                 .collect(),
+            items,
         }
     }
 

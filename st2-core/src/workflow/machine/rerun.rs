@@ -15,7 +15,9 @@ impl Workflow {
     pub fn rerun(&mut self, tasks: &[String], reset: &[String]) -> Result<Vec<Command>, String> {
         let _ = reset;
         if !self.state.header.finished {
-            return Err("the workflow has not finished: only a completed workflow can be re-run".into());
+            return Err(
+                "the workflow has not finished: only a completed workflow can be re-run".into(),
+            );
         }
         let mut picked = Vec::new();
         let mut missing = Vec::new();
