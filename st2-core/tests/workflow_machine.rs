@@ -25,6 +25,8 @@ struct Run {
     inputs: BTreeMap<String, Vec<Value>>,
     timers: Vec<String>,
     max_in_flight: usize,
+    /// Workflow statuses announced (`Command::Status`), in order.
+    statuses: Vec<String>,
     finished: Option<(WorkflowStatus, Value)>,
 }
 
@@ -45,30 +47,52 @@ fn drive(
 #[derive(Default)]
 struct Store {
     header: Option<Value>,
+    ctx: Option<Map<String, Value>>,
     records: BTreeMap<usize, Vec<u8>>,
+    items: Vec<Vec<u8>>,
     bytes_written: usize,
 }
 
 impl Store {
     fn save(&mut self, wf: &mut Workflow) {
+        if self.ctx.is_none() {
+            // The initial context is written once (the header leaves it out).
+            let ctx = wf.state.header.ctx.clone();
+            self.bytes_written += serde_json::to_vec(&ctx).expect("ctx").len();
+            self.ctx = Some(ctx);
+        }
         let delta = wf.delta();
         let header = serde_json::to_value(&delta.header).expect("header serializes");
         self.bytes_written += header.to_string().len();
         self.header = Some(header);
+
         for r in delta.records {
             let bytes = serde_json::to_vec(&r).expect("record serializes");
             self.bytes_written += bytes.len();
             self.records.insert(r.instance, bytes);
         }
+        for c in delta.items {
+            let bytes = serde_json::to_vec(&c).expect("item change serializes");
+            self.bytes_written += bytes.len();
+            self.items.push(bytes);
+        }
     }
 
     fn load(&self, spec: Arc<WorkflowSpec>) -> Workflow {
-        let header = serde_json::from_value(self.header.clone().expect("saved")).expect("header");
-        let records = self
+        let mut header: st2_core::workflow::machine::WorkflowHeader =
+            serde_json::from_value(self.header.clone().expect("saved")).expect("header");
+        header.ctx = self.ctx.clone().unwrap_or_default();
+        let mut records: Vec<_> = self
             .records
             .values()
             .map(|b| serde_json::from_slice(b).expect("record"))
             .collect();
+        let items = self
+            .items
+            .iter()
+            .map(|b| serde_json::from_slice(b).expect("item change"))
+            .collect();
+        WorkflowState::apply_items(&mut records, items);
         Workflow::restore(spec, WorkflowState::from_parts(header, records), None)
     }
 }
@@ -84,6 +108,9 @@ fn drive_persisting(
     let mut in_flight: VecDeque<(usize, Option<usize>, String, Value)> = VecDeque::new();
     let mut timers: VecDeque<usize> = VecDeque::new();
     let mut used: BTreeMap<String, usize> = BTreeMap::new();
+    // Inquiries waiting for their response (scripted `pending`): answered once nothing else
+    // is in flight, with the scripted result.
+    let mut answers: VecDeque<(usize, Value)> = VecDeque::new();
     let mut cmds = first;
     for _ in 0..max_events {
         for cmd in cmds.drain(..) {
@@ -108,6 +135,7 @@ fn drive_persisting(
                     timers.push_back(instance);
                 }
                 Command::Finished { status, result } => run.finished = Some((status, result)),
+                Command::Status(s) => run.statuses.push(s.as_str().to_string()),
                 _ => {}
             }
         }
@@ -119,6 +147,15 @@ fn drive_persisting(
                 .get(&task)
                 .and_then(|list| list.get(*n).or(list.last()));
             *n += 1;
+            if script.is_some_and(|s| s["status"] == "pending") {
+                let result = script.map(|s| s["result"].clone()).unwrap_or_default();
+                answers.push_back((instance, result));
+                cmds = wf.apply(Event::ActionPending { instance });
+                if let Some(store) = store.as_deref_mut() {
+                    store.save(&mut wf);
+                }
+                continue;
+            }
             let (status, result) = match script {
                 Some(s) => (
                     match s["status"].as_str() {
@@ -135,6 +172,13 @@ fn drive_persisting(
                 instance,
                 item,
                 status,
+                result,
+            }
+        } else if let Some((instance, result)) = answers.pop_front() {
+            Event::ActionCompleted {
+                instance,
+                item: None,
+                status: ActionStatus::Succeeded,
                 result,
             }
         } else {
@@ -212,6 +256,9 @@ fn fixture_corpus() {
             "{name}: status ({result})"
         );
         assert_eq!(result["output"], expect["output"], "{name}: output");
+        if let Some(statuses) = expect.get("statuses") {
+            assert_eq!(json!(run.statuses), *statuses, "{name}: workflow statuses");
+        }
         if let Some(timers) = expect.get("timers") {
             assert_eq!(json!(run.timers), *timers, "{name}: timers");
         }
@@ -564,4 +611,95 @@ fn item_completion_reported_twice_counts_once_and_running_actions_lists_started_
         "{end:?}"
     );
     assert!(running(&wf).is_empty());
+}
+
+#[test]
+fn rerun_from_a_failed_task_keeps_the_original_context() {
+    let spec = Arc::new(
+        WorkflowSpec::parse(
+            r#"version: 1.0
+tasks:
+  a:
+    action: core.echo
+    next:
+      - when: <% succeeded() %>
+        publish: [{from_a: <% result().stdout %>}]
+        do: b
+  b:
+    action: core.echo
+    next:
+      - when: <% succeeded() %>
+        publish: [{from_b: <% result().stdout %>}]
+output:
+  - a: <% ctx().from_a %>
+  - b: <% ctx().from_b %>
+"#,
+        )
+        .expect("valid"),
+    );
+    let script =
+        |v: Value| -> BTreeMap<String, Vec<Value>> { serde_json::from_value(v).expect("script") };
+    let (wf, cmds) = Workflow::new(spec, &Map::new());
+    let first = script(json!({
+        "a": [{"result": {"stdout": "A"}}],
+        "b": [{"status": "failed", "result": {"stdout": ""}}],
+    }));
+    let (mut wf, run) = drive(wf, cmds, &first, 100);
+    assert_eq!(run.finished.expect("finished").0, WorkflowStatus::Failed);
+
+    let err = wf
+        .rerun(&["nowhere".to_string()], &[])
+        .expect_err("unknown task");
+    assert!(err.contains("nowhere"), "{err}");
+
+    let cmds = wf.rerun(&["b".to_string()], &[]).expect("re-run");
+    let second = script(json!({"b": [{"result": {"stdout": "B"}}]}));
+    let (_, run) = drive(wf, cmds, &second, 100);
+    assert_eq!(run.started, ["b"], "only the re-run task runs");
+    let (status, result) = run.finished.expect("finished again");
+    assert_eq!(status, WorkflowStatus::Succeeded, "{result}");
+    assert_eq!(result, json!({"output": {"a": "A", "b": "B"}}));
+}
+
+#[test]
+fn with_items_persists_the_same_bytes_per_item_at_any_count_and_restores() {
+    let text = "version: 1.0\ninput: [xs]\ntasks:\n  each:\n    with:\n      items: x in <% ctx().xs %>\n      concurrency: 10\n    action: core.echo message=\"{{ item('x') }}\"\n    next:\n      - publish: [{n: <% len(result()) %>}]\noutput:\n  - n: <% ctx().n %>\n";
+    let spec = Arc::new(WorkflowSpec::parse(text).expect("valid"));
+    let input = |n: usize| -> Map<String, Value> {
+        json!({"xs": (0..n).collect::<Vec<_>>()})
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let per_item = |n: usize| {
+        let (mut wf, cmds) = Workflow::new(spec.clone(), &input(n));
+        let mut store = Store::default();
+        store.save(&mut wf);
+        let (_, run) = drive_persisting(wf, cmds, &BTreeMap::new(), n + 10, Some(&mut store));
+        let (status, result) = run.finished.expect("finished");
+        assert_eq!(status, WorkflowStatus::Succeeded, "{result}");
+        assert_eq!(result["output"]["n"], json!(n));
+        store.bytes_written / n
+    };
+    let (small, large) = (per_item(500), per_item(4_000));
+    eprintln!("bytes persisted per item: 500 items {small}, 4,000 items {large}");
+    assert!(
+        large * 2 < small * 3,
+        "per-item bytes grow: {small} then {large}"
+    );
+
+    // Half-way, "crash" and reload: the started items run again, the rest follow.
+    let n = 100;
+    let (mut wf, cmds) = Workflow::new(spec.clone(), &input(n));
+    let mut store = Store::default();
+    store.save(&mut wf);
+    let (wf, _) = drive_persisting(wf, cmds, &BTreeMap::new(), n / 2, Some(&mut store));
+    drop(wf);
+    let restored = store.load(spec);
+    let again = restored.running_actions();
+    assert_eq!(again.len(), 10, "the items in flight: {again:?}");
+    let (_, run) = drive(restored, again, &BTreeMap::new(), n + 10);
+    let (status, result) = run.finished.expect("finished after restore");
+    assert_eq!(status, WorkflowStatus::Succeeded, "{result}");
+    assert_eq!(result["output"]["n"], json!(n));
 }

@@ -9,6 +9,10 @@
 //! - cancel of a running workflow (the child is canceled, nothing else starts);
 //! - pause (after the running child) and resume;
 //! - a restart while a child runs: the workflow continues from its stored state.
+//! - an inquiry (`core.ask`) pauses the workflow; the response resumes it;
+//! - pause, resume and cancel cascade into nested workflows;
+//! - the action's `timeout` ends the workflow `timeout` and cancels running tasks;
+//! - re-run from a failed task (`POST /executions/{id}/re_run` with `tasks`).
 
 use std::time::{Duration, Instant};
 
@@ -429,4 +433,203 @@ async fn bundled_example_workflow() {
     let names = task_names(&children(&h, &id, 1).await);
     assert_eq!(names.len(), 8, "{names:?}");
     assert_eq!(names.last().map(String::as_str), Some("report"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inquiry_pauses_the_workflow_and_the_response_resumes_it() {
+    let h = harness().await;
+    let id = run(&h, "wf.ask", json!({})).await;
+    let ask = h
+        .wait_for("core.ask", |e| {
+            e.parent.as_deref() == Some(id.as_str()) && e.status == ExecutionStatus::Pending
+        })
+        .await;
+    let paused = h
+        .wait_execution(&id, |e| e.status == ExecutionStatus::Paused)
+        .await;
+    assert_eq!(
+        paused.children.len(),
+        1,
+        "nothing runs while the inquiry waits"
+    );
+    let a = h.get("/api/v1/inquiries").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(
+        a.body
+            .as_array()
+            .is_some_and(|l| l.iter().any(|i| i["id"] == json!(ask.id))),
+        "{}",
+        a.body
+    );
+    let a = h
+        .put(
+            &format!("/api/v1/inquiries/{}", ask.id),
+            json!({"id": ask.id, "response": {"approved": true}}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let done = h.wait_done(&id).await;
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{:?}", done.result);
+    assert_eq!(
+        done.result,
+        Some(json!({"output": {"approved": true, "said": "approved True"}})),
+        "a boolean renders as Python renders it"
+    );
+    let statuses: Vec<&str> = done
+        .log
+        .iter()
+        .filter_map(|l| l["status"].as_str())
+        .collect();
+    for s in ["paused", "running", "succeeded"] {
+        assert!(statuses.contains(&s), "{statuses:?}");
+    }
+    assert_eq!(
+        task_names(&children(&h, &id, 1).await),
+        ["approve", "after"]
+    );
+}
+
+/// The nested workflow execution (task `inner`) of `wf.nested_sleepy` run `id`, once its
+/// first task sleeps.
+async fn nested_running(h: &Harness, id: &str) -> Execution {
+    let inner = h
+        .wait_for("wf.pausable", |e| e.parent.as_deref() == Some(id))
+        .await;
+    h.wait_for("core.local", |e| {
+        e.parent.as_deref() == Some(inner.id.as_str()) && e.status == ExecutionStatus::Running
+    })
+    .await;
+    inner
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_resume_cascade_into_nested_workflows() {
+    let h = harness().await;
+    let id = run(&h, "wf.nested_sleepy", json!({})).await;
+    let inner = nested_running(&h, &id).await;
+    let a = h
+        .put(
+            &format!("/api/v1/executions/{id}"),
+            json!({"status": "pausing"}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let inner_paused = h
+        .wait_execution(&inner.id, |e| e.status == ExecutionStatus::Paused)
+        .await;
+    assert_eq!(
+        inner_paused.children.len(),
+        1,
+        "the nested workflow holds its second task"
+    );
+    h.wait_execution(&id, |e| e.status == ExecutionStatus::Paused)
+        .await;
+
+    let a = h
+        .put(
+            &format!("/api/v1/executions/{id}"),
+            json!({"status": "resuming"}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let done = h.wait_done(&id).await;
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{:?}", done.result);
+    assert_eq!(
+        done.result,
+        Some(json!({"output": {"inner_out": "resumed"}}))
+    );
+    let inner = h.wait_done(&inner.id).await;
+    let statuses: Vec<&str> = inner
+        .log
+        .iter()
+        .filter_map(|l| l["status"].as_str())
+        .collect();
+    for s in ["pausing", "paused", "resuming", "running", "succeeded"] {
+        assert!(statuses.contains(&s), "nested: {statuses:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_cascades_into_nested_workflows() {
+    let h = harness().await;
+    let id = run(&h, "wf.nested_sleepy", json!({})).await;
+    let inner = nested_running(&h, &id).await;
+    let a = h.delete(&format!("/api/v1/executions/{id}")).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let done = h.wait_done(&id).await;
+    assert_eq!(done.status, ExecutionStatus::Canceled, "{:?}", done.result);
+    let inner = h.wait_done(&inner.id).await;
+    assert_eq!(inner.status, ExecutionStatus::Canceled);
+    for grandchild in children(&h, &inner.id, 1).await {
+        assert_eq!(grandchild["status"], "canceled", "{grandchild}");
+    }
+    assert_eq!(task_names(&children(&h, &id, 1).await), ["inner"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_timeout_ends_it_and_cancels_running_tasks() {
+    let h = harness().await;
+    let id = run(&h, "wf.timeout", json!({"timeout": 1})).await;
+    let done = h.wait_done(&id).await;
+    assert_eq!(done.status, ExecutionStatus::Timeout, "{:?}", done.result);
+    let kids = children(&h, &id, 1).await;
+    assert_eq!(
+        task_names(&kids),
+        ["nap"],
+        "nothing starts after the timeout"
+    );
+    let nap = h.wait_done(kids[0]["id"].as_str().expect("id")).await;
+    assert_eq!(nap.status, ExecutionStatus::Canceled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_run_from_the_failed_task_keeps_the_original_context() {
+    let h = harness().await;
+    let marker = h.dir.path().join("rerun-marker");
+    let id = run(
+        &h,
+        "wf.rerunnable",
+        json!({"marker": marker.to_string_lossy()}),
+    )
+    .await;
+    let first = h.wait_done(&id).await;
+    assert_eq!(first.status, ExecutionStatus::Failed, "{:?}", first.result);
+    assert_eq!(task_names(&children(&h, &id, 1).await), ["greet", "flaky"]);
+
+    let a = h
+        .post(
+            &format!("/api/v1/executions/{id}/re_run"),
+            json!({"tasks": ["flaky"]}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let rerun = a.body["id"].as_str().expect("id").to_string();
+    let done = h.wait_done(&rerun).await;
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{:?}", done.result);
+    assert_eq!(
+        done.result,
+        Some(json!({"output": {"said": "hello fixed"}})),
+        "greet's publish comes from the original run"
+    );
+    assert_eq!(
+        task_names(&children(&h, &rerun, 1).await),
+        ["flaky", "after"],
+        "greet does not run again"
+    );
+
+    // A task that never ran cannot be re-run from.
+    let a = h
+        .post(
+            &format!("/api/v1/executions/{id}/re_run"),
+            json!({"tasks": ["nowhere"]}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let bad = h.wait_done(a.body["id"].as_str().expect("id")).await;
+    assert_eq!(bad.status, ExecutionStatus::Failed);
+    let message = bad.result.expect("result")["errors"][0]["message"].clone();
+    assert!(
+        message.as_str().is_some_and(|m| m.contains("nowhere")),
+        "{message}"
+    );
 }

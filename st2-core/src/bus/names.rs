@@ -77,6 +77,17 @@ pub const WORKFLOW_WORK: &str = "st2.workflow.work";
 pub const WORKFLOW_RESUME: &str = "st2.workflow.resume";
 /// The workflow engine's queue of child execution updates.
 pub const WORKFLOW_ACTION_UPDATE: &str = "st2.workflow.action.update";
+/// The status routing keys (on [`LIVEACTION_STATUS`]) [`WORKFLOW_ACTION_UPDATE`] is bound to:
+/// the completed statuses, `pending` (an inquiry waits) and `paused` (a nested workflow).
+pub const WORKFLOW_ACTION_UPDATE_KEYS: [&str; 7] = [
+    "succeeded",
+    "failed",
+    "timeout",
+    "canceled",
+    "abandoned",
+    "pending",
+    "paused",
+];
 
 /// One of StackStorm's well-known work queues and what it is bound to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,10 +147,12 @@ pub const ST2_QUEUES: &[QueueName] = &[
         exchange: WORKFLOW_STATUS,
         binding: "resuming",
     },
+    // Bound to every key of `WORKFLOW_ACTION_UPDATE_KEYS` by the workflow engine; the first is
+    // listed here.
     QueueName {
         queue: WORKFLOW_ACTION_UPDATE,
-        exchange: EXECUTION,
-        binding: RK_UPDATE,
+        exchange: LIVEACTION_STATUS,
+        binding: WORKFLOW_ACTION_UPDATE_KEYS[0],
     },
 ];
 

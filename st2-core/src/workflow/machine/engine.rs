@@ -5,8 +5,8 @@
 use serde_json::{json, Map, Value};
 
 use super::{
-    as_u64, error_entry, ActionStatus, Command, ItemsState, TaskRecord, TaskStatus, Work, Workflow,
-    WorkflowStatus,
+    as_u64, error_entry, ActionStatus, Command, ItemChange, ItemsState, TaskRecord, TaskStatus,
+    Work, Workflow, WorkflowStatus,
 };
 use crate::workflow::expr::{self, ExprError, Scope, TaskView};
 
@@ -248,6 +248,11 @@ impl Workflow {
                         })
                         .collect();
                     let n = values.len();
+                    self.item_changes.push(ItemChange::Values {
+                        instance: id,
+                        retry: self.state.records[id].retry_tally,
+                        values: values.clone(),
+                    });
                     self.state.records[id].items = Some(ItemsState {
                         values,
                         results: vec![Value::Null; n],
@@ -367,7 +372,7 @@ impl Workflow {
                         .expect("checked above");
                     items.next += 1;
                     items.active += 1;
-                    self.dirty.insert(id);
+                    self.items_dirty.insert(id);
                     match action {
                         Some(action) => cmds.push(Command::RunAction {
                             task,
@@ -399,6 +404,19 @@ impl Workflow {
         result: Value,
         cmds: &mut Vec<Command>,
     ) {
+        let suspended = self.state.records.get(id).is_some_and(|r| {
+            matches!(r.status, TaskStatus::Pending | TaskStatus::Paused)
+                && r.items.is_none()
+                && item.is_none()
+        });
+        if suspended && !self.held_records_contain(id) {
+            // The response to an inquiry (or a paused nested workflow that went on): the
+            // workflow resumes, as StackStorm resumes it when an inquiry is answered.
+            self.resume(cmds);
+            if self.state.records[id].status != TaskStatus::Running {
+                self.set_record_status(id, TaskStatus::Running);
+            }
+        }
         let wf_status = self.state.header.status;
         let Some(r) = self.state.records.get_mut(id) else {
             return;
@@ -424,12 +442,18 @@ impl Workflow {
                 if let Some(d) = items.done.get_mut(i) {
                     *d = true;
                 }
+                self.item_changes.push(ItemChange::Done {
+                    instance: id,
+                    retry: r.retry_tally,
+                    item: i,
+                    result: result.clone(),
+                });
                 items.results[i] = result;
                 items.active = items.active.saturating_sub(1);
                 items.completed += 1;
                 items.failed |= task_status == TaskStatus::Failed;
                 items.canceled |= task_status == TaskStatus::Canceled;
-                self.dirty.insert(id);
+                self.items_dirty.insert(id);
                 let all_done = items.completed == items.values.len();
                 // No item starts once one failed or was canceled, or the workflow is ending.
                 let stopped = (items.failed || items.canceled || stopping) && items.active == 0;
@@ -467,6 +491,9 @@ impl Workflow {
             return;
         }
         match self.state.header.status {
+            WorkflowStatus::Running if self.has_suspended() => {
+                self.set_status(WorkflowStatus::Paused, cmds);
+            }
             WorkflowStatus::Running => {
                 let unreachable: Vec<String> = self
                     .state

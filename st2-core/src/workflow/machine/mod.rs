@@ -18,13 +18,20 @@
 //! | paused, pausing | resume requested                            | running                |
 //! | canceling   | last active task completed                      | canceled               |
 //! | failed      | last active task completed                      | failed, finished       |
+//! | running     | task pending (inquiry)                          | pausing / paused (³)   |
+//! | running     | nothing active, a task pending or paused (⁴)    | paused                 |
+//! | paused, pausing | pending/paused task's action completed      | running                |
+//! | any live    | timed out                                       | canceling / canceled (⁵) |
 //!
 //! (¹) an unsatisfied join left behind fails the workflow (`UnreachableJoinError`); an error
 //! rendering the output too. (²) failing is immediate; tasks already running complete (their
 //! transitions are not followed, except tasks routed next to a `fail` command), then
 //! [`Command::Finished`] is emitted. (³) "…ing" while tasks are active, "…ed" when none are.
+//! (⁴) a task is paused when its action (a nested workflow) paused. (⁵) with
+//! [`WorkflowHeader::timed_out`] set; the service ends the execution `timeout`.
 //!
-//! Task status: `delayed` (waiting for a delay or retry timer) → `running` → `succeeded` |
+//! Task status: `delayed` (waiting for a delay or retry timer) → `running` (↔ `pending` while
+//! an inquiry waits, ↔ `paused` while a nested workflow is paused) → `succeeded` |
 //! `failed` (action failed or timed out) | `canceled`; a retry puts a completed task back to
 //! `delayed`/`running` (the same record, its `retry_tally` incremented).
 //!
@@ -47,7 +54,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+mod control;
 mod engine;
+mod rerun;
 mod transitions;
 
 use super::expr::{self, ExprError, KvSource};
@@ -102,8 +111,11 @@ pub enum TaskStatus {
     Failed,
     /// Canceled.
     Canceled,
-    /// Held by a workflow pause (not active; runs on resume).
+    /// Held by a workflow pause (not active; runs on resume), or its action (a workflow)
+    /// paused.
     Paused,
+    /// Its action waits for a response (an inquiry, `core.ask`); not active.
+    Pending,
 }
 
 impl TaskStatus {
@@ -116,6 +128,7 @@ impl TaskStatus {
             TaskStatus::Failed => "failed",
             TaskStatus::Canceled => "canceled",
             TaskStatus::Paused => "paused",
+            TaskStatus::Pending => "pending",
         }
     }
 
@@ -163,6 +176,22 @@ pub enum Event {
     ResumeRequested,
     /// Cancel requested.
     CancelRequested,
+    /// The action execution of task instance `instance` went `pending` (an inquiry waits for
+    /// its response): the task is pending and the workflow pauses (`pausing` while other
+    /// tasks are active, then `paused`). Its completion (the response) resumes the workflow.
+    ActionPending {
+        /// Task record index.
+        instance: usize,
+    },
+    /// The action execution of task instance `instance` (a nested workflow) paused: the task
+    /// is paused; the workflow pauses once nothing else is active.
+    ActionPaused {
+        /// Task record index.
+        instance: usize,
+    },
+    /// The workflow ran past its timeout: running tasks are canceled and the workflow ends
+    /// (status canceled, [`WorkflowHeader::timed_out`] set).
+    TimedOut,
 }
 
 /// Something the workflow service must do.
@@ -211,12 +240,16 @@ pub enum Command {
     },
 }
 
-/// With-items progress of one task instance.
+/// With-items progress of one task instance. The per-item lists (`values`, `results`,
+/// `done`) are not serialised with the record: they are persisted as [`ItemChange`]s (see
+/// [`Delta::items`]), so that the cost of an item event does not grow with the item count.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ItemsState {
     /// The item values (`item()`), rendered once when the task started.
+    #[serde(skip)]
     pub values: Vec<Value>,
     /// Results by item (null until completed).
+    #[serde(skip)]
     pub results: Vec<Value>,
     /// Items run at once at most (`None`: all).
     pub concurrency: Option<usize>,
@@ -230,10 +263,70 @@ pub struct ItemsState {
     pub failed: bool,
     /// Whether an item was canceled.
     pub canceled: bool,
-    /// Which items completed (a completion reported twice is ignored); empty in states
-    /// persisted before this field existed.
-    #[serde(default)]
+    /// Which items completed (a completion reported twice is ignored).
+    #[serde(skip)]
     pub done: Vec<bool>,
+}
+
+/// A change to the items of a with-items record, persisted apart from the record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ItemChange {
+    /// The items of record `instance` (try `retry`) were rendered.
+    Values {
+        /// Task record index.
+        instance: usize,
+        /// The record's `retry_tally` then.
+        retry: u64,
+        /// The item values.
+        values: Vec<Value>,
+    },
+    /// The progress counters of record `instance` (try `retry`), as of the latest event that
+    /// changed them (the record itself is not rewritten for an item event).
+    Progress {
+        /// Task record index.
+        instance: usize,
+        /// The record's `retry_tally` then.
+        retry: u64,
+        /// Next item to start.
+        next: usize,
+        /// Items running.
+        active: usize,
+        /// Items completed.
+        completed: usize,
+        /// Whether an item failed.
+        failed: bool,
+        /// Whether an item was canceled.
+        canceled: bool,
+    },
+    /// Item `item` of record `instance` (try `retry`) completed with `result`.
+    Done {
+        /// Task record index.
+        instance: usize,
+        /// The record's `retry_tally` then.
+        retry: u64,
+        /// Item index.
+        item: usize,
+        /// The item's result.
+        result: Value,
+    },
+}
+
+impl ItemChange {
+    /// The record the change belongs to and its try.
+    pub fn record(&self) -> (usize, u64) {
+        match self {
+            ItemChange::Values {
+                instance, retry, ..
+            }
+            | ItemChange::Progress {
+                instance, retry, ..
+            }
+            | ItemChange::Done {
+                instance, retry, ..
+            } => (*instance, *retry),
+        }
+    }
 }
 
 /// One task instance, persisted on its own.
@@ -296,7 +389,9 @@ enum Work {
 pub struct WorkflowHeader {
     /// Status.
     pub status: WorkflowStatus,
-    /// The initial context (input and vars).
+    /// The initial context (input and vars). Not serialised with the header (it can be as
+    /// large as the input, and the header is written per event): persist it once, apart.
+    #[serde(skip)]
     pub ctx: Map<String, Value>,
     /// Errors logged (Orquesta's `errors`: type, message, task_id, route, ...).
     pub errors: Vec<Value>,
@@ -310,6 +405,9 @@ pub struct WorkflowHeader {
     pub output: Option<Value>,
     /// Whether [`Command::Finished`] was emitted.
     pub finished: bool,
+    /// Whether the workflow ended because it ran past its timeout ([`Event::TimedOut`]).
+    #[serde(default)]
+    pub timed_out: bool,
 }
 
 /// The whole workflow state (besides the spec): the header and the task records, plus
@@ -329,6 +427,90 @@ pub struct WorkflowState {
 }
 
 impl WorkflowState {
+    /// Lays persisted [`ItemChange`]s over `records` (those of another try of a record are
+    /// skipped): the item values, then the completed items and their results.
+    pub fn apply_items(records: &mut [TaskRecord], changes: Vec<ItemChange>) {
+        let (values, rest): (Vec<ItemChange>, Vec<ItemChange>) = changes
+            .into_iter()
+            .partition(|c| matches!(c, ItemChange::Values { .. }));
+        let (progress, done): (Vec<ItemChange>, Vec<ItemChange>) = rest
+            .into_iter()
+            .partition(|c| matches!(c, ItemChange::Progress { .. }));
+        for change in values.into_iter().chain(done).chain(progress) {
+            let (instance, retry) = change.record();
+            let Some(r) = records.get_mut(instance).filter(|r| r.retry_tally == retry) else {
+                continue;
+            };
+            let Some(items) = r.items.as_mut() else {
+                continue;
+            };
+            match change {
+                ItemChange::Values { values, .. } => {
+                    let n = values.len();
+                    items.values = values;
+                    items.results = vec![Value::Null; n];
+                    items.done = vec![false; n];
+                }
+                ItemChange::Progress {
+                    next,
+                    active,
+                    completed,
+                    failed,
+                    canceled,
+                    ..
+                } => {
+                    items.next = next;
+                    items.active = active;
+                    items.completed = completed;
+                    items.failed = failed;
+                    items.canceled = canceled;
+                }
+                ItemChange::Done { item, result, .. } => {
+                    if let (Some(slot), Some(d)) =
+                        (items.results.get_mut(item), items.done.get_mut(item))
+                    {
+                        *slot = result;
+                        *d = true;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every item change that rebuilds the items of the records as they are now (to copy a
+    /// state under a new workflow id).
+    pub fn item_snapshot(&self) -> Vec<ItemChange> {
+        let mut out = Vec::new();
+        for r in &self.records {
+            let Some(items) = &r.items else { continue };
+            out.push(ItemChange::Values {
+                instance: r.instance,
+                retry: r.retry_tally,
+                values: items.values.clone(),
+            });
+            out.push(ItemChange::Progress {
+                instance: r.instance,
+                retry: r.retry_tally,
+                next: items.next,
+                active: items.active,
+                completed: items.completed,
+                failed: items.failed,
+                canceled: items.canceled,
+            });
+            for (i, done) in items.done.iter().enumerate() {
+                if *done {
+                    out.push(ItemChange::Done {
+                        instance: r.instance,
+                        retry: r.retry_tally,
+                        item: i,
+                        result: items.results.get(i).cloned().unwrap_or(Value::Null),
+                    });
+                }
+            }
+        }
+        out
+    }
+
     /// Reassembles a persisted state: the header and every task record.
     pub fn from_parts(header: WorkflowHeader, records: Vec<TaskRecord>) -> Self {
         let mut statuses = BTreeMap::new();
@@ -352,6 +534,9 @@ pub struct Delta {
     pub header: WorkflowHeader,
     /// The task records changed since the last delta.
     pub records: Vec<TaskRecord>,
+    /// The item changes since the last delta (persisted apart from the records).
+    #[serde(default)]
+    pub items: Vec<ItemChange>,
 }
 
 /// A workflow: its spec and state.
@@ -362,6 +547,9 @@ pub struct Workflow {
     pub state: WorkflowState,
     queue: VecDeque<Work>,
     dirty: BTreeSet<usize>,
+    /// Records whose item progress changed (persisted as [`ItemChange::Progress`]).
+    items_dirty: BTreeSet<usize>,
+    item_changes: Vec<ItemChange>,
 }
 
 impl std::fmt::Debug for Workflow {
@@ -419,6 +607,7 @@ impl Workflow {
                     items_waiting: BTreeSet::new(),
                     output: None,
                     finished: false,
+                    timed_out: false,
                 },
                 records: Vec::new(),
                 statuses: BTreeMap::new(),
@@ -426,6 +615,8 @@ impl Workflow {
             },
             queue: VecDeque::new(),
             dirty: BTreeSet::new(),
+            items_dirty: BTreeSet::new(),
+            item_changes: Vec::new(),
         };
         let mut cmds = Vec::new();
         let spec = wf.spec.clone();
@@ -490,6 +681,8 @@ impl Workflow {
             state: WorkflowState::from_parts(state.header, state.records),
             queue: VecDeque::new(),
             dirty: BTreeSet::new(),
+            items_dirty: BTreeSet::new(),
+            item_changes: Vec::new(),
         }
     }
 
@@ -498,15 +691,38 @@ impl Workflow {
         std::mem::take(&mut self.dirty)
     }
 
-    /// What to persist now: the header and the records changed since the last call.
+    /// What to persist now: the header (without its initial context, which does not change
+    /// after the start), the records and the item changes since the last call.
     pub fn delta(&mut self) -> Delta {
         let dirty = self.take_dirty();
+        let mut items = std::mem::take(&mut self.item_changes);
+        for id in std::mem::take(&mut self.items_dirty) {
+            let Some(r) = self.state.records.get(id) else {
+                continue;
+            };
+            if let Some(s) = &r.items {
+                items.push(ItemChange::Progress {
+                    instance: id,
+                    retry: r.retry_tally,
+                    next: s.next,
+                    active: s.active,
+                    completed: s.completed,
+                    failed: s.failed,
+                    canceled: s.canceled,
+                });
+            }
+        }
+        // The initial context is persisted apart (see `WorkflowHeader::ctx`): not copied here.
+        let ctx = std::mem::take(&mut self.state.header.ctx);
+        let header = self.state.header.clone();
+        self.state.header.ctx = ctx;
         Delta {
-            header: self.state.header.clone(),
+            header,
             records: dirty
                 .into_iter()
                 .filter_map(|i| self.state.records.get(i).cloned())
                 .collect(),
+            items,
         }
     }
 
@@ -538,48 +754,19 @@ impl Workflow {
                     self.set_status(WorkflowStatus::Pausing, &mut cmds);
                 }
             }
-            Event::ResumeRequested => {
-                if matches!(
-                    self.state.header.status,
-                    WorkflowStatus::Paused | WorkflowStatus::Pausing
-                ) {
-                    self.set_status(WorkflowStatus::Running, &mut cmds);
-                    self.queue
-                        .extend(std::mem::take(&mut self.state.header.held));
-                    for id in std::mem::take(&mut self.state.header.items_waiting) {
-                        if self.state.records[id].status == TaskStatus::Paused {
-                            self.set_record_status(id, TaskStatus::Running);
-                        }
-                        self.start_items(id, &mut cmds);
-                    }
+            Event::ResumeRequested => self.resume(&mut cmds),
+            Event::CancelRequested => self.cancel(&mut cmds),
+            Event::TimedOut => {
+                if !self.state.header.finished {
+                    self.state.header.timed_out = true;
+                    self.cancel(&mut cmds);
                 }
             }
-            Event::CancelRequested => {
-                if !matches!(
-                    self.state.header.status,
-                    WorkflowStatus::Canceled | WorkflowStatus::Succeeded | WorkflowStatus::Failed
-                ) {
-                    self.set_status(WorkflowStatus::Canceling, &mut cmds);
-                    self.state.header.held.clear();
-                    self.state.header.items_waiting.clear();
-                    for id in 0..self.state.records.len() {
-                        let r = &self.state.records[id];
-                        match r.status {
-                            TaskStatus::Running => cmds.push(Command::CancelTask {
-                                task: r.task.clone(),
-                                instance: id,
-                            }),
-                            TaskStatus::Delayed | TaskStatus::Paused => {
-                                self.queue.push_back(Work::Complete(
-                                    id,
-                                    TaskStatus::Canceled,
-                                    Value::Null,
-                                ));
-                            }
-                            _ => {}
-                        }
-                    }
-                }
+            Event::ActionPending { instance } => {
+                self.action_suspended(instance, TaskStatus::Pending, &mut cmds);
+            }
+            Event::ActionPaused { instance } => {
+                self.action_suspended(instance, TaskStatus::Paused, &mut cmds);
             }
         }
         self.drain(&mut cmds);

@@ -1,0 +1,101 @@
+//! The workflow engine role: consumes child completions and control requests from the bus.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::children::{child_completed, child_suspended};
+use super::control::control;
+use super::{CONCURRENCY, CONTROL_QUEUE, CONTROL_STATUSES};
+use crate::bus::{names, Delivery, SubscribeSpec, Subscription};
+use crate::model::Execution;
+use crate::services::{Ctx, ServiceError};
+use crate::store::repo;
+
+/// The workflow engine role: consumes child completions and control requests.
+pub struct WorkflowEngine {
+    ctx: Ctx,
+}
+
+impl WorkflowEngine {
+    /// An engine over the shared context.
+    pub fn new(ctx: Ctx) -> Arc<Self> {
+        Arc::new(Self { ctx })
+    }
+
+    /// Subscribes to both queues, then consumes them in a task until the bus closes.
+    pub async fn start(self: Arc<Self>) -> Result<tokio::task::JoinHandle<()>, ServiceError> {
+        let updates = self
+            .ctx
+            .bus
+            .subscribe(
+                SubscribeSpec::work(
+                    names::WORKFLOW_ACTION_UPDATE,
+                    names::LIVEACTION_STATUS,
+                    names::WORKFLOW_ACTION_UPDATE_KEYS,
+                )
+                .with_prefetch(CONCURRENCY as u16),
+            )
+            .await?;
+        let control = self
+            .ctx
+            .bus
+            .subscribe(
+                SubscribeSpec::work(CONTROL_QUEUE, names::LIVEACTION_STATUS, CONTROL_STATUSES)
+                    .with_prefetch(CONCURRENCY as u16),
+            )
+            .await?;
+        Ok(tokio::spawn(self.consume(updates, control)))
+    }
+
+    async fn consume(self: Arc<Self>, mut updates: Subscription, mut control: Subscription) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+        loop {
+            // At shutdown the engine stops taking events: what is left is redelivered (durable
+            // queues) or found again by `recover` at the next start.
+            let (d, is_control) = tokio::select! {
+                _ = self.ctx.shutdown.cancelled() => break,
+                d = updates.next() => (d, false),
+                d = control.next() => (d, true),
+            };
+            let Some(d) = d else { break };
+            let Ok(d) = d else { continue };
+            let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+                break;
+            };
+            let me = Arc::clone(&self);
+            tokio::spawn(async move {
+                me.handle(d, is_control).await;
+                drop(permit);
+            });
+        }
+        let _ = slots.acquire_many(CONCURRENCY as u32).await;
+    }
+
+    async fn handle(&self, d: Delivery, is_control: bool) {
+        let id = d
+            .message()
+            .value()
+            .ok()
+            .and_then(|v| v.get("id").and_then(Value::as_str).map(String::from));
+        let res = match id {
+            None => Ok(()),
+            Some(id) => match repo::<Execution>(&*self.ctx.store).get(&id).await {
+                Ok(Some(e)) if is_control => control(&self.ctx, &e).await,
+                Ok(Some(e)) if e.status.is_completed() => child_completed(&self.ctx, &e).await,
+                Ok(Some(e)) if e.parent.is_some() => child_suspended(&self.ctx, &e).await,
+                Ok(_) => Ok(()),
+                Err(e) => Err(e.into()),
+            },
+        };
+        match res {
+            Ok(()) => {
+                let _ = d.ack().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "workflow event failed; requeued");
+                let _ = d.nack(true).await;
+            }
+        }
+    }
+}
