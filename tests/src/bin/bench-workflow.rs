@@ -7,7 +7,8 @@
 //! is asserted (a figure that misses its target says `no`).
 //!
 //! Usage: `cargo run --release -p st2-tests --bin bench-workflow [-- SCENARIO...]`, scenarios
-//! among `machine items e2e` (default: all). Progress goes to stderr, the table to stdout.
+//! among `machine items e2e` (default: all), and `--items N` for the end-to-end item count
+//! (default 10,000). Progress goes to stderr, the table to stdout.
 
 /// mimalloc, as the other benchmarks and the server use.
 #[global_allocator]
@@ -24,8 +25,8 @@ use st2_core::workflow::machine::{ActionStatus, Command, Event, Workflow, Workfl
 use st2_core::workflow::spec::WorkflowSpec;
 use st2_tests::api::Harness;
 
-/// Items of the end-to-end run, its concurrency and how long it may take before it is
-/// reported as stalled.
+/// Items of the end-to-end run (default), its concurrency and how long it may take before it
+/// is reported as stalled.
 const E2E_ITEMS: usize = 10_000;
 const E2E_CONCURRENCY: usize = 100;
 const E2E_TIME_CAP: Duration = Duration::from_secs(300);
@@ -185,14 +186,14 @@ fn status_mib(field: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-async fn e2e() {
+async fn e2e(items: usize) {
     let h = Harness::start_with(&["wf"], |_| {}).await;
     let rss_before = status_mib("VmRSS");
     let start = Instant::now();
     let a = h
         .post(
             "/api/v1/executions",
-            json!({"action": "wf.items", "parameters": {"count": E2E_ITEMS, "concurrency": E2E_CONCURRENCY}}),
+            json!({"action": "wf.items", "parameters": {"count": items, "concurrency": E2E_CONCURRENCY}}),
         )
         .await;
     let Some(id) = a.body["id"].as_str().map(String::from) else {
@@ -222,7 +223,9 @@ async fn e2e() {
     let elapsed = start.elapsed().as_secs_f64();
     let Some(done) = done else {
         row(
-            &format!("end to end: {E2E_ITEMS}-item with-items of core.noop at concurrency {E2E_CONCURRENCY}"),
+            &format!(
+                "end to end: {items}-item with-items of core.noop at concurrency {E2E_CONCURRENCY}"
+            ),
             elapsed,
             "s",
             Some(Target::AtMost(10.0)),
@@ -233,7 +236,7 @@ async fn e2e() {
     let ok = done.status == ExecutionStatus::Succeeded;
     row(
         &format!(
-            "end to end: {E2E_ITEMS}-item with-items of core.noop at concurrency {E2E_CONCURRENCY}"
+            "end to end: {items}-item with-items of core.noop at concurrency {E2E_CONCURRENCY}"
         ),
         elapsed,
         "s",
@@ -247,7 +250,7 @@ async fn e2e() {
     if ok {
         row(
             "memory growth per 1,000 items (end to end)",
-            (peak - rss_before) / (E2E_ITEMS as f64 / 1_000.0),
+            (peak - rss_before) / (items as f64 / 1_000.0),
             "MiB",
             None,
             &format!("peak VmRSS {peak:.1} MiB sampled every 20 ms, {rss_before:.1} MiB before"),
@@ -260,7 +263,15 @@ async fn e2e() {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut e2e_items = E2E_ITEMS;
+    if let Some(i) = args.iter().position(|a| a == "--items") {
+        e2e_items = args
+            .get(i + 1)
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("--items takes a number"))?;
+        args.drain(i..=i + 1);
+    }
     let wants = |s: &str| args.is_empty() || args.iter().any(|a| a == s);
     println!("| measure | figure | unit | target | met | how / notes |");
     println!("|---|---|---|---|---|---|");
@@ -274,7 +285,7 @@ fn main() -> anyhow::Result<()> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
-        rt.block_on(e2e());
+        rt.block_on(e2e(e2e_items));
     }
     Ok(())
 }
