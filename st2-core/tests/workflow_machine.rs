@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 use st2_core::workflow::machine::{
@@ -401,64 +400,41 @@ fn sequence_spec(n: usize) -> Arc<WorkflowSpec> {
     Arc::new(WorkflowSpec::parse(&text).expect("generated spec is valid"))
 }
 
-/// Time per transition of an n-task sequence (saving the changed state per event if asked).
-fn per_transition(n: usize, persist: bool) -> Duration {
+/// Runs an n-task sequence to the end (saving the changed state per event if asked). Its cost
+/// per transition is measured by the `bench-workflow` binary, not here.
+fn run_sequence(n: usize, persist: bool) {
     let spec = sequence_spec(n);
     let mut store = Store::default();
-    let start = Instant::now();
     let (wf, cmds) = Workflow::new(spec, &Map::new());
     let store = persist.then_some(&mut store);
     let (_, run) = drive_persisting(wf, cmds, &BTreeMap::new(), n + 10, store);
-    let elapsed = start.elapsed();
     assert_eq!(run.started.len(), n);
     assert!(matches!(run.finished, Some((WorkflowStatus::Succeeded, _))));
-    elapsed / n as u32
 }
 
 #[test]
-fn cost_per_transition_does_not_grow_with_size() {
-    let small = per_transition(100, false);
-    let large = per_transition(1000, false);
-    let saved = per_transition(1000, true);
-    eprintln!(
-        "per transition: 100 tasks {small:?}, 1000 tasks {large:?}, 1000 tasks saved per event {saved:?}"
-    );
-    assert!(saved < Duration::from_millis(3), "{saved:?}");
-    // Generous bounds for unoptimized test builds on a shared machine.
-    assert!(large < Duration::from_millis(2), "{large:?}");
-    assert!(
-        large < small * 4 + Duration::from_micros(200),
-        "{small:?} vs {large:?}"
-    );
+fn long_sequences_complete_with_and_without_saved_state() {
+    run_sequence(100, false);
+    run_sequence(1000, false);
+    run_sequence(1000, true);
 }
 
 #[test]
-fn with_items_cost_is_linear_in_items() {
-    let time = |n: usize| {
+fn with_items_runs_every_item_within_its_concurrency() {
+    for n in [1000, 10_000] {
         let text = "version: 1.0\ninput: [xs]\ntasks:\n  each:\n    with:\n      items: x in {{ ctx().xs }}\n      concurrency: 10\n    action: core.echo message=\"{{ item('x') }}\"\n";
         let spec = Arc::new(WorkflowSpec::parse(text).expect("valid"));
         let input: Map<String, Value> = json!({"xs": (0..n).collect::<Vec<_>>()})
             .as_object()
             .cloned()
             .unwrap_or_default();
-        let start = Instant::now();
         let (wf, cmds) = Workflow::new(spec, &input);
         let (_, run) = drive(wf, cmds, &BTreeMap::new(), n + 10);
-        let elapsed = start.elapsed();
         assert_eq!(run.started.len(), n);
         assert_eq!(run.max_in_flight, 10);
         let (status, result) = run.finished.expect("finished");
         assert_eq!(status, WorkflowStatus::Succeeded, "{result}");
-        elapsed
-    };
-    let small = time(1000);
-    let large = time(10_000);
-    eprintln!("with-items at concurrency 10: 1,000 items {small:?}, 10,000 items {large:?}");
-    assert!(small < Duration::from_secs(1), "{small:?}");
-    assert!(
-        large < small * 20 + Duration::from_millis(200),
-        "{small:?} vs {large:?}"
-    );
+    }
 }
 
 #[test]
