@@ -45,8 +45,15 @@ async fn one_holder_renewal_takeover_and_release() {
         Some(2),
         "expired lease taken over, epoch grows"
     );
-    assert_eq!(a.try_acquire().await.expect("store"), None, "old holder lost it");
-    assert!(!a.release().await.expect("store"), "non-holder cannot release");
+    assert_eq!(
+        a.try_acquire().await.expect("store"),
+        None,
+        "old holder lost it"
+    );
+    assert!(
+        !a.release().await.expect("store"),
+        "non-holder cannot release"
+    );
     assert!(b.release().await.expect("store"), "holder releases");
     assert_eq!(
         a.try_acquire().await.expect("store"),
@@ -61,7 +68,9 @@ async fn racing_holders_exactly_one_wins() {
     let mut tasks = Vec::new();
     for i in 0..12 {
         let l = Lease::new(s.clone(), "gc", format!("node-{i}"), Duration::from_secs(5));
-        tasks.push(tokio::spawn(async move { l.try_acquire().await.expect("store") }));
+        tasks.push(tokio::spawn(async move {
+            l.try_acquire().await.expect("store")
+        }));
     }
     let mut won = 0;
     for t in tasks {

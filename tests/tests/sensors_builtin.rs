@@ -106,6 +106,23 @@ where
     }
 }
 
+/// Appends probe lines to `log` until the sensor sends one (lines written before the watch
+/// starts are not sent).
+async fn wait_until_tailing(h: &Harness, trigger: &str, log: &std::path::Path) {
+    let mut n = 0;
+    until(
+        h,
+        trigger,
+        || {
+            n += 1;
+            append(log, &format!("probe {n}\n"));
+            async {}
+        },
+        |_| true,
+    )
+    .await;
+}
+
 fn append(path: &std::path::Path, text: &str) {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -130,18 +147,7 @@ async fn file_watch_tails_new_lines_and_fires_the_rule() {
     )
     .await;
     // Probe until the watch is running (lines written before it starts are not sent).
-    let mut n = 0;
-    until(
-        &h,
-        &trigger,
-        || {
-            n += 1;
-            append(&log, &format!("probe {n}\n"));
-            async {}
-        },
-        |_| true,
-    )
-    .await;
+    wait_until_tailing(&h, &trigger, &log).await;
     append(&log, "hello world\nsecond");
     let hello = until(
         &h,
@@ -399,18 +405,7 @@ async fn two_sensor_containers_never_run_the_same_sensor() {
         "{{ trigger.line }}",
     )
     .await;
-    let mut n = 0;
-    until(
-        &h,
-        &trigger,
-        || {
-            n += 1;
-            append(&log, &format!("probe {n}\n"));
-            async {}
-        },
-        |_| true,
-    )
-    .await;
+    wait_until_tailing(&h, &trigger, &log).await;
     // Both containers have reloaded several times by now.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     for i in 0..20 {

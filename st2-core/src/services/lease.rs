@@ -144,17 +144,8 @@ impl Lease {
             patch.insert("expires_at".into(), json!(now + self.ttl_ms()));
             patch.insert("epoch".into(), json!(epoch));
             patch.insert("version".into(), json!(cur.version + 1));
-            let won = self
-                .store
-                .compare_and_set(
-                    Collection::Leases,
-                    &self.name,
-                    "version",
-                    &[json!(cur.version)],
-                    patch,
-                )
-                .await?;
-            return Ok(won.map(|_| epoch));
+            let won = self.write_over(cur.version, patch).await?;
+            return Ok(won.then_some(epoch));
         }
         Ok(None)
     }
@@ -170,13 +161,18 @@ impl Lease {
         let mut patch = JsonMap::new();
         patch.insert("expires_at".into(), json!(0));
         patch.insert("version".into(), json!(cur.version + 1));
+        self.write_over(cur.version, patch).await
+    }
+
+    /// Applies `patch` if the lease is still at `version`; false when someone wrote first.
+    async fn write_over(&self, version: u64, patch: JsonMap) -> Result<bool, StoreError> {
         Ok(self
             .store
             .compare_and_set(
                 Collection::Leases,
                 &self.name,
                 "version",
-                &[json!(cur.version)],
+                &[json!(version)],
                 patch,
             )
             .await?
