@@ -12,7 +12,7 @@
 //!
 //! A rule saved here gets its trigger exactly as registration makes it (shared by type and
 //! parameters, see `st2_core::packs::register::rule_writes`), so a `core.st2.webhook` rule makes
-//! its webhook URL live; the rules engine picks the change up on its next reload.
+//! its webhook URL live; the rules engine reloads its rules before the next trigger instance.
 
 use std::path::Path as FsPath;
 

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use st2_core::model::{Rule, Trigger, TriggerInstance};
-use st2_core::services::rules_engine::RELOAD_INTERVAL;
 use st2_core::store::{repo, Query};
 use st2_tests::api::Harness;
 
@@ -305,8 +304,7 @@ async fn rule_created_through_the_api_fires_on_its_webhook() {
         .expect("trigger.ref")
         .to_string();
 
-    // The rules engine reloads from the store periodically.
-    tokio::time::sleep(RELOAD_INTERVAL + Duration::from_millis(800)).await;
+    // Fired at once: the rules engine reloads its rules before the next trigger instance.
     fire(&h, "api/fire", json!({"k": "v"})).await;
     let exec = h.wait_for("core.local", |e| e.status.is_completed()).await;
     let result = exec.result.clone().unwrap_or_default();
@@ -442,14 +440,30 @@ async fn rule_created_through_the_api_fires_on_its_webhook() {
         404
     );
 
-    // A disabled rule no longer fires once the engine reloads.
+    // The re-emitted instance fired the rule too: wait for its enforcement.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h
+        .get("/api/v1/ruleenforcements?rule=apitest.fire")
+        .await
+        .body
+        .as_array()
+        .map_or(0, Vec::len)
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the re-emitted instance was not enforced"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A disabled rule no longer fires, from the next trigger instance on.
     let mut put = created.body.clone();
     put["enabled"] = json!(false);
     assert_eq!(
         h.put(&format!("/api/v1/rules/{rule_id}"), put).await.status,
         200
     );
-    tokio::time::sleep(RELOAD_INTERVAL + Duration::from_millis(800)).await;
     let before = h.get("/api/v1/ruleenforcements?rule=apitest.fire").await;
     fire(&h, "api/fire", json!({"k": "v"})).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -54,14 +54,6 @@ async fn rule(
         )
         .await;
     assert_eq!(a.status.as_u16(), 201, "{a:?}");
-    // The rules engine re-reads rules every 2 s; make this one live now.
-    h.platform
-        .rules_engine
-        .as_ref()
-        .expect("rules engine")
-        .reload()
-        .await
-        .expect("reload");
     a.body["trigger"]["ref"]
         .as_str()
         .expect("the rule names its trigger")

@@ -20,7 +20,8 @@ use crate::store::{repo, Query, Repo};
 use crate::template::RenderContext;
 
 /// How often the rule set is reloaded from the store (rules registered by another process, e.g.
-/// `st2ctl reload`, become live within this time; API changes call [`RulesEngine::reload`]).
+/// `st2ctl reload`, become live within this time; changes in this process invalidate the catalog,
+/// and the next trigger instance reloads the rules first).
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Trigger instances processed at once (also the rules engine queue's prefetch).
@@ -30,6 +31,8 @@ pub const CONCURRENCY: usize = 16;
 pub struct RulesEngine {
     ctx: Ctx,
     rules: RwLock<Arc<RuleSet>>,
+    /// The catalog generation the rule set was loaded at.
+    loaded: std::sync::atomic::AtomicU64,
 }
 
 impl RulesEngine {
@@ -38,6 +41,7 @@ impl RulesEngine {
         let me = Arc::new(Self {
             ctx,
             rules: RwLock::new(Arc::new(RuleSet::default())),
+            loaded: std::sync::atomic::AtomicU64::new(0),
         });
         me.reload().await?;
         Ok(me)
@@ -45,6 +49,11 @@ impl RulesEngine {
 
     /// Reloads every enabled rule from the store and recompiles the rule set.
     pub async fn reload(&self) -> Result<(), ServiceError> {
+        // Noted before reading, so a change made during the read triggers another reload.
+        self.loaded.store(
+            self.ctx.catalog.generation(),
+            std::sync::atomic::Ordering::SeqCst,
+        );
         let rules: Vec<Rule> = repo::<Rule>(&*self.ctx.store)
             .find(&Query::all().eq("enabled", true))
             .await?;
@@ -132,6 +141,10 @@ impl RulesEngine {
             .and_then(Value::as_str)
             .map(str::to_string);
         let tis = repo::<TriggerInstance>(&*self.ctx.store);
+        // Rules changed in this process (API, registration) take effect for the next instance.
+        if self.loaded.load(std::sync::atomic::Ordering::SeqCst) != self.ctx.catalog.generation() {
+            self.reload().await?;
+        }
         let set = Arc::clone(&*self.rules.read().await);
         let render_ctx = self.render_context();
         let match_ctx = MatchContext::from(&render_ctx).for_trigger_instance(ti.id.clone());
