@@ -33,6 +33,8 @@ pub struct RulesEngine {
     rules: RwLock<Arc<RuleSet>>,
     /// The catalog generation the rule set was loaded at.
     loaded: std::sync::atomic::AtomicU64,
+    /// Held while reloading, so an instance that found the rules stale waits for the new set.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl RulesEngine {
@@ -42,6 +44,7 @@ impl RulesEngine {
             ctx,
             rules: RwLock::new(Arc::new(RuleSet::default())),
             loaded: std::sync::atomic::AtomicU64::new(0),
+            reloading: tokio::sync::Mutex::new(()),
         });
         me.reload().await?;
         Ok(me)
@@ -49,11 +52,14 @@ impl RulesEngine {
 
     /// Reloads every enabled rule from the store and recompiles the rule set.
     pub async fn reload(&self) -> Result<(), ServiceError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        self.load().await
+    }
+
+    /// [`reload`](Self::reload)'s work; the caller holds `reloading`.
+    async fn load(&self) -> Result<(), ServiceError> {
         // Noted before reading, so a change made during the read triggers another reload.
-        self.loaded.store(
-            self.ctx.catalog.generation(),
-            std::sync::atomic::Ordering::SeqCst,
-        );
+        let generation = self.ctx.catalog.generation();
         let rules: Vec<Rule> = repo::<Rule>(&*self.ctx.store)
             .find(&Query::all().eq("enabled", true))
             .await?;
@@ -62,6 +68,8 @@ impl RulesEngine {
             tracing::warn!(rule = %rule, error = %error, "rule not loaded");
         }
         *self.rules.write().await = Arc::new(set);
+        self.loaded
+            .store(generation, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 
@@ -131,6 +139,11 @@ impl RulesEngine {
         reloader.abort();
     }
 
+    /// Whether content changed in this process since the rule set was loaded.
+    fn is_stale(&self) -> bool {
+        self.loaded.load(std::sync::atomic::Ordering::SeqCst) != self.ctx.catalog.generation()
+    }
+
     /// Processes one dispatched trigger instance message (`{trigger_instance, trace_id}`).
     pub async fn process(&self, msg: &Value) -> Result<(), ServiceError> {
         let ti: TriggerInstance =
@@ -142,8 +155,12 @@ impl RulesEngine {
             .map(str::to_string);
         let tis = repo::<TriggerInstance>(&*self.ctx.store);
         // Rules changed in this process (API, registration) take effect for the next instance.
-        if self.loaded.load(std::sync::atomic::Ordering::SeqCst) != self.ctx.catalog.generation() {
-            self.reload().await?;
+        if self.is_stale() {
+            let _one_at_a_time = self.reloading.lock().await;
+            // Another instance may have reloaded while this one waited.
+            if self.is_stale() {
+                self.load().await?;
+            }
         }
         let set = Arc::clone(&*self.rules.read().await);
         let render_ctx = self.render_context();
