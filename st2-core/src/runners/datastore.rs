@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use serde_json::Value;
 
 use crate::model::KeyValuePair;
 use crate::template::KvScope;
@@ -156,5 +157,84 @@ impl DatastoreAccess for MemoryDatastore {
             })
             .map(|(_, v)| v.clone())
             .collect())
+    }
+}
+
+/// `system` / `st2kv.system` / `user` / `st2kv.user`.
+fn parse_scope(params: &Value) -> Result<KvScope, String> {
+    match params
+        .get("scope")
+        .and_then(Value::as_str)
+        .unwrap_or("system")
+    {
+        "system" | "st2kv.system" => Ok(KvScope::System),
+        "user" | "st2kv.user" => Ok(KvScope::User),
+        other => Err(format!("Scope {other} is unsupported.")),
+    }
+}
+
+/// Serves one datastore call of the Python shim (`action_service` / `sensor_service`:
+/// `get_value`, `set_value`, `delete_value`, `list_values`) for `user`; the error text reaches
+/// Python as an exception.
+pub async fn serve_call(
+    ds: Option<&dyn DatastoreAccess>,
+    user: &str,
+    method: &str,
+    params: &Value,
+) -> Result<Value, String> {
+    let ds = ds.ok_or_else(|| "No datastore is available here".to_string())?;
+    let name = || {
+        params
+            .get("name")
+            .and_then(Value::as_str)
+            .map(String::from)
+            .ok_or_else(|| "a key name is required".to_string())
+    };
+    let key = |scope: KvScope, name: String| KvKey {
+        scope,
+        user: user.to_string(),
+        name,
+    };
+    match method {
+        "get_value" => {
+            let k = key(parse_scope(params)?, name()?);
+            let decrypt = params
+                .get("decrypt")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let v = ds.get_value(&k, decrypt).await.map_err(|e| e.to_string())?;
+            Ok(v.map_or(Value::Null, Value::String))
+        }
+        "set_value" => {
+            let k = key(parse_scope(params)?, name()?);
+            let value = match params.get("value") {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            };
+            let ttl = params.get("ttl").and_then(Value::as_u64).filter(|t| *t > 0);
+            let encrypt = params
+                .get("encrypt")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            ds.set_value(&k, &value, ttl, encrypt)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Value::Bool(true))
+        }
+        "delete_value" => {
+            let k = key(parse_scope(params)?, name()?);
+            let deleted = ds.delete_value(&k).await.map_err(|e| e.to_string())?;
+            Ok(Value::Bool(deleted))
+        }
+        "list_values" => {
+            let prefix = params.get("prefix").and_then(Value::as_str);
+            let items = ds
+                .list_values(KvScope::System, user, prefix)
+                .await
+                .map_err(|e| e.to_string())?;
+            serde_json::to_value(items).map_err(|e| e.to_string())
+        }
+        other => Err(format!("unknown action_service method \"{other}\"")),
     }
 }

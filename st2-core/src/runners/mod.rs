@@ -403,6 +403,7 @@ impl RunnerSettings {
 #[derive(Clone, Default)]
 pub struct RunnerRegistry {
     runners: BTreeMap<String, Arc<dyn Runner>>,
+    settings: Arc<RunnerSettings>,
 }
 
 impl fmt::Debug for RunnerRegistry {
@@ -422,7 +423,10 @@ impl RunnerRegistry {
     /// `announcement`, `inquirer` and (with the `wasm` feature) `wasm`.
     pub fn standard(settings: RunnerSettings) -> Self {
         let settings = Arc::new(settings);
-        let mut r = Self::new();
+        let mut r = Self {
+            settings: Arc::clone(&settings),
+            ..Self::new()
+        };
         r.register(Arc::new(shell::LocalShellRunner::cmd()));
         r.register(Arc::new(shell::LocalShellRunner::script()));
         r.register(Arc::new(python::PythonRunner::new(Arc::clone(&settings))));
@@ -437,6 +441,12 @@ impl RunnerRegistry {
         #[cfg(feature = "wasm")]
         r.register(Arc::new(wasm::WasmRunner::new()));
         r
+    }
+
+    /// The settings the standard runners were made with (the Python interpreter, cache and
+    /// runtime dirs), which the Python sensor container shares.
+    pub fn settings(&self) -> &Arc<RunnerSettings> {
+        &self.settings
     }
 
     /// Adds (or replaces, returning the old one) the runner for `runner.name()`.

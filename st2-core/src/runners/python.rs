@@ -29,12 +29,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
-use super::datastore::KvKey;
 use super::params::{env_param, nonempty_str_param, timeout_param};
 use super::process::{run_process, Ending, ProcessSpec};
 use super::{RunContext, RunOutcome, Runner, RunnerError, RunnerSettings};
 use crate::model::ExecutionStatus;
-use crate::template::KvScope;
 
 /// Default `timeout` of Python actions, in seconds.
 pub const DEFAULT_TIMEOUT: u64 = 600;
@@ -45,10 +43,28 @@ const NO_RESULT: &str = "None";
 
 /// The wrapper's file name inside the shim directory.
 const WRAPPER: &str = "st2_python_wrapper.py";
+/// The sensor wrapper's file name inside the shim directory (see `crate::sensors::python`).
+pub const SENSOR_WRAPPER: &str = "st2_sensor_wrapper.py";
 
 /// The shim: relative path → content.
 const SHIM_FILES: &[(&str, &str)] = &[
     (WRAPPER, include_str!("../../python/st2_python_wrapper.py")),
+    (
+        SENSOR_WRAPPER,
+        include_str!("../../python/st2_sensor_wrapper.py"),
+    ),
+    (
+        "st2reactor/__init__.py",
+        include_str!("../../python/st2reactor/__init__.py"),
+    ),
+    (
+        "st2reactor/sensor/__init__.py",
+        include_str!("../../python/st2reactor/sensor/__init__.py"),
+    ),
+    (
+        "st2reactor/sensor/base.py",
+        include_str!("../../python/st2reactor/sensor/base.py"),
+    ),
     (
         "st2common/__init__.py",
         include_str!("../../python/st2common/__init__.py"),
@@ -123,55 +139,14 @@ impl PythonRunner {
         }
     }
 
-    /// The directory holding the unpacked shim, unpacking it the first time (into a directory
-    /// named after the content's hash, written whole then renamed into place).
+    /// The directory holding the unpacked shim, unpacking it the first time (see
+    /// [`unpack_shim`]).
     pub fn shim_dir(&self) -> Result<PathBuf, RunnerError> {
         let mut guard = self.shim.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(dir) = guard.as_ref() {
             return Ok(dir.clone());
         }
-        let mut hasher = Sha256::new();
-        for (path, content) in SHIM_FILES {
-            hasher.update(path.as_bytes());
-            hasher.update([0]);
-            hasher.update(content.as_bytes());
-            hasher.update([0]);
-        }
-        let hash = hex::encode(hasher.finalize());
-        let cache = &self.settings.cache_dir;
-        std::fs::create_dir_all(cache)
-            .map_err(|e| RunnerError::io(format!("cannot create {}", cache.display()), e))?;
-        let cache = cache
-            .canonicalize()
-            .map_err(|e| RunnerError::io(format!("cannot resolve {}", cache.display()), e))?;
-        let target = cache.join(format!("python-shim-{}", &hash[..16]));
-        if !target.join(WRAPPER).is_file() {
-            let staging = tempfile::Builder::new()
-                .prefix(".python-shim-")
-                .tempdir_in(&cache)
-                .map_err(|e| RunnerError::io("cannot create a staging directory", e))?;
-            for (path, content) in SHIM_FILES {
-                let file = staging.path().join(path);
-                if let Some(parent) = file.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| {
-                        RunnerError::io(format!("cannot create {}", parent.display()), e)
-                    })?;
-                }
-                std::fs::write(&file, content)
-                    .map_err(|e| RunnerError::io(format!("cannot write {}", file.display()), e))?;
-            }
-            let staged = staging.keep();
-            if let Err(e) = std::fs::rename(&staged, &target) {
-                let _ = std::fs::remove_dir_all(&staged);
-                // Another runner may have put it there first.
-                if !target.join(WRAPPER).is_file() {
-                    return Err(RunnerError::io(
-                        format!("cannot create {}", target.display()),
-                        e,
-                    ));
-                }
-            }
-        }
+        let target = unpack_shim(&self.settings.cache_dir)?;
         *guard = Some(target.clone());
         Ok(target)
     }
@@ -304,6 +279,54 @@ impl PythonRunner {
     }
 }
 
+/// Unpacks the Python shim (action and sensor wrappers, `st2common`, `st2reactor`) under
+/// `cache` unless it is there: a directory named after the content's hash, written whole then
+/// renamed into place. Returns that directory.
+pub fn unpack_shim(cache: &std::path::Path) -> Result<PathBuf, RunnerError> {
+    let mut hasher = Sha256::new();
+    for (path, content) in SHIM_FILES {
+        hasher.update(path.as_bytes());
+        hasher.update([0]);
+        hasher.update(content.as_bytes());
+        hasher.update([0]);
+    }
+    let hash = hex::encode(hasher.finalize());
+    std::fs::create_dir_all(cache)
+        .map_err(|e| RunnerError::io(format!("cannot create {}", cache.display()), e))?;
+    let cache = cache
+        .canonicalize()
+        .map_err(|e| RunnerError::io(format!("cannot resolve {}", cache.display()), e))?;
+    let target = cache.join(format!("python-shim-{}", &hash[..16]));
+    if !target.join(WRAPPER).is_file() {
+        let staging = tempfile::Builder::new()
+            .prefix(".python-shim-")
+            .tempdir_in(&cache)
+            .map_err(|e| RunnerError::io("cannot create a staging directory", e))?;
+        for (path, content) in SHIM_FILES {
+            let file = staging.path().join(path);
+            if let Some(parent) = file.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    RunnerError::io(format!("cannot create {}", parent.display()), e)
+                })?;
+            }
+            std::fs::write(&file, content)
+                .map_err(|e| RunnerError::io(format!("cannot write {}", file.display()), e))?;
+        }
+        let staged = staging.keep();
+        if let Err(e) = std::fs::rename(&staged, &target) {
+            let _ = std::fs::remove_dir_all(&staged);
+            // Another runner may have put it there first.
+            if !target.join(WRAPPER).is_file() {
+                return Err(RunnerError::io(
+                    format!("cannot create {}", target.display()),
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(target)
+}
+
 /// The runner side of the control channel: accepts the wrapper's connection (giving up once
 /// the child has exited without connecting), sends the init message, serves datastore calls
 /// and records the result.
@@ -356,88 +379,20 @@ async fn serve(
             continue;
         }
         let id = msg.get("id").cloned().unwrap_or(Value::Null);
-        let reply = match datastore_call(ctx, method, &params).await {
+        let reply = match super::datastore::serve_call(
+            ctx.datastore.as_deref(),
+            &ctx.user,
+            method,
+            &params,
+        )
+        .await
+        {
             Ok(v) => json!({"id": id, "result": v}),
             Err(e) => json!({"id": id, "error": e}),
         };
         write.write_all(format!("{reply}\n").as_bytes()).await?;
     }
     Ok(())
-}
-
-/// `system` / `st2kv.system` / `user` / `st2kv.user`.
-fn parse_scope(params: &Value) -> Result<KvScope, String> {
-    match params
-        .get("scope")
-        .and_then(Value::as_str)
-        .unwrap_or("system")
-    {
-        "system" | "st2kv.system" => Ok(KvScope::System),
-        "user" | "st2kv.user" => Ok(KvScope::User),
-        other => Err(format!("Scope {other} is unsupported.")),
-    }
-}
-
-/// Serves one `action_service` call.
-async fn datastore_call(ctx: &RunContext, method: &str, params: &Value) -> Result<Value, String> {
-    let ds = ctx
-        .datastore
-        .as_ref()
-        .ok_or_else(|| "No datastore is available to this action runner".to_string())?;
-    let name = || {
-        params
-            .get("name")
-            .and_then(Value::as_str)
-            .map(String::from)
-            .ok_or_else(|| "a key name is required".to_string())
-    };
-    let key = |scope: KvScope, name: String| KvKey {
-        scope,
-        user: ctx.user.clone(),
-        name,
-    };
-    match method {
-        "get_value" => {
-            let k = key(parse_scope(params)?, name()?);
-            let decrypt = params
-                .get("decrypt")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            let v = ds.get_value(&k, decrypt).await.map_err(|e| e.to_string())?;
-            Ok(v.map_or(Value::Null, Value::String))
-        }
-        "set_value" => {
-            let k = key(parse_scope(params)?, name()?);
-            let value = match params.get("value") {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Null) | None => String::new(),
-                Some(other) => other.to_string(),
-            };
-            let ttl = params.get("ttl").and_then(Value::as_u64).filter(|t| *t > 0);
-            let encrypt = params
-                .get("encrypt")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            ds.set_value(&k, &value, ttl, encrypt)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(Value::Bool(true))
-        }
-        "delete_value" => {
-            let k = key(parse_scope(params)?, name()?);
-            let deleted = ds.delete_value(&k).await.map_err(|e| e.to_string())?;
-            Ok(Value::Bool(deleted))
-        }
-        "list_values" => {
-            let prefix = params.get("prefix").and_then(Value::as_str);
-            let items = ds
-                .list_values(KvScope::System, &ctx.user, prefix)
-                .await
-                .map_err(|e| e.to_string())?;
-            serde_json::to_value(items).map_err(|e| e.to_string())
-        }
-        other => Err(format!("unknown action_service method \"{other}\"")),
-    }
 }
 
 #[async_trait]

@@ -5,7 +5,11 @@
 //!   preprocessing, with a stateful `dedup` step, and with three stateless match/reject/
 //!   criteria steps (fixture pack `preproc`; the last one's rule runs `core.noop`);
 //! - `linux.file_watch.line` throughput: lines appended at once → trigger instances stored (the
-//!   rule's criteria never hold, so no execution competes for the CPU).
+//!   rule's criteria never hold, so no execution competes for the CPU);
+//! - Python sensor dispatch throughput: the fixture pack `pybench`'s `BurstSensor` dispatches
+//!   [`BURST`] triggers as fast as it can through the sensor shim; first → last instance
+//!   stored; and the resident memory of a running Python sensor process (from the `pid` of its
+//!   `process_spawn` trigger).
 //!
 //! Usage: `cargo run --release -p st2-tests --bin bench-sensors`. Prints one markdown row per
 //! figure; nothing is asserted.
@@ -27,10 +31,12 @@ use st2_tests::api::Harness;
 const DISPATCHES: usize = 2_000;
 /// Lines appended for the file tail scenario.
 const LINES: usize = 5_000;
+/// Triggers dispatched by the Python sensor.
+const BURST: usize = 20_000;
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
-    let h = Harness::start_with(&["preproc"], |_| {}).await;
+    let h = Harness::start_with(&["preproc", "pybench"], |_| {}).await;
     let ctx = h.platform.ctx.clone();
     println!("| figure | value |\n|---|---|");
     for (label, trigger) in [
@@ -115,5 +121,66 @@ async fn main() -> anyhow::Result<()> {
         LINES as f64 / secs,
         secs
     );
+    python_sensor(&h).await
+}
+
+/// The burst of the Python sensor, started by saving its pack config (the sensor restarts with
+/// it): first → last instance stored.
+async fn python_sensor(h: &Harness) -> anyhow::Result<()> {
+    let ctx = &h.platform.ctx;
+    let saved = h
+        .put("/api/v1/configs/pybench", json!({"burst": BURST}))
+        .await;
+    anyhow::ensure!(saved.status.is_success(), "config: {:?}", saved.body);
+    let count = || async {
+        repo::<TriggerInstance>(&*ctx.store)
+            .count(&Query::all().eq("trigger", "pybench.event"))
+            .await
+            .unwrap_or(0) as usize
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut first: Option<(Instant, usize)> = None;
+    loop {
+        let n = count().await;
+        if n > 0 && first.is_none() {
+            first = Some((Instant::now(), n));
+        }
+        if n >= BURST {
+            break;
+        }
+        if Instant::now() > deadline {
+            println!("| python sensor dispatch | stalled at {n}/{BURST} |");
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (t0, n0) = first.unwrap_or((Instant::now(), 0));
+    let secs = t0.elapsed().as_secs_f64().max(1e-9);
+    println!(
+        "| python sensor → stored trigger instances | {:.0} triggers/s ({} in {:.2} s, one sensor) |",
+        (BURST - n0) as f64 / secs,
+        BURST - n0,
+        secs
+    );
+    let spawns = repo::<TriggerInstance>(&*ctx.store)
+        .find(&Query::all().eq("trigger", "core.st2.sensor.process_spawn"))
+        .await?;
+    for s in spawns {
+        let Some(pid) = s.payload["pid"].as_i64() else {
+            continue;
+        };
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        if let Some(kb) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        {
+            println!(
+                "| memory of a running Python sensor ({}) | {:.1} MiB RSS |",
+                s.payload["id"].as_str().unwrap_or_default(),
+                kb / 1024.0
+            );
+        }
+    }
     Ok(())
 }

@@ -1,0 +1,1 @@
+"""The part of StackStorm's ``st2reactor`` that pack sensors import."""

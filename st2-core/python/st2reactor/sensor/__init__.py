@@ -1,0 +1,1 @@
+"""Sensor base classes (StackStorm's ``st2reactor.sensor``)."""

@@ -1,0 +1,167 @@
+//! The sensor container's side of a Python sensor's control channel: sends the init message,
+//! forwards trigger changes (`add_trigger` / `update_trigger` / `remove_trigger`), stores the
+//! sensor's dispatches in the order it made them and answers its datastore calls.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::sync::watch;
+
+use crate::model::Trigger;
+use crate::runners::datastore::serve_call;
+use crate::runners::DatastoreAccess;
+use crate::services::context::SYSTEM_USER;
+use crate::services::{dispatch, Ctx, ServiceError};
+
+/// How long a dispatch waits before trying again while the rules engine's backlog is full.
+const BUSY_RETRY: Duration = Duration::from_millis(20);
+
+/// The triggers a sensor follows, by trigger id (or ref when it has none).
+pub type Triggers = BTreeMap<String, Trigger>;
+
+/// Serves one connected wrapper until it closes the channel: `init` first, then trigger
+/// changes from `triggers` and the wrapper's calls. `sensor_ref` names the sensor in logs.
+pub async fn serve(
+    ctx: &Ctx,
+    sensor_ref: &str,
+    stream: UnixStream,
+    mut init: Value,
+    mut triggers: watch::Receiver<Triggers>,
+    datastore: Option<Arc<dyn DatastoreAccess>>,
+) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut sent: Triggers = triggers.borrow_and_update().clone();
+    init["triggers"] = json!(sent.values().collect::<Vec<_>>());
+    write.write_all(format!("{init}\n").as_bytes()).await?;
+    let mut lines = BufReader::new(read).lines();
+    let mut triggers_open = true;
+    loop {
+        tokio::select! {
+            line = lines.next_line() => {
+                let Some(line) = line? else { return Ok(()) };
+                let Ok(msg) = serde_json::from_str::<Value>(&line) else {
+                    tracing::warn!(sensor = %sensor_ref, "sensor sent a line that is not JSON");
+                    continue;
+                };
+                let method = msg.get("method").and_then(Value::as_str).unwrap_or_default();
+                let params = msg.get("params").cloned().unwrap_or(Value::Null);
+                if method == "dispatch" {
+                    dispatch_one(ctx, sensor_ref, params).await;
+                    continue;
+                }
+                let id = msg.get("id").cloned().unwrap_or(Value::Null);
+                let reply = match serve_call(datastore.as_deref(), SYSTEM_USER, method, &params).await {
+                    Ok(v) => json!({"id": id, "result": v}),
+                    Err(e) => json!({"id": id, "error": e}),
+                };
+                write.write_all(format!("{reply}\n").as_bytes()).await?;
+            }
+            changed = triggers.changed(), if triggers_open => {
+                if changed.is_err() {
+                    triggers_open = false;
+                    continue;
+                }
+                let now = triggers.borrow_and_update().clone();
+                for msg in changes(&sent, &now) {
+                    write.write_all(format!("{msg}\n").as_bytes()).await?;
+                }
+                sent = now;
+            }
+        }
+    }
+}
+
+/// The calls that turn the wrapper's triggers `from` into `to`.
+fn changes(from: &Triggers, to: &Triggers) -> Vec<Value> {
+    let mut out = Vec::new();
+    for (k, t) in from {
+        if !to.contains_key(k) {
+            out.push(json!({"method": "remove_trigger", "params": {"trigger": t}}));
+        }
+    }
+    for (k, t) in to {
+        match from.get(k) {
+            None => out.push(json!({"method": "add_trigger", "params": {"trigger": t}})),
+            Some(old) if old.parameters != t.parameters => {
+                out.push(json!({"method": "update_trigger", "params": {"trigger": t}}))
+            }
+            Some(_) => {}
+        }
+    }
+    out
+}
+
+/// Stores one dispatch of the sensor (`{trigger, payload, trace_tag}`), waiting while the rules
+/// engine's backlog is full; a refused dispatch (unknown trigger, invalid payload) is logged,
+/// as StackStorm's sensor container does.
+async fn dispatch_one(ctx: &Ctx, sensor_ref: &str, params: Value) {
+    let Some(trigger) = params.get("trigger").and_then(Value::as_str) else {
+        tracing::warn!(sensor = %sensor_ref, "dispatch without a trigger ref");
+        return;
+    };
+    let payload = match params.get("payload") {
+        None | Some(Value::Null) => json!({}),
+        Some(p) => p.clone(),
+    };
+    let trace_tag = params
+        .get("trace_tag")
+        .and_then(Value::as_str)
+        .map(String::from);
+    loop {
+        match dispatch::dispatch(ctx, trigger, payload.clone(), trace_tag.clone()).await {
+            Ok(_) => return,
+            Err(ServiceError::Busy(_)) if !ctx.shutdown.is_cancelled() => {
+                tokio::time::sleep(BUSY_RETRY).await;
+            }
+            Err(e) => {
+                tracing::warn!(sensor = %sensor_ref, trigger = %trigger, error = %e, "sensor dispatch refused");
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trigger(id: &str, p: Value) -> (String, Trigger) {
+        let t: Trigger = serde_json::from_value(json!({
+            "id": id, "name": id, "pack": "p", "ref": format!("p.{id}"), "type": "p.t",
+            "parameters": p
+        }))
+        .expect("trigger");
+        (id.to_string(), t)
+    }
+
+    #[test]
+    fn changes_add_update_and_remove() {
+        let from: Triggers = [trigger("a", json!({"x": 1})), trigger("b", json!({}))].into();
+        let to: Triggers = [trigger("a", json!({"x": 2})), trigger("c", json!({}))].into();
+        let calls: Vec<(String, String)> = changes(&from, &to)
+            .iter()
+            .map(|m| {
+                (
+                    m["method"].as_str().unwrap_or_default().to_string(),
+                    m["params"]["trigger"]["id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            calls,
+            vec![
+                ("remove_trigger".to_string(), "b".to_string()),
+                ("update_trigger".to_string(), "a".to_string()),
+                ("add_trigger".to_string(), "c".to_string()),
+            ]
+        );
+        assert!(changes(&to, &to).is_empty());
+    }
+}
