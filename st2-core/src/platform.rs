@@ -181,7 +181,7 @@ impl Platform {
         }
         if has_role(roles, "sensorcontainer") {
             tasks.push(crate::sensors::builtin::service::BuiltinSensors::new(ctx.clone()).start());
-            tasks.push(crate::sensors::python::service::PythonSensors::new(ctx.clone()).start());
+            tasks.push(crate::sensors::container::SensorContainer::new(ctx.clone()).start());
         }
         if has_role(roles, "garbagecollector") {
             let gc = gc.clone();

@@ -247,13 +247,13 @@ async fn re_registering_the_pack_restarts_its_sensors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_sensor_containers_never_run_the_same_python_sensor() {
-    use st2_core::sensors::python::service::PythonSensors;
+    use st2_core::sensors::container::SensorContainer;
 
     let h = start("").await;
     let mut ctx2 = h.platform.ctx.clone();
     ctx2.node_id = "second-container".into();
     ctx2.shutdown = h.platform.ctx.shutdown.child_token();
-    let second = PythonSensors::new(ctx2.clone()).start();
+    let second = SensorContainer::new(ctx2.clone()).start();
     // Both containers reload several times (every second) while the sensor ticks.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let ticks = wait_instances(&h, TICK, "ticks", |a| a.len() >= 5).await;

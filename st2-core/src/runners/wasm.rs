@@ -277,11 +277,61 @@ impl WasmRunner {
     async fn execute(&self, ctx: &RunContext) -> Result<RunOutcome, RunnerError> {
         let path = ctx.entry_point_path()?;
         let opts = Options::read(ctx)?;
-        let shared = self.shared()?;
-        let pre = self.module(shared, &path).await?;
-
         let stdin = serde_json::to_vec(&ctx.action_params)
             .map_err(|e| RunnerError::Invalid(format!("cannot encode the parameters: {e}")))?;
+        let env = [
+            ("ST2_ACTION_PACK_NAME", ctx.action.pack.as_str()),
+            ("ST2_ACTION_EXECUTION_ID", ctx.execution_id.as_str()),
+        ];
+        let (ending, out, err) = self
+            .run_sandboxed(&path, &opts, stdin, &env, &ctx.cancel)
+            .await?;
+        for (stream, data) in [(OutputStream::Stdout, &out), (OutputStream::Stderr, &err)] {
+            if !data.is_empty() {
+                let _ = ctx
+                    .output
+                    .send(OutputChunk {
+                        stream,
+                        data: data.clone(),
+                    })
+                    .await;
+            }
+        }
+        Ok(outcome(ending, out, err, &opts, &path))
+    }
+
+    /// Runs the module at `path` once, outside any execution (WASM sensors): `stdin` as its
+    /// standard input, `env` as its environment, under the limits of `params` (the runner's
+    /// parameters: `timeout`, `memory_limit_mb`, `fuel`, `env`; relative `preopened_dirs` are
+    /// under `base_dir`). Returns the status and the result document an action would get.
+    pub async fn run_module(
+        &self,
+        path: &Path,
+        params: &JsonMap,
+        base_dir: Option<&Path>,
+        stdin: Vec<u8>,
+        env: &[(&str, &str)],
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> RunOutcome {
+        let run = async {
+            let opts = Options::from_params(params, base_dir)?;
+            let (ending, out, err) = self.run_sandboxed(path, &opts, stdin, env, cancel).await?;
+            Ok::<_, RunnerError>(outcome(ending, out, err, &opts, path))
+        };
+        run.await.unwrap_or_else(RunOutcome::from)
+    }
+
+    /// One sandboxed run of the module at `path`: how it ended, its stdout and its stderr.
+    async fn run_sandboxed(
+        &self,
+        path: &Path,
+        opts: &Options,
+        stdin: Vec<u8>,
+        env: &[(&str, &str)],
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Result<(Ending, String, String), RunnerError> {
+        let shared = self.shared()?;
+        let pre = self.module(shared, path).await?;
         let stdout = MemoryOutputPipe::new(MAX_OUTPUT_BYTES);
         let stderr = MemoryOutputPipe::new(MAX_OUTPUT_BYTES);
         let mut wasi = WasiCtxBuilder::new();
@@ -291,8 +341,9 @@ impl WasmRunner {
         for (k, v) in &opts.env {
             wasi.env(k, v);
         }
-        wasi.env("ST2_ACTION_PACK_NAME", &ctx.action.pack)
-            .env("ST2_ACTION_EXECUTION_ID", &ctx.execution_id);
+        for (k, v) in env {
+            wasi.env(k, v);
+        }
         for p in &opts.preopens {
             let perms = if p.writable {
                 FsPerms::ReadWrite
@@ -350,7 +401,7 @@ impl WasmRunner {
                 Err(e) => classify(&e),
             },
             _ = limit => Ending::TimedOut,
-            _ = ctx.cancel.cancelled() => Ending::Canceled,
+            _ = cancel.cancelled() => Ending::Canceled,
         };
         let ending = match (ending, store.data().limits.refused) {
             (Ending::Trapped(_), Some(asked)) => Ending::OutOfMemory(asked),
@@ -360,18 +411,7 @@ impl WasmRunner {
 
         let out = String::from_utf8_lossy(&stdout.contents()).into_owned();
         let err = String::from_utf8_lossy(&stderr.contents()).into_owned();
-        for (stream, data) in [(OutputStream::Stdout, &out), (OutputStream::Stderr, &err)] {
-            if !data.is_empty() {
-                let _ = ctx
-                    .output
-                    .send(OutputChunk {
-                        stream,
-                        data: data.clone(),
-                    })
-                    .await;
-            }
-        }
-        Ok(outcome(ending, out, err, &opts, &path))
+        Ok((ending, out, err))
     }
 }
 
@@ -499,7 +539,10 @@ fn outcome(
 
 impl Options {
     fn read(ctx: &RunContext) -> Result<Self, RunnerError> {
-        let rp = &ctx.runner_params;
+        Self::from_params(&ctx.runner_params, ctx.pack_dir.as_deref())
+    }
+
+    fn from_params(rp: &JsonMap, pack_dir: Option<&Path>) -> Result<Self, RunnerError> {
         let (timeout, timeout_shown) = timeout_param(rp, DEFAULT_TIMEOUT);
         let memory_limit_mb = match positive_int(rp, "memory_limit_mb")? {
             Some(n) => n,
@@ -528,7 +571,7 @@ impl Options {
             timeout_shown,
             memory_limit_mb,
             fuel,
-            preopens: preopens(rp, ctx.pack_dir.as_deref())?,
+            preopens: preopens(rp, pack_dir)?,
             env: env_param(rp),
         })
     }

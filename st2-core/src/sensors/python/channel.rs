@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -15,10 +14,7 @@ use crate::model::Trigger;
 use crate::runners::datastore::serve_call;
 use crate::runners::DatastoreAccess;
 use crate::services::context::SYSTEM_USER;
-use crate::services::{dispatch, Ctx, ServiceError};
-
-/// How long a dispatch waits before trying again while the rules engine's backlog is full.
-const BUSY_RETRY: Duration = Duration::from_millis(20);
+use crate::services::Ctx;
 
 /// The triggers a sensor follows, by trigger id (or ref when it has none).
 pub type Triggers = BTreeMap<String, Trigger>;
@@ -50,7 +46,10 @@ pub async fn serve(
                 let method = msg.get("method").and_then(Value::as_str).unwrap_or_default();
                 let params = msg.get("params").cloned().unwrap_or(Value::Null);
                 if method == "dispatch" {
-                    dispatch_one(ctx, sensor_ref, params).await;
+                    let trigger = params.get("trigger").and_then(Value::as_str).unwrap_or_default();
+                    let trace_tag = params.get("trace_tag").and_then(Value::as_str).map(String::from);
+                    let payload = params.get("payload").cloned().unwrap_or(Value::Null);
+                    crate::sensors::dispatch(ctx, sensor_ref, trigger, payload, trace_tag).await;
                     continue;
                 }
                 let id = msg.get("id").cloned().unwrap_or(Value::Null);
@@ -93,36 +92,6 @@ fn changes(from: &Triggers, to: &Triggers) -> Vec<Value> {
         }
     }
     out
-}
-
-/// Stores one dispatch of the sensor (`{trigger, payload, trace_tag}`), waiting while the rules
-/// engine's backlog is full; a refused dispatch (unknown trigger, invalid payload) is logged,
-/// as StackStorm's sensor container does.
-async fn dispatch_one(ctx: &Ctx, sensor_ref: &str, params: Value) {
-    let Some(trigger) = params.get("trigger").and_then(Value::as_str) else {
-        tracing::warn!(sensor = %sensor_ref, "dispatch without a trigger ref");
-        return;
-    };
-    let payload = match params.get("payload") {
-        None | Some(Value::Null) => json!({}),
-        Some(p) => p.clone(),
-    };
-    let trace_tag = params
-        .get("trace_tag")
-        .and_then(Value::as_str)
-        .map(String::from);
-    loop {
-        match dispatch::dispatch(ctx, trigger, payload.clone(), trace_tag.clone()).await {
-            Ok(_) => return,
-            Err(ServiceError::Busy(_)) if !ctx.shutdown.is_cancelled() => {
-                tokio::time::sleep(BUSY_RETRY).await;
-            }
-            Err(e) => {
-                tracing::warn!(sensor = %sensor_ref, trigger = %trigger, error = %e, "sensor dispatch refused");
-                return;
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -3,9 +3,10 @@
 //! of `st2-core/python/` (`Sensor` / `PollingSensor`, `sensor_service`), with the pack's
 //! virtualenv when it has one.
 //!
+//! [`crate::sensors::container`] decides which sensors run here and starts, restarts and stops
+//! their processes.
+//!
 //! # Layout
-//! - [`service`]: the service that decides which sensors run here (a store lease per sensor,
-//!   shared with the built-in sensors) and starts, restarts and stops their processes.
 //! - [`process`]: one supervised sensor process (spawn, respawn with backoff, stop,
 //!   `core.st2.sensor.process_spawn` / `process_exit` triggers, output to the log).
 //! - [`channel`]: the control channel to the wrapper (init, trigger changes, dispatches and
@@ -13,7 +14,6 @@
 
 pub mod channel;
 pub mod process;
-pub mod service;
 
 /// Whether `entry_point` names a Python sensor (a `.py` file).
 pub fn is_python(entry_point: &str) -> bool {

@@ -1,13 +1,16 @@
-//! The Python sensor service of the `sensorcontainer` role: every [`RELOAD_INTERVAL`] it reads
-//! the enabled Python sensors, claims them (a store lease per sensor, so that of several
-//! containers exactly one runs each), and
-//! - starts a process for each claimed sensor that has none ([`super::process::supervise`]);
-//! - restarts the process of a sensor whose registration changed: its stored document, its
-//!   pack config, or its Python file (size or modification time), so re-registering a pack
-//!   after editing a sensor restarts it;
-//! - stops the process of a sensor that was removed, disabled or whose lease was lost;
-//! - publishes each sensor's triggers (those of its trigger types) to its process, which
-//!   turns the differences into `add_trigger` / `update_trigger` / `remove_trigger` calls.
+//! The pack sensor service of the `sensorcontainer` role: every [`RELOAD_INTERVAL`] it reads
+//! the enabled Python and WebAssembly sensors, claims them (a store lease per sensor, so that
+//! of several containers exactly one runs each), and
+//! - starts each claimed sensor that is not running: a Python sensor as a supervised process
+//!   ([`super::python::process::supervise`]), a WASM sensor as a poll loop
+//!   ([`super::wasm::supervise`]);
+//! - restarts a sensor whose registration changed: its stored document, its pack config, or
+//!   its code file (size or modification time), so re-registering a pack after editing a
+//!   sensor restarts it;
+//! - stops a sensor that was removed, disabled or whose lease was lost;
+//! - publishes each sensor's triggers (those of its trigger types) to it: a Python sensor gets
+//!   the differences as `add_trigger` / `update_trigger` / `remove_trigger` calls, a WASM
+//!   sensor the current list in each poll's input.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,8 +21,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::channel::Triggers;
-use super::process::{supervise, SensorSpec};
+use super::python::channel::Triggers;
+use super::python::process::SensorSpec;
 use crate::model::Sensor;
 use crate::sensors::claims::{Claims, LeaseClaims};
 use crate::services::lease;
@@ -37,20 +40,30 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// How a sensor runs.
+enum Spec {
+    Python(SensorSpec),
+    #[cfg(feature = "wasm")]
+    Wasm(super::wasm::WasmSensorSpec),
+}
+
 /// A sensor this container should run now.
 struct Wanted {
-    spec: SensorSpec,
+    spec: Spec,
     fingerprint: String,
     triggers: Triggers,
 }
 
-/// The Python sensor service.
-pub struct PythonSensors {
+/// The pack sensor service.
+pub struct SensorContainer {
     ctx: Ctx,
     claims: Arc<dyn Claims>,
+    /// The sandbox of WASM sensors (its engine is made when the first one runs).
+    #[cfg(feature = "wasm")]
+    wasm: Arc<crate::runners::wasm::WasmRunner>,
 }
 
-impl PythonSensors {
+impl SensorContainer {
     /// The service, claiming sensors with leases held as this container (the node id and a
     /// fresh suffix).
     pub fn new(ctx: Ctx) -> Self {
@@ -64,7 +77,12 @@ impl PythonSensors {
             holder,
             lease::DEFAULT_TTL,
         ));
-        Self { ctx, claims }
+        Self {
+            ctx,
+            claims,
+            #[cfg(feature = "wasm")]
+            wasm: Arc::new(crate::runners::wasm::WasmRunner::new()),
+        }
     }
 
     /// Decides with `claims` which sensors run here.
@@ -83,7 +101,7 @@ impl PythonSensors {
         loop {
             match self.wanted().await {
                 Ok(wanted) => self.reconcile(&mut running, wanted).await,
-                Err(e) => tracing::warn!(error = %e, "python sensors: reload failed"),
+                Err(e) => tracing::warn!(error = %e, "sensor container: reload failed"),
             }
             tokio::select! {
                 _ = self.ctx.shutdown.cancelled() => break,
@@ -97,14 +115,20 @@ impl PythonSensors {
         }
     }
 
-    /// Sensor ref → what to run, for every enabled Python sensor this container claims.
+    /// Sensor ref → what to run, for every enabled Python or WASM sensor this container
+    /// claims.
     async fn wanted(&self) -> Result<HashMap<String, Wanted>, ServiceError> {
         let sensors: Vec<Sensor> = repo::<Sensor>(&*self.ctx.store)
             .find(&Query::all().eq("enabled", true))
             .await?;
         let mut wanted = HashMap::new();
         for s in sensors {
-            if !super::is_python(&s.entry_point) {
+            let python = super::python::is_python(&s.entry_point);
+            #[cfg(feature = "wasm")]
+            let wasm = super::wasm::is_wasm(&s.entry_point);
+            #[cfg(not(feature = "wasm"))]
+            let wasm = false;
+            if !python && !wasm {
                 continue;
             }
             let Some(file_path) = self.sensor_file(&s) else {
@@ -139,26 +163,28 @@ impl PythonSensors {
                     .await?)
                     .clone(),
             );
-            let venv = Some(self.ctx.paths.virtualenv(&s.pack))
-                .filter(|v| v.join("bin").join("python").exists());
-            let settings = self.ctx.runners.settings();
-            let shim = crate::runners::python::unpack_shim(&settings.cache_dir)
-                .map_err(|e| ServiceError::Invalid(e.to_string()))?;
             let fingerprint = fingerprint(&s, &config, &file_path);
-            let spec = SensorSpec {
-                sensor_ref: s.sensor_ref.clone(),
-                pack: s.pack.clone(),
-                class_name: s.class_name.clone(),
-                file_path,
-                poll_interval: s.poll_interval,
-                config,
-                python: venv.as_ref().map_or_else(
-                    || PathBuf::from(&settings.python_binary),
-                    |v| v.join("bin").join("python"),
-                ),
-                virtualenv: venv,
-                shim,
-                runtime_dir: settings.runtime_dir.clone(),
+            let spec = if python {
+                Spec::Python(self.python_spec(&s, file_path, config)?)
+            } else {
+                #[cfg(feature = "wasm")]
+                {
+                    Spec::Wasm(super::wasm::WasmSensorSpec {
+                        sensor_ref: s.sensor_ref.clone(),
+                        pack: s.pack.clone(),
+                        class_name: s.class_name.clone(),
+                        module: file_path,
+                        poll_interval: Duration::from_secs_f64(
+                            s.poll_interval
+                                .filter(|p| p.is_finite() && *p > 0.0)
+                                .unwrap_or(super::wasm::DEFAULT_POLL_INTERVAL),
+                        ),
+                        config,
+                        default_trigger: s.trigger_types.first().cloned(),
+                    })
+                }
+                #[cfg(not(feature = "wasm"))]
+                continue;
             };
             wanted.insert(
                 s.sensor_ref.clone(),
@@ -172,7 +198,36 @@ impl PythonSensors {
         Ok(wanted)
     }
 
-    /// The sensor's Python file: its `artifact_uri`, else `<pack>/sensors/<entry_point>`.
+    /// How a Python sensor is started.
+    fn python_spec(
+        &self,
+        s: &Sensor,
+        file_path: PathBuf,
+        config: serde_json::Value,
+    ) -> Result<SensorSpec, ServiceError> {
+        let venv = Some(self.ctx.paths.virtualenv(&s.pack))
+            .filter(|v| v.join("bin").join("python").exists());
+        let settings = self.ctx.runners.settings();
+        let shim = crate::runners::python::unpack_shim(&settings.cache_dir)
+            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        Ok(SensorSpec {
+            sensor_ref: s.sensor_ref.clone(),
+            pack: s.pack.clone(),
+            class_name: s.class_name.clone(),
+            file_path,
+            poll_interval: s.poll_interval,
+            config,
+            python: venv.as_ref().map_or_else(
+                || PathBuf::from(&settings.python_binary),
+                |v| v.join("bin").join("python"),
+            ),
+            virtualenv: venv,
+            shim,
+            runtime_dir: settings.runtime_dir.clone(),
+        })
+    }
+
+    /// The sensor's code file: its `artifact_uri`, else `<pack>/sensors/<entry_point>`.
     fn sensor_file(&self, s: &Sensor) -> Option<PathBuf> {
         let from_uri = s
             .artifact_uri
@@ -227,7 +282,22 @@ impl PythonSensors {
             tracing::info!(sensor = %k, "starting sensor");
             let (tx, rx) = watch::channel(w.triggers);
             let stop = self.ctx.shutdown.child_token();
-            let task = tokio::spawn(supervise(self.ctx.clone(), w.spec, rx, stop.clone()));
+            let task = match w.spec {
+                Spec::Python(spec) => tokio::spawn(super::python::process::supervise(
+                    self.ctx.clone(),
+                    spec,
+                    rx,
+                    stop.clone(),
+                )),
+                #[cfg(feature = "wasm")]
+                Spec::Wasm(spec) => tokio::spawn(super::wasm::supervise(
+                    self.ctx.clone(),
+                    spec,
+                    Arc::clone(&self.wasm),
+                    rx,
+                    stop.clone(),
+                )),
+            };
             running.insert(
                 k,
                 Running {
