@@ -19,6 +19,7 @@
 //! - [`context`]: what every service shares.
 //! - [`catalog`]: registration-time content (actions, configs, policies, triggers), cached.
 
+pub mod action_chain;
 pub mod catalog;
 pub mod context;
 pub mod deferred;

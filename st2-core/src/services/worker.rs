@@ -256,6 +256,19 @@ impl Worker {
             return Ok(super::pack_ops::run(&self.ctx, &action.action_ref, &params).await);
         }
         let (runner_params, action_params) = r.split(&params);
+        if super::action_chain::handles(&runner_type.name) {
+            let pack_dir = self.ctx.paths.find_pack(&action.pack);
+            return Ok(super::action_chain::run(
+                &self.ctx,
+                exec,
+                &action,
+                pack_dir.as_deref(),
+                &action_params,
+                &runner_params,
+                &cancel,
+            )
+            .await);
+        }
         let runner =
             self.ctx
                 .runners

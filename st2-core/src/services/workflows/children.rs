@@ -192,7 +192,7 @@ pub(super) async fn flush_children(ctx: &Ctx, parent: &str) -> Result<(), Servic
 }
 
 /// Appends child ids to the parent's `children`.
-pub(super) async fn add_children(
+pub(crate) async fn add_children(
     ctx: &Ctx,
     parent: &str,
     ids: Vec<String>,

@@ -42,6 +42,7 @@ mod recovery;
 mod start;
 mod step;
 
+pub(crate) use children::add_children;
 pub use children::child_completed;
 pub use control::control;
 pub use engine::WorkflowEngine;
