@@ -182,3 +182,80 @@ fn first_start_creates_admin_and_answers() {
         assert!(local.is_some(), "core.local registered at start");
     });
 }
+
+#[test]
+fn kill_9_mid_workflow_then_restart_resumes_it() {
+    use st2_core::model::ExecutionStatus;
+
+    let data = tempfile::tempdir().expect("tmp");
+    let packs = data.path().join("packs");
+    std::fs::create_dir_all(&packs).expect("mkdir");
+    let fixture = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/packs/wf"
+    ));
+    copy_tree(fixture, &packs.join("wf"));
+    let (mut server, addr) = start(data.path());
+    let token = login(&addr, data.path());
+    let resp = http(
+        &addr,
+        "POST",
+        "/api/v1/executions",
+        &[
+            ("X-Auth-Token", &token),
+            ("Content-Type", "application/json"),
+        ],
+        r#"{"action": "wf.crashable"}"#,
+    );
+    assert!(resp.starts_with("HTTP/1.1 201"), "{resp}");
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let id = serde_json::from_str::<serde_json::Value>(body).expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let children = |data: &Path| -> Vec<st2_core::model::Execution> {
+        executions(data)
+            .into_iter()
+            .filter(|e| e.parent.as_deref() == Some(id.as_str()))
+            .collect()
+    };
+    wait_until("the first task to run", || {
+        children(data.path()).iter().any(|e| {
+            e.status == ExecutionStatus::Running
+                && e.context
+                    .contains_key(st2_core::services::worker::RUNNER_PROCESS_KEY)
+        })
+    });
+    // kill -9 in the middle of the first task: its run is lost with the process.
+    server.0.kill().expect("kill");
+    let _ = server.0.wait();
+    let (_server2, _addr2) = start(data.path());
+    wait_until("the workflow to finish after the restart", || {
+        executions(data.path())
+            .iter()
+            .any(|e| e.id == id && e.status.is_completed())
+    });
+    let all = executions(data.path());
+    let wf = all.iter().find(|e| e.id == id).expect("workflow");
+    assert_eq!(wf.status, ExecutionStatus::Succeeded, "{:?}", wf.result);
+    assert_eq!(
+        wf.result,
+        Some(serde_json::json!({"output": {"out": "slept and continued"}}))
+    );
+    let kids = children(data.path());
+    let of = |task: &str| -> Vec<ExecutionStatus> {
+        kids.iter()
+            .filter(|k| k.context["orquesta"]["task_name"] == task)
+            .map(|k| k.status)
+            .collect()
+    };
+    let mut first = of("first");
+    first.sort_by_key(|s| s.as_str());
+    assert_eq!(
+        first,
+        vec![ExecutionStatus::Abandoned, ExecutionStatus::Succeeded],
+        "the lost run is abandoned and retried once"
+    );
+    assert_eq!(of("second"), vec![ExecutionStatus::Succeeded], "ran once");
+    assert_eq!(of("third"), vec![ExecutionStatus::Succeeded], "ran once");
+}
