@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::services::lease::Lease;
+use crate::services::lease::{self, Lease};
+use crate::services::Ctx;
 
 /// Which sensors this container may run ([`LeaseClaims`] by default; [`ClaimAll`] for a
 /// container known to be alone).
@@ -90,4 +91,15 @@ impl Claims for LeaseClaims {
             tracing::warn!(sensor = %sensor_ref, error = %e, "sensor lease release failed");
         }
     }
+}
+
+/// Lease claims for one sensor container of this process: held as the node id and a fresh
+/// suffix, with the default lease TTL.
+pub fn for_container(ctx: &Ctx) -> Arc<LeaseClaims> {
+    let holder = format!("{}-sensors-{}", ctx.node_id, uuid::Uuid::new_v4().simple());
+    Arc::new(LeaseClaims::new(
+        Arc::clone(&ctx.store),
+        holder,
+        lease::DEFAULT_TTL,
+    ))
 }

@@ -24,8 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::python::channel::Triggers;
 use super::python::process::SensorSpec;
 use crate::model::Sensor;
-use crate::sensors::claims::{Claims, LeaseClaims};
-use crate::services::lease;
+use crate::sensors::claims::Claims;
 use crate::services::{Ctx, ServiceError};
 use crate::store::{repo, Query};
 
@@ -67,16 +66,7 @@ impl SensorContainer {
     /// The service, claiming sensors with leases held as this container (the node id and a
     /// fresh suffix).
     pub fn new(ctx: Ctx) -> Self {
-        let holder = format!(
-            "{}-pysensors-{}",
-            ctx.node_id,
-            uuid::Uuid::new_v4().simple()
-        );
-        let claims = Arc::new(LeaseClaims::new(
-            Arc::clone(&ctx.store),
-            holder,
-            lease::DEFAULT_TTL,
-        ));
+        let claims = super::claims::for_container(&ctx);
         Self {
             ctx,
             claims,
@@ -138,23 +128,7 @@ impl SensorContainer {
             if !self.claims.hold(&s.sensor_ref).await {
                 continue;
             }
-            let mut triggers = Triggers::new();
-            for tt in &s.trigger_types {
-                for t in self
-                    .ctx
-                    .catalog
-                    .triggers_of_type(&*self.ctx.store, tt)
-                    .await?
-                    .iter()
-                {
-                    let key = if t.id.is_empty() {
-                        t.trigger_ref.clone()
-                    } else {
-                        t.id.clone()
-                    };
-                    triggers.insert(key, t.clone());
-                }
-            }
+            let triggers = super::sensor_triggers(&self.ctx, &s).await?;
             let config = serde_json::Value::Object(
                 (*self
                     .ctx

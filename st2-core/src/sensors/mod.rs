@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::model::Sensor;
 use crate::services::{dispatch as dispatch_service, Ctx, ServiceError};
 
 pub mod builtin;
@@ -19,6 +20,26 @@ pub mod container;
 pub mod python;
 #[cfg(feature = "wasm")]
 pub mod wasm;
+
+/// The triggers a sensor follows (those of its trigger types), by trigger id (or ref when it
+/// has none).
+pub(crate) async fn sensor_triggers(
+    ctx: &Ctx,
+    sensor: &Sensor,
+) -> Result<python::channel::Triggers, ServiceError> {
+    let mut out = python::channel::Triggers::new();
+    for tt in &sensor.trigger_types {
+        for t in ctx.catalog.triggers_of_type(&*ctx.store, tt).await?.iter() {
+            let key = if t.id.is_empty() {
+                t.trigger_ref.clone()
+            } else {
+                t.id.clone()
+            };
+            out.insert(key, t.clone());
+        }
+    }
+    Ok(out)
+}
 
 /// How long a sensor's dispatch waits before trying again while the rules engine's backlog is
 /// full.

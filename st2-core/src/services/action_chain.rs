@@ -259,15 +259,14 @@ impl Chain<'_> {
     }
 
     async fn run(self, action: &Action) -> RunOutcome {
-        let mut result = JsonMap::new();
         let mut tasks: Vec<Value> = Vec::new();
         let mut published = JsonMap::new();
         let mut results = JsonMap::new();
         let finish = |status: ExecutionStatus,
                       tasks: Vec<Value>,
                       published: JsonMap,
-                      error: Option<String>,
-                      mut result: JsonMap| {
+                      error: Option<String>| {
+            let mut result = JsonMap::new();
             result.insert("tasks".into(), Value::Array(tasks));
             if self.display_published {
                 result.insert("published".into(), Value::Object(published));
@@ -286,7 +285,6 @@ impl Chain<'_> {
                     tasks,
                     published,
                     Some(format!("Failed initializing ``vars`` in chain. {e}")),
-                    result,
                 )
             }
         };
@@ -320,13 +318,7 @@ impl Chain<'_> {
                         "Failed to run task \"{}\". Parameter rendering failed. {e}",
                         n.name
                     );
-                    return finish(
-                        ExecutionStatus::Failed,
-                        tasks,
-                        published,
-                        Some(error),
-                        result,
-                    );
+                    return finish(ExecutionStatus::Failed, tasks, published, Some(error));
                 }
             };
             let child = match self.start(&n, parameters, &parent).await {
@@ -336,13 +328,7 @@ impl Chain<'_> {
                         "Failed to run task \"{}\". Action with reference \"{}\" doesn't exist.",
                         n.name, n.action_ref
                     );
-                    return finish(
-                        ExecutionStatus::Failed,
-                        tasks,
-                        published,
-                        Some(error),
-                        result,
-                    );
+                    return finish(ExecutionStatus::Failed, tasks, published, Some(error));
                 }
                 Err(e) => {
                     // Like a node that ran and failed: the chain goes on with on-failure.
@@ -354,7 +340,7 @@ impl Chain<'_> {
                     match self.next(&n, n.on_failure.as_deref()) {
                         Ok(next) => node = next,
                         Err(e) => {
-                            return finish(status, tasks, published, Some(e), result);
+                            return finish(status, tasks, published, Some(e));
                         }
                     }
                     continue;
@@ -417,12 +403,11 @@ impl Chain<'_> {
             match self.next(&n, branch) {
                 Ok(next) => node = next,
                 Err(e) => {
-                    return finish(ExecutionStatus::Failed, tasks, published, Some(e), result);
+                    return finish(ExecutionStatus::Failed, tasks, published, Some(e));
                 }
             }
         }
-        result.remove("error");
-        finish(status, tasks, published, None, result)
+        finish(status, tasks, published, None)
     }
 
     /// The node named by a branch of `from` (`None`: the chain ends there).

@@ -18,7 +18,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::{builtin_name, BuiltinSensor};
 use crate::model::{Sensor, Trigger};
-use crate::services::lease;
 use crate::services::{Ctx, ServiceError};
 use crate::store::{repo, Query};
 
@@ -53,12 +52,7 @@ impl BuiltinSensors {
 
     /// The service with the given sensors, claiming sensors with leases.
     pub fn with_sensors(ctx: Ctx, sensors: Vec<Arc<dyn BuiltinSensor>>) -> Self {
-        let holder = format!("{}-sensors-{}", ctx.node_id, uuid::Uuid::new_v4().simple());
-        let claims = Arc::new(LeaseClaims::new(
-            Arc::clone(&ctx.store),
-            holder,
-            lease::DEFAULT_TTL,
-        ));
+        let claims = crate::sensors::claims::for_container(&ctx);
         Self {
             ctx,
             sensors: sensors.into_iter().map(|s| (s.name(), s)).collect(),
@@ -122,20 +116,8 @@ impl BuiltinSensors {
             if !self.claims.hold(&s.sensor_ref).await {
                 continue;
             }
-            for tt in &s.trigger_types {
-                let triggers = self
-                    .ctx
-                    .catalog
-                    .triggers_of_type(&*self.ctx.store, tt)
-                    .await?;
-                for t in triggers.iter() {
-                    let key = if t.id.is_empty() {
-                        t.trigger_ref.clone()
-                    } else {
-                        t.id.clone()
-                    };
-                    wanted.insert(key, (s.sensor_ref.clone(), Arc::clone(imp), t.clone()));
-                }
+            for (key, t) in crate::sensors::sensor_triggers(&self.ctx, &s).await? {
+                wanted.insert(key, (s.sensor_ref.clone(), Arc::clone(imp), t));
             }
         }
         Ok(wanted)
