@@ -27,6 +27,7 @@ pub mod packs;
 pub mod policies;
 pub mod router;
 pub mod rules;
+pub mod sensors;
 pub mod server;
 pub mod stream;
 pub mod traces;

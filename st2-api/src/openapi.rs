@@ -58,6 +58,9 @@ pub const ROUTES: &[Route] = routes! {
     "delete" "/api/v1/rules/{ref_or_id}" "rules" "Delete a rule (204).";
     "get" "/api/v1/ruleenforcements" "rules" "List rule enforcements (rule, trigger_instance, execution).";
     "get" "/api/v1/ruleenforcements/{id}" "rules" "One rule enforcement.";
+    "get" "/api/v1/sensortypes" "sensors" "List sensor types (pack, name, enabled, trigger_type).";
+    "get" "/api/v1/sensortypes/{ref_or_id}" "sensors" "One sensor type.";
+    "put" "/api/v1/sensortypes/{ref_or_id}" "sensors" "Enable or disable a sensor (only enabled changes).";
     "get" "/api/v1/triggertypes" "triggers" "List trigger types.";
     "get" "/api/v1/triggertypes/{ref_or_id}" "triggers" "One trigger type.";
     "get" "/api/v1/triggers" "triggers" "List triggers (type filter).";

@@ -10,8 +10,8 @@ use st2_core::services::Ctx;
 use st2_core::store::Store;
 
 use crate::{
-    actions, apikeys, auth, executions, inquiries, keys, openapi, packs, policies, rules, stream,
-    traces, triggers, webhooks,
+    actions, apikeys, auth, executions, inquiries, keys, openapi, packs, policies, rules, sensors,
+    stream, traces, triggers, webhooks,
 };
 
 /// What every handler can reach.
@@ -58,6 +58,7 @@ fn api_routes(state: &AppState) -> Router<AppState> {
         .merge(executions::routes())
         .merge(rules::routes())
         .merge(triggers::routes())
+        .merge(sensors::routes())
         .merge(traces::routes())
         .merge(policies::routes())
         .merge(keys::routes())

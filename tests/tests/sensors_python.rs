@@ -273,3 +273,54 @@ async fn two_sensor_containers_never_run_the_same_python_sensor() {
     ctx2.shutdown.cancel();
     second.await.expect("second container stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_a_sensor_stops_it_and_enabling_starts_it_again() {
+    let h = start("").await;
+    wait_instances(&h, TICK, "a first tick", |a| !a.is_empty()).await;
+    let listed = h.get("/api/v1/sensortypes?pack=pysensors").await;
+    let refs: Vec<&str> = listed
+        .body
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|s| s["ref"].as_str())
+        .collect();
+    assert_eq!(
+        refs,
+        ["pysensors.CounterSensor", "pysensors.ListenerSensor"]
+    );
+    let off = h
+        .put(
+            "/api/v1/sensortypes/pysensors.CounterSensor",
+            json!({"enabled": false}),
+        )
+        .await;
+    assert_eq!(off.status.as_u16(), 200, "{off:?}");
+    assert_eq!(off.body["enabled"], json!(false));
+    let exits = wait_instances(&h, EXIT, "the sensor to stop", |a| {
+        !of_class(a, "CounterSensor").is_empty()
+    })
+    .await;
+    assert_eq!(
+        of_class(&exits, "CounterSensor")[0].payload["exit_code"],
+        json!(0)
+    );
+    let stopped_at = instances(&h, TICK).await.len();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        instances(&h, TICK).await.len(),
+        stopped_at,
+        "no tick while disabled"
+    );
+    let on = h
+        .put(
+            "/api/v1/sensortypes/pysensors.CounterSensor",
+            json!({"enabled": true}),
+        )
+        .await;
+    assert_eq!(on.status.as_u16(), 200, "{on:?}");
+    wait_instances(&h, TICK, "ticks after enabling", |a| a.len() > stopped_at).await;
+    let spawns = instances(&h, SPAWN).await;
+    assert_eq!(of_class(&spawns, "CounterSensor").len(), 2, "{spawns:#?}");
+}
