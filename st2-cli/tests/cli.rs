@@ -511,4 +511,17 @@ fn keys_rules_webhooks_traces_and_whoami() {
     );
     ok(&["trace", "list"]);
     ok(&["pack", "list"]);
+
+    // sensors: list, disable, enable.
+    assert!(ok(&["sensor", "list", "-p", "linux"]).contains("linux.FileWatchSensor"));
+    ok(&["sensor", "disable", "linux.FileWatchSensor"]);
+    assert_eq!(
+        json_of(&st2(&["sensor", "get", "linux.FileWatchSensor", "-j"]))["enabled"],
+        false
+    );
+    ok(&["sensor", "enable", "linux.FileWatchSensor"]);
+    assert_eq!(
+        json_of(&st2(&["sensor", "get", "linux.FileWatchSensor", "-j"]))["enabled"],
+        true
+    );
 }

@@ -50,6 +50,9 @@ pub enum Command {
     /// Trigger types.
     #[command(subcommand)]
     Trigger(TriggerCmd),
+    /// Sensors.
+    #[command(subcommand)]
+    Sensor(SensorCmd),
     /// Trigger instances.
     #[command(subcommand, name = "trigger-instance")]
     TriggerInstance(TriggerInstanceCmd),
@@ -366,6 +369,32 @@ pub enum TriggerCmd {
     /// Show one trigger type.
     Get {
         /// Trigger type ref or id.
+        ref_or_id: String,
+    },
+}
+
+/// `st2 sensor ...`.
+#[derive(Debug, Subcommand)]
+pub enum SensorCmd {
+    /// List sensors.
+    List {
+        /// Only this pack's.
+        #[arg(short, long)]
+        pack: Option<String>,
+    },
+    /// Show one sensor.
+    Get {
+        /// Sensor ref or id.
+        ref_or_id: String,
+    },
+    /// Enable a sensor (the sensor container starts it).
+    Enable {
+        /// Sensor ref or id.
+        ref_or_id: String,
+    },
+    /// Disable a sensor (the sensor container stops it).
+    Disable {
+        /// Sensor ref or id.
         ref_or_id: String,
     },
 }

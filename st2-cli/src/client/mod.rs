@@ -145,6 +145,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<ExitCode> {
         Command::Execution(c) => actions::execution(ctx, c),
         Command::Rule(c) => resources::rule(ctx, c),
         Command::Trigger(c) => resources::trigger(ctx, c),
+        Command::Sensor(c) => resources::sensor(ctx, c),
         Command::TriggerInstance(c) => resources::trigger_instance(ctx, c),
         Command::RuleEnforcement(c) => resources::rule_enforcement(ctx, c),
         Command::Webhook(c) => resources::webhook(ctx, c),

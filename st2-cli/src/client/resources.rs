@@ -8,8 +8,8 @@ use anyhow::Context as _;
 use serde_json::{json, Value};
 
 use super::cli::{
-    InquiryCmd, KeyCmd, RuleCmd, RuleEnforcementCmd, TraceCmd, TriggerCmd, TriggerInstanceCmd,
-    WebhookCmd,
+    InquiryCmd, KeyCmd, RuleCmd, RuleEnforcementCmd, SensorCmd, TraceCmd, TriggerCmd,
+    TriggerInstanceCmd, WebhookCmd,
 };
 use super::http::is_status;
 use super::output::{print_list, print_one, render, Format};
@@ -174,6 +174,56 @@ pub fn trigger(ctx: &Ctx, cmd: TriggerCmd) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Columns of `st2 sensor get`.
+const SENSOR_ORDER: &[&str] = &[
+    "id",
+    "ref",
+    "pack",
+    "class_name",
+    "description",
+    "entry_point",
+    "poll_interval",
+    "trigger_types",
+    "enabled",
+];
+
+/// `st2 sensor list/get/enable/disable`.
+pub fn sensor(ctx: &Ctx, cmd: SensorCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        SensorCmd::List { pack } => {
+            let mut q = Vec::new();
+            if let Some(p) = pack {
+                q.push(("pack", p));
+            }
+            let list = ctx.client.get("/sensortypes", &q)?;
+            print_list(
+                &list,
+                &["ref", "pack", "description", "enabled"],
+                ctx.format,
+                None,
+            );
+        }
+        SensorCmd::Get { ref_or_id } => {
+            let s = ctx.get_one("sensortypes", "Sensor", &ref_or_id, &[])?;
+            print_one(&s, SENSOR_ORDER, ctx.format);
+        }
+        SensorCmd::Enable { ref_or_id } => set_sensor_enabled(ctx, &ref_or_id, true)?,
+        SensorCmd::Disable { ref_or_id } => set_sensor_enabled(ctx, &ref_or_id, false)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn set_sensor_enabled(ctx: &Ctx, ref_or_id: &str, enabled: bool) -> anyhow::Result<()> {
+    let s = ctx.get_one("sensortypes", "Sensor", ref_or_id, &[])?;
+    let id = str_field(&s, "id").to_string();
+    let s = ctx.client.put(
+        &format!("/sensortypes/{}", encode_path(&id)),
+        &serde_json::json!({ "enabled": enabled }),
+    )?;
+    print_one(&s, SENSOR_ORDER, ctx.format);
+    Ok(())
 }
 
 /// `st2 trigger-instance list/get/re-emit`.
