@@ -8,7 +8,9 @@
 //! - [`executions`]: requesting, cancelling and finishing executions (status transitions).
 //! - [`rules_engine`]: trigger instances → matching rules → executions + enforcements.
 //! - [`scheduler`]: `requested` → policies → `scheduled` / `delayed`.
+//! - [`concurrency`]: concurrency policy slots claimed in the store.
 //! - [`worker`]: `scheduled` → runner → final status, live output.
+//! - [`watchdog`]: runner heartbeats; executions of dead runners → `abandoned`.
 //! - [`notifier`]: completed executions → `core.st2.generic.actiontrigger` / notify triggers.
 //! - [`timers`]: timer triggers → trigger instances.
 //! - [`gc`]: TTL purges.
@@ -20,6 +22,7 @@
 //! - [`catalog`]: registration-time content (actions, configs, policies, triggers), cached.
 
 pub mod catalog;
+pub mod concurrency;
 pub mod context;
 pub mod deferred;
 pub mod dispatch;
@@ -34,6 +37,7 @@ pub mod preprocess;
 pub mod rules_engine;
 pub mod scheduler;
 pub mod timers;
+pub mod watchdog;
 pub mod worker;
 pub mod workflows;
 

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{builtin_name, BuiltinSensor};
 use crate::model::{Sensor, Trigger};
-use crate::services::lease::{self, Lease};
+use crate::services::lease::Lease;
 use crate::services::{Ctx, ServiceError};
 use crate::store::{repo, Query};
 
@@ -139,7 +139,7 @@ impl BuiltinSensors {
         let claims = Arc::new(LeaseClaims::new(
             Arc::clone(&ctx.store),
             holder,
-            lease::DEFAULT_TTL,
+            ctx.coordination.lease_ttl,
         ));
         Self {
             ctx,
