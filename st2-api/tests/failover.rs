@@ -153,7 +153,9 @@ impl Db {
 
 impl Drop for Db {
     fn drop(&mut self) {
-        let _ = self.rt.block_on(self.store.database().drop());
+        let _ = self
+            .rt
+            .block_on(async { self.store.database().drop().await });
     }
 }
 
@@ -299,6 +301,7 @@ fn killed_runner_abandons_its_work_and_another_runner_takes_new_work() {
     let abandoned = wait_for("the action to be abandoned", BOUND, || {
         Some(db.execution(&action)).filter(|e| e.status.is_completed())
     });
+    eprintln!("abandoned {:?} after the kill", killed.elapsed());
     assert_eq!(abandoned.status, ExecutionStatus::Abandoned, "{:?}", abandoned.result);
     let result = abandoned.result.clone().expect("result");
     assert_eq!(result["runner"], json!(owner), "{result}");
@@ -306,6 +309,7 @@ fn killed_runner_abandons_its_work_and_another_runner_takes_new_work() {
     let wf = wait_for("the workflow to end", BOUND.saturating_sub(killed.elapsed()), || {
         Some(db.execution(&workflow)).filter(|e| e.status.is_completed())
     });
+    eprintln!("workflow failed {:?} after the kill", killed.elapsed());
     assert_eq!(wf.status, ExecutionStatus::Failed, "{:?}", wf.result);
     assert_eq!(db.execution(&task).status, ExecutionStatus::Abandoned);
     assert!(killed.elapsed() <= BOUND, "{:?}", killed.elapsed());
