@@ -179,7 +179,10 @@ fn st2d(data: &Path, roles: &str, env: &[(&str, String)]) -> (Server, String) {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut lines = BufReader::new(stderr).lines();
     loop {
-        assert!(Instant::now() < deadline, "st2d --roles {roles} did not start in time");
+        assert!(
+            Instant::now() < deadline,
+            "st2d --roles {roles} did not start in time"
+        );
         let line = lines
             .next()
             .unwrap_or_else(|| panic!("st2d --roles {roles} exited early"))
@@ -198,7 +201,10 @@ fn post_execution(addr: &str, token: &str, action: &str, params: Value) -> Strin
         addr,
         "POST",
         "/api/v1/executions",
-        &[("X-Auth-Token", token), ("Content-Type", "application/json")],
+        &[
+            ("X-Auth-Token", token),
+            ("Content-Type", "application/json"),
+        ],
         &body,
     );
     assert!(resp.starts_with("HTTP/1.1 201"), "{resp}");
@@ -214,7 +220,10 @@ fn wait_for<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -
         if let Some(v) = f() {
             return v;
         }
-        assert!(t0.elapsed() < within, "timed out after {within:?} waiting for {what}");
+        assert!(
+            t0.elapsed() < within,
+            "timed out after {within:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -291,7 +300,10 @@ fn killed_runner_abandons_its_work_and_another_runner_takes_new_work() {
     });
     orphans.0.push(task_child.clone());
     let owner = db.execution(&action).lease_owner.expect("owner");
-    assert_eq!(db.execution(&task).lease_owner.as_deref(), Some(owner.as_str()));
+    assert_eq!(
+        db.execution(&task).lease_owner.as_deref(),
+        Some(owner.as_str())
+    );
 
     // kill -9 of the runner: no chance to clean up.
     runner1.0.kill().expect("kill");
@@ -302,25 +314,39 @@ fn killed_runner_abandons_its_work_and_another_runner_takes_new_work() {
         Some(db.execution(&action)).filter(|e| e.status.is_completed())
     });
     eprintln!("abandoned {:?} after the kill", killed.elapsed());
-    assert_eq!(abandoned.status, ExecutionStatus::Abandoned, "{:?}", abandoned.result);
+    assert_eq!(
+        abandoned.status,
+        ExecutionStatus::Abandoned,
+        "{:?}",
+        abandoned.result
+    );
     let result = abandoned.result.clone().expect("result");
     assert_eq!(result["runner"], json!(owner), "{result}");
     assert_eq!(result["reason"], "runner_lost", "{result}");
-    let wf = wait_for("the workflow to end", BOUND.saturating_sub(killed.elapsed()), || {
-        Some(db.execution(&workflow)).filter(|e| e.status.is_completed())
-    });
+    let wf = wait_for(
+        "the workflow to end",
+        BOUND.saturating_sub(killed.elapsed()),
+        || Some(db.execution(&workflow)).filter(|e| e.status.is_completed()),
+    );
     eprintln!("workflow failed {:?} after the kill", killed.elapsed());
     assert_eq!(wf.status, ExecutionStatus::Failed, "{:?}", wf.result);
     assert_eq!(db.execution(&task).status, ExecutionStatus::Abandoned);
     assert!(killed.elapsed() <= BOUND, "{:?}", killed.elapsed());
     // The watchdog (same machine here) killed the orphaned sleeps before abandoning.
-    wait_for("the orphaned sleeps to be killed", Duration::from_secs(5), || {
-        orphans.0.iter().all(|p| !group_alive(p)).then_some(())
-    });
+    wait_for(
+        "the orphaned sleeps to be killed",
+        Duration::from_secs(5),
+        || orphans.0.iter().all(|p| !group_alive(p)).then_some(()),
+    );
 
     // A second runner process takes new work.
     let (_runner2, _) = st2d(&dir("runner2"), "actionrunner", &env);
-    let ok = post_execution(&addr, &token, "core.local", json!({"cmd": "echo still here"}));
+    let ok = post_execution(
+        &addr,
+        &token,
+        "core.local",
+        json!({"cmd": "echo still here"}),
+    );
     let done = wait_for("the new execution to end", BOUND * 3, || {
         Some(db.execution(&ok)).filter(|e| e.status.is_completed())
     });

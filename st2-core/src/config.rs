@@ -494,13 +494,23 @@ mod tests {
     #[test]
     fn coordination_durations_in_seconds() {
         let raw = env_settings([
-            ("ST2_COORDINATION__HEARTBEAT_TTL".to_string(), "1.5".to_string()),
-            ("ST2_COORDINATION__WATCHDOG_INTERVAL".to_string(), "0.25".to_string()),
+            (
+                "ST2_COORDINATION__HEARTBEAT_TTL".to_string(),
+                "1.5".to_string(),
+            ),
+            (
+                "ST2_COORDINATION__WATCHDOG_INTERVAL".to_string(),
+                "0.25".to_string(),
+            ),
         ]);
         let c = Config::from_raw(&raw).expect("config");
         assert_eq!(c.coordination.heartbeat_ttl, Duration::from_millis(1500));
         assert_eq!(c.coordination.watchdog_interval, Duration::from_millis(250));
-        assert_eq!(c.coordination.lease_ttl, Duration::from_secs(3), "default kept");
+        assert_eq!(
+            c.coordination.lease_ttl,
+            Duration::from_secs(3),
+            "default kept"
+        );
         for bad in ["0", "-1", "soon"] {
             let raw = env_settings([("ST2_COORDINATION__LEASE_TTL".to_string(), bad.to_string())]);
             let e = Config::from_raw(&raw).expect_err(bad).to_string();

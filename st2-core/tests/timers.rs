@@ -11,9 +11,8 @@ use serde_json::{json, Value};
 use st2_core::model::Trigger;
 use st2_core::timers::{
     format_executed_at, resume_after, timer_payload, trace_tag, trigger_key, ManualClock, Resume,
-    SystemClock,
-    TimerEngine, TimerEngineConfig, TimerError, TimerSchedule, TimerSpec, CRON_TIMER, DATE_TIMER,
-    INTERVAL_TIMER,
+    SystemClock, TimerEngine, TimerEngineConfig, TimerError, TimerSchedule, TimerSpec, CRON_TIMER,
+    DATE_TIMER, INTERVAL_TIMER,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -661,45 +660,67 @@ fn resume_after_takeover_table() {
             &every_2s,
             "2024-05-01T10:00:00Z",
             "2024-05-01T10:00:01.500Z",
-            Resume { catch_up: None, next: at("2024-05-01T10:00:02Z") },
+            Resume {
+                catch_up: None,
+                next: at("2024-05-01T10:00:02Z"),
+            },
         ),
         (
             "interval, one run missed: caught up, phase kept",
             &every_2s,
             "2024-05-01T10:00:00Z",
             "2024-05-01T10:00:02.700Z",
-            Resume { catch_up: at("2024-05-01T10:00:02Z"), next: at("2024-05-01T10:00:04Z") },
+            Resume {
+                catch_up: at("2024-05-01T10:00:02Z"),
+                next: at("2024-05-01T10:00:04Z"),
+            },
         ),
         (
             "interval, several missed: only the latest is fired",
             &every_2s,
             "2024-05-01T10:00:00Z",
             "2024-05-01T10:00:07Z",
-            Resume { catch_up: at("2024-05-01T10:00:06Z"), next: at("2024-05-01T10:00:08Z") },
+            Resume {
+                catch_up: at("2024-05-01T10:00:06Z"),
+                next: at("2024-05-01T10:00:08Z"),
+            },
         ),
         (
             "interval, missed run past the window: not fired",
             &every_5min,
             "2024-05-01T10:00:00Z",
             "2024-05-01T10:07:00Z",
-            Resume { catch_up: None, next: at("2024-05-01T10:10:00Z") },
+            Resume {
+                catch_up: None,
+                next: at("2024-05-01T10:10:00Z"),
+            },
         ),
         (
             "cron, a minute missed",
             &every_min,
             "2024-05-01T10:00:00Z",
             "2024-05-01T10:01:10Z",
-            Resume { catch_up: at("2024-05-01T10:01:00Z"), next: at("2024-05-01T10:02:00Z") },
+            Resume {
+                catch_up: at("2024-05-01T10:01:00Z"),
+                next: at("2024-05-01T10:02:00Z"),
+            },
         ),
         (
             "date timer that fired: done",
             &date,
             "2024-05-01T10:00:05Z",
             "2024-05-01T10:00:06Z",
-            Resume { catch_up: None, next: None },
+            Resume {
+                catch_up: None,
+                next: None,
+            },
         ),
     ];
     for (what, spec, last, now, want) in cases {
-        assert_eq!(resume_after(spec, utc(last), utc(now), window), want, "{what}");
+        assert_eq!(
+            resume_after(spec, utc(last), utc(now), window),
+            want,
+            "{what}"
+        );
     }
 }

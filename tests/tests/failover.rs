@@ -160,7 +160,11 @@ async fn run_through_two_schedulers(
     let sampler = sample_active(&base.ctx, stop.clone());
     let mut ids = Vec::new();
     for cmd in cmds {
-        ids.push(request(&base.ctx, "core.local", json!({"cmd": cmd})).await.id);
+        ids.push(
+            request(&base.ctx, "core.local", json!({"cmd": cmd}))
+                .await
+                .id,
+        );
     }
     for id in &ids {
         let e = wait_exec(&base.ctx, id, Duration::from_secs(90), |e| {
@@ -248,7 +252,9 @@ async fn dead_runner_execution_is_abandoned_then_retried() {
     .await;
     let ctx = p.ctx.clone();
     // This process heartbeats: its own executions are left alone.
-    let alive = watchdog::runner_alive(&ctx, &ctx.node_id).await.expect("lease");
+    let alive = watchdog::runner_alive(&ctx, &ctx.node_id)
+        .await
+        .expect("lease");
     assert!(alive, "the action runner holds its heartbeat lease");
     let e = request(&ctx, "core.local", json!({"cmd": "sleep 30"})).await;
     wait_exec(&ctx, &e.id, Duration::from_secs(20), |e| {
@@ -258,7 +264,12 @@ async fn dead_runner_execution_is_abandoned_then_retried() {
 
     // Owned by "ghost", whose lease lives for 1 s: kept while it lives.
     let ttl = Duration::from_secs(1);
-    let ghost = Lease::new(ctx.store.clone(), watchdog::lease_name("ghost"), "ghost", ttl);
+    let ghost = Lease::new(
+        ctx.store.clone(),
+        watchdog::lease_name("ghost"),
+        "ghost",
+        ttl,
+    );
     assert!(ghost.try_acquire().await.expect("lease").is_some());
     let beat = Instant::now();
     hand_to(&ctx, &e.id, "ghost").await;
@@ -299,7 +310,10 @@ async fn dead_runner_execution_is_abandoned_then_retried() {
     })
     .await;
     executions::cancel(&ctx, &r.id).await.expect("cancel");
-    wait_exec(&ctx, &r.id, Duration::from_secs(20), |e| e.status.is_completed()).await;
+    wait_exec(&ctx, &r.id, Duration::from_secs(20), |e| {
+        e.status.is_completed()
+    })
+    .await;
     p.shutdown().await;
 }
 
@@ -310,12 +324,7 @@ const NAP_ACTION: &str = "name: nap\nrunner_type: orquesta\nenabled: true\nentry
 async fn workflow_fails_when_its_task_is_abandoned() {
     let interval = Duration::from_millis(200);
     let (p, _dir) = platform(
-        &[
-            "scheduler",
-            "actionrunner",
-            "notifier",
-            "workflowengine",
-        ],
+        &["scheduler", "actionrunner", "notifier", "workflowengine"],
         &[
             ("actions/nap.yaml", NAP_ACTION),
             ("actions/workflows/nap.yaml", NAP_WORKFLOW),
@@ -336,7 +345,10 @@ async fn workflow_fails_when_its_task_is_abandoned() {
         }) {
             break k;
         }
-        assert!(t0.elapsed() < Duration::from_secs(20), "the task did not start");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the task did not start"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     // The task's runner "dies" (no heartbeat lease at all); the workflow itself is stored and
@@ -351,7 +363,12 @@ async fn workflow_fails_when_its_task_is_abandoned() {
         e.status.is_completed()
     })
     .await;
-    assert_eq!(parent.status, ExecutionStatus::Failed, "{:?}", parent.result);
+    assert_eq!(
+        parent.status,
+        ExecutionStatus::Failed,
+        "{:?}",
+        parent.result
+    );
     let kids = repo::<Execution>(&*ctx.store)
         .find(&Query::all().eq("parent", wf.id.as_str()))
         .await
@@ -369,22 +386,35 @@ async fn slots_are_claimed_once_and_taken_over_from_finished_holders() {
     let mk = || request(&ctx, "core.noop", json!({}));
     let (a, b, c) = (mk().await, mk().await, mk().await);
     for e in [&a, &b] {
-        let slot = concurrency::claim(&ctx, "g", 2, &e.id).await.expect("claim");
+        let slot = concurrency::claim(&ctx, "g", 2, &e.id)
+            .await
+            .expect("claim");
         assert!(slot.is_some(), "a free slot");
     }
     assert_eq!(
-        concurrency::claim(&ctx, "g", 2, &a.id).await.expect("again"),
-        concurrency::claim(&ctx, "g", 2, &a.id).await.expect("again"),
+        concurrency::claim(&ctx, "g", 2, &a.id)
+            .await
+            .expect("again"),
+        concurrency::claim(&ctx, "g", 2, &a.id)
+            .await
+            .expect("again"),
         "claiming twice returns the same slot"
     );
-    assert_eq!(concurrency::claim(&ctx, "g", 2, &c.id).await.expect("claim"), None);
+    assert_eq!(
+        concurrency::claim(&ctx, "g", 2, &c.id)
+            .await
+            .expect("claim"),
+        None
+    );
     assert_eq!(concurrency::held(&*ctx.store, "g").await.expect("held"), 2);
     // `a` completes: its slot is taken over even though nobody released it.
     executions::cancel(&ctx, &a.id).await.expect("cancel");
-    assert!(concurrency::claim(&ctx, "g", 2, &c.id).await.expect("claim").is_some());
+    assert!(concurrency::claim(&ctx, "g", 2, &c.id)
+        .await
+        .expect("claim")
+        .is_some());
     // Released by `b`: free for a new holder.
     assert_eq!(concurrency::release(&ctx, &b.id).await.expect("release"), 1);
     assert_eq!(concurrency::held(&*ctx.store, "g").await.expect("held"), 1);
     p.shutdown().await;
 }
-

@@ -232,7 +232,11 @@ async fn crashed_timers_leader_no_missed_and_no_duplicate_tick() {
         async move {
             let t0 = Instant::now();
             while fires(&log).len() < n {
-                assert!(t0.elapsed() < Duration::from_secs(15), "{what}: {:?}", fires(&log));
+                assert!(
+                    t0.elapsed() < Duration::from_secs(15),
+                    "{what}: {:?}",
+                    fires(&log)
+                );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
@@ -266,15 +270,23 @@ async fn crashed_timers_leader_no_missed_and_no_duplicate_tick() {
         all[2..].iter().all(|f| f.0 == "node-b"),
         "the standby fired after the cut: {all:?}"
     );
-    let bound = Duration::from_millis(INTERVAL_MS as u64) + ttl + ttl / 3 + Duration::from_millis(700);
+    let bound =
+        Duration::from_millis(INTERVAL_MS as u64) + ttl + ttl / 3 + Duration::from_millis(700);
     for w in all.windows(2) {
         let gap = w[1].2 - w[0].2;
-        assert!(gap <= bound, "fires {gap:?} apart (bound {bound:?}): {all:?}");
+        assert!(
+            gap <= bound,
+            "fires {gap:?} apart (bound {bound:?}): {all:?}"
+        );
     }
     // Every recorded tick was dispatched exactly once.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let dispatched = timer_fires(&base).await;
-    assert_eq!(dispatched, fires(&log).len(), "one trigger instance per recorded tick");
+    assert_eq!(
+        dispatched,
+        fires(&log).len(),
+        "one trigger instance per recorded tick"
+    );
 
     ctx_a.shutdown.cancel();
     ctx_b.shutdown.cancel();

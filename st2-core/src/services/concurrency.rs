@@ -58,7 +58,10 @@ pub async fn claim(
         match store.get(Collection::ConcurrencySlots, &id).await? {
             None => {
                 if store
-                    .insert_new(Collection::ConcurrencySlots, slot_doc(ctx, &id, group, exec_id))
+                    .insert_new(
+                        Collection::ConcurrencySlots,
+                        slot_doc(ctx, &id, group, exec_id),
+                    )
                     .await?
                 {
                     return Ok(Some(id));
@@ -164,7 +167,13 @@ async fn take(
         patch.extend(m.into_iter().filter(|(k, _)| k != "id"));
     }
     Ok(store
-        .compare_and_set(Collection::ConcurrencySlots, id, "execution", &[from], patch)
+        .compare_and_set(
+            Collection::ConcurrencySlots,
+            id,
+            "execution",
+            &[from],
+            patch,
+        )
         .await?
         .is_some())
 }

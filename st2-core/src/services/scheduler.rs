@@ -205,9 +205,7 @@ impl Scheduler {
         }
         // The rate limit counts executions: one decision at a time in this process. The
         // concurrency policies need no lock: their slots are claimed in the store.
-        let rate_limited = policies
-            .iter()
-            .any(|p| p.policy_type == "action.ratelimit");
+        let rate_limited = policies.iter().any(|p| p.policy_type == "action.ratelimit");
         let _one_at_a_time = if rate_limited {
             Some(self.lock.lock().await)
         } else {
@@ -228,9 +226,11 @@ impl Scheduler {
             }
         }
         let scheduled = match decision {
-            Decision::Schedule => advance(&self.ctx, &exec, ExecutionStatus::Scheduled, JsonMap::new())
-                .await?
-                .is_some(),
+            Decision::Schedule => {
+                advance(&self.ctx, &exec, ExecutionStatus::Scheduled, JsonMap::new())
+                    .await?
+                    .is_some()
+            }
             Decision::Delay if exec.status == ExecutionStatus::Requested => {
                 advance(&self.ctx, &exec, ExecutionStatus::Delayed, JsonMap::new()).await?;
                 false
@@ -286,7 +286,9 @@ impl Scheduler {
                     return Ok(Decision::Schedule);
                 };
                 let group = super::concurrency::group(&p.policy_ref, None);
-                if let Some(slot) = super::concurrency::claim(&self.ctx, &group, t, &exec.id).await? {
+                if let Some(slot) =
+                    super::concurrency::claim(&self.ctx, &group, t, &exec.id).await?
+                {
                     claimed.push(slot);
                 } else {
                     return Ok(over(
@@ -315,7 +317,9 @@ impl Scheduler {
                     .unwrap_or_default();
                 let group =
                     super::concurrency::group(&p.policy_ref, Some((&attrs, &exec.parameters)));
-                if let Some(slot) = super::concurrency::claim(&self.ctx, &group, t, &exec.id).await? {
+                if let Some(slot) =
+                    super::concurrency::claim(&self.ctx, &group, t, &exec.id).await?
+                {
                     claimed.push(slot);
                 } else {
                     return Ok(over(

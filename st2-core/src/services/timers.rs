@@ -28,8 +28,7 @@ use super::{dispatch, Ctx, ServiceError};
 use crate::model::Trigger;
 use crate::store::{repo, Collection, Query, Write};
 use crate::timers::{
-    timer_payload, trace_tag, trigger_key, SystemClock, TimerEngine, TimerFire,
-    TIMER_TRIGGER_TYPES,
+    timer_payload, trace_tag, trigger_key, SystemClock, TimerEngine, TimerFire, TIMER_TRIGGER_TYPES,
 };
 
 /// Fire records kept per timer (the latest anchors a catch-up; one more covers a lagging
