@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::packs::PackPaths;
 
@@ -115,6 +116,36 @@ impl Default for GarbageCollectorConfig {
     }
 }
 
+/// `[coordination]`: leases, heartbeats and failover in distributed mode (beyond StackStorm,
+/// whose `[coordination]` section names a tooz backend instead: here the store coordinates).
+/// Durations are in seconds (fractions allowed). See `docs/distributed.md`, "Failure handling".
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoordinationConfig {
+    /// Time to live of a singleton role's lease (timers engine, garbage collector): a dead
+    /// holder is replaced within this plus a third of it (default 3).
+    pub lease_ttl: Duration,
+    /// Time to live of an action runner's heartbeat lease (`actionrunner:<node id>`), renewed
+    /// every third of it (default 5).
+    pub heartbeat_ttl: Duration,
+    /// How often the scheduler's watchdog looks for executions whose runner's heartbeat
+    /// expired (default 2).
+    pub watchdog_interval: Duration,
+    /// How late a timer tick missed during a failover may be and still be fired once by the
+    /// new timers engine (default 300).
+    pub timer_catchup_window: Duration,
+}
+
+impl Default for CoordinationConfig {
+    fn default() -> Self {
+        Self {
+            lease_ttl: Duration::from_secs(3),
+            heartbeat_ttl: Duration::from_secs(5),
+            watchdog_interval: Duration::from_secs(2),
+            timer_catchup_window: Duration::from_secs(300),
+        }
+    }
+}
+
 /// `[keyvalue]`: datastore encryption.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct KeyValueConfig {
@@ -144,6 +175,8 @@ pub struct Config {
     pub garbagecollector: GarbageCollectorConfig,
     /// `[keyvalue]`.
     pub keyvalue: KeyValueConfig,
+    /// `[coordination]`.
+    pub coordination: CoordinationConfig,
 }
 
 /// The bundled packs of this source tree, when it is still where it was built.
@@ -179,6 +212,7 @@ impl Default for Config {
             },
             garbagecollector: GarbageCollectorConfig::default(),
             keyvalue: KeyValueConfig::default(),
+            coordination: CoordinationConfig::default(),
         }
     }
 }
@@ -286,6 +320,22 @@ impl Config {
                         self.garbagecollector.rule_enforcements_ttl = Some(n)
                     }
                     "traces_ttl" => self.garbagecollector.traces_ttl = Some(n),
+                    _ => tracing::warn!(section, key, "unknown config key ignored"),
+                }
+            }
+            ("coordination", k) => {
+                let secs: f64 = value
+                    .parse()
+                    .map_err(|e| bad(format!("{e}: \"{value}\"")))?;
+                let d = Duration::try_from_secs_f64(secs)
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| bad(format!("not a positive number of seconds: \"{value}\"")))?;
+                match k {
+                    "lease_ttl" => self.coordination.lease_ttl = d,
+                    "heartbeat_ttl" => self.coordination.heartbeat_ttl = d,
+                    "watchdog_interval" => self.coordination.watchdog_interval = d,
+                    "timer_catchup_window" => self.coordination.timer_catchup_window = d,
                     _ => tracing::warn!(section, key, "unknown config key ignored"),
                 }
             }
@@ -439,6 +489,33 @@ mod tests {
         );
         assert_eq!(c.system.data_dir, PathBuf::from("/srv/st2"));
         assert_eq!(c.content.index_url, vec!["a.json", "b.json"]);
+    }
+
+    #[test]
+    fn coordination_durations_in_seconds() {
+        let raw = env_settings([
+            (
+                "ST2_COORDINATION__HEARTBEAT_TTL".to_string(),
+                "1.5".to_string(),
+            ),
+            (
+                "ST2_COORDINATION__WATCHDOG_INTERVAL".to_string(),
+                "0.25".to_string(),
+            ),
+        ]);
+        let c = Config::from_raw(&raw).expect("config");
+        assert_eq!(c.coordination.heartbeat_ttl, Duration::from_millis(1500));
+        assert_eq!(c.coordination.watchdog_interval, Duration::from_millis(250));
+        assert_eq!(
+            c.coordination.lease_ttl,
+            Duration::from_secs(3),
+            "default kept"
+        );
+        for bad in ["0", "-1", "soon"] {
+            let raw = env_settings([("ST2_COORDINATION__LEASE_TTL".to_string(), bad.to_string())]);
+            let e = Config::from_raw(&raw).expect_err(bad).to_string();
+            assert!(e.contains("[coordination] lease_ttl"), "{e}");
+        }
     }
 
     #[test]

@@ -13,11 +13,12 @@ use crate::packs::{ContentTypes, RegisterOptions, Registrar};
 use crate::runners::{RunnerRegistry, RunnerSettings};
 use crate::services::dispatch;
 use crate::services::gc::GarbageCollector;
-use crate::services::lease::{self, Lease, Singleton};
+use crate::services::lease::{Lease, Singleton};
 use crate::services::notifier::Notifier;
 use crate::services::rules_engine::RulesEngine;
 use crate::services::scheduler::Scheduler;
 use crate::services::timers::TimersService;
+use crate::services::watchdog::Watchdog;
 use crate::services::worker::{self, Worker};
 use crate::services::{Ctx, ServiceError};
 use crate::template::TemplateEngine;
@@ -118,6 +119,7 @@ impl Platform {
                 cfg.content.index_url.clone(),
                 Some(cfg.actionrunner.python_binary.clone()),
             )),
+            coordination: cfg.coordination.clone(),
         };
         let events_ctx = ctx.clone();
         tokio::spawn(async move {
@@ -150,6 +152,8 @@ impl Platform {
         }
         if has_role(roles, "scheduler") {
             tasks.push(Scheduler::new(ctx.clone()).start().await?);
+            // Every scheduler also watches for executions of dead runners (see `watchdog`).
+            tasks.push(Watchdog::new(ctx.clone()).start());
         }
         if has_role(roles, "actionrunner") {
             worker_task = Some(
@@ -243,7 +247,7 @@ where
         ctx.store.clone(),
         name,
         ctx.node_id.clone(),
-        lease::DEFAULT_TTL,
+        ctx.coordination.lease_ttl,
     );
     let base = ctx.clone();
     tokio::spawn(

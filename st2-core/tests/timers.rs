@@ -10,9 +10,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{json, Value};
 use st2_core::model::Trigger;
 use st2_core::timers::{
-    format_executed_at, timer_payload, trace_tag, trigger_key, ManualClock, SystemClock,
-    TimerEngine, TimerEngineConfig, TimerError, TimerSchedule, TimerSpec, CRON_TIMER, DATE_TIMER,
-    INTERVAL_TIMER,
+    format_executed_at, resume_after, timer_payload, trace_tag, trigger_key, ManualClock, Resume,
+    SystemClock, TimerEngine, TimerEngineConfig, TimerError, TimerSchedule, TimerSpec, CRON_TIMER,
+    DATE_TIMER, INTERVAL_TIMER,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -642,4 +642,85 @@ async fn engine_on_the_real_clock() {
     assert_eq!(stamps, sorted);
     let _ = stop.send(());
     task.await.expect("join").expect("run ok");
+}
+
+/// Resuming a timer from its last recorded fire (a takeover): the interval's phase is kept, the
+/// latest missed run is caught up once if within the window, a fired DateTimer is done.
+#[test]
+fn resume_after_takeover_table() {
+    let every_2s = spec(INTERVAL_TIMER, json!({"unit": "seconds", "delta": 2}));
+    let every_5min = spec(INTERVAL_TIMER, json!({"unit": "minutes", "delta": 5}));
+    let every_min = spec(CRON_TIMER, json!({"second": 0}));
+    let date = spec(DATE_TIMER, json!({"date": "2024-05-01T10:00:05Z"}));
+    let window = TimeDelta::seconds(60);
+    let at = |s: &str| Some(utc(s));
+    let cases: Vec<(&str, &TimerSpec, &str, &str, Resume)> = vec![
+        (
+            "interval, nothing missed: next on the old phase",
+            &every_2s,
+            "2024-05-01T10:00:00Z",
+            "2024-05-01T10:00:01.500Z",
+            Resume {
+                catch_up: None,
+                next: at("2024-05-01T10:00:02Z"),
+            },
+        ),
+        (
+            "interval, one run missed: caught up, phase kept",
+            &every_2s,
+            "2024-05-01T10:00:00Z",
+            "2024-05-01T10:00:02.700Z",
+            Resume {
+                catch_up: at("2024-05-01T10:00:02Z"),
+                next: at("2024-05-01T10:00:04Z"),
+            },
+        ),
+        (
+            "interval, several missed: only the latest is fired",
+            &every_2s,
+            "2024-05-01T10:00:00Z",
+            "2024-05-01T10:00:07Z",
+            Resume {
+                catch_up: at("2024-05-01T10:00:06Z"),
+                next: at("2024-05-01T10:00:08Z"),
+            },
+        ),
+        (
+            "interval, missed run past the window: not fired",
+            &every_5min,
+            "2024-05-01T10:00:00Z",
+            "2024-05-01T10:07:00Z",
+            Resume {
+                catch_up: None,
+                next: at("2024-05-01T10:10:00Z"),
+            },
+        ),
+        (
+            "cron, a minute missed",
+            &every_min,
+            "2024-05-01T10:00:00Z",
+            "2024-05-01T10:01:10Z",
+            Resume {
+                catch_up: at("2024-05-01T10:01:00Z"),
+                next: at("2024-05-01T10:02:00Z"),
+            },
+        ),
+        (
+            "date timer that fired: done",
+            &date,
+            "2024-05-01T10:00:05Z",
+            "2024-05-01T10:00:06Z",
+            Resume {
+                catch_up: None,
+                next: None,
+            },
+        ),
+    ];
+    for (what, spec, last, now, want) in cases {
+        assert_eq!(
+            resume_after(spec, utc(last), utc(now), window),
+            want,
+            "{what}"
+        );
+    }
 }

@@ -1,13 +1,17 @@
 //! Singleton roles over one store: of two timers engines exactly one fires (a store lease), and
-//! when the active one stops the standby takes over and the timer keeps firing.
+//! when the active one stops (or is cut off, as if it crashed) the standby takes over and the
+//! timer keeps firing, with no tick missed and none fired twice.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use st2_core::config::{Config, GarbageCollectorConfig};
-use st2_core::model::TriggerInstance;
+use st2_core::model::{JsonMap, TriggerInstance};
 use st2_core::platform::Platform;
 use st2_core::services::lease::Lease;
-use st2_core::store::{repo, Query};
+use st2_core::store::{repo, Collection, Query, Store, StoreError, Write};
 use st2_tests::bundled_packs;
 use tokio_util::sync::CancellationToken;
 
@@ -96,6 +100,195 @@ async fn one_timers_engine_active_and_the_standby_takes_over() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    ctx_b.shutdown.cancel();
+    base.shutdown().await;
+}
+
+/// Fire records created (`timer_fires` inserts that won), as seen by the test's store wrappers:
+/// `(node, planned ms, when)`.
+type FireLog = Arc<Mutex<Vec<(String, i64, Instant)>>>;
+
+/// One node's view of the shared store: fails every call while `down` (the node is cut off or
+/// dead, as far as the store can tell), and logs the fire records it creates.
+struct NodeStore {
+    inner: Arc<dyn Store>,
+    node: String,
+    down: Arc<AtomicBool>,
+    log: FireLog,
+}
+
+impl NodeStore {
+    fn check(&self) -> Result<(), StoreError> {
+        match self.down.load(Ordering::SeqCst) {
+            true => Err(StoreError::Backend(format!("{} is cut off", self.node))),
+            false => Ok(()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for NodeStore {
+    async fn get(&self, c: Collection, id: &str) -> Result<Option<Value>, StoreError> {
+        self.check()?;
+        self.inner.get(c, id).await
+    }
+    async fn find(&self, c: Collection, q: &Query) -> Result<Vec<Value>, StoreError> {
+        self.check()?;
+        self.inner.find(c, q).await
+    }
+    async fn count(&self, c: Collection, q: &Query) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.count(c, q).await
+    }
+    async fn apply(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.apply(writes).await
+    }
+    async fn compare_and_set(
+        &self,
+        c: Collection,
+        id: &str,
+        field: &str,
+        expected: &[Value],
+        patch: JsonMap,
+    ) -> Result<Option<Value>, StoreError> {
+        self.check()?;
+        self.inner
+            .compare_and_set(c, id, field, expected, patch)
+            .await
+    }
+    async fn insert_new(&self, c: Collection, doc: Value) -> Result<bool, StoreError> {
+        self.check()?;
+        let planned = doc.get("scheduled_at").and_then(Value::as_i64);
+        let won = self.inner.insert_new(c, doc).await?;
+        if let (true, Collection::TimerFires, Some(at)) = (won, c, planned) {
+            self.log
+                .lock()
+                .expect("log")
+                .push((self.node.clone(), at, Instant::now()));
+        }
+        Ok(won)
+    }
+}
+
+const RULE_2S: &str = "name: every_two\nenabled: true\ntrigger:\n  type: core.st2.IntervalTimer\n  parameters:\n    unit: seconds\n    delta: 2\naction:\n  ref: core.noop\n";
+
+/// The timers leader is cut off from the store just before a tick (as if it crashed: its lease
+/// is neither renewed nor released). The standby takes over after the lease TTL and fires the
+/// tick missed meanwhile, once, keeping the leader's phase: the planned times of all fires
+/// form an unbroken 2 s grid with no duplicate, and no two fires are further apart than the
+/// interval plus the takeover time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashed_timers_leader_no_missed_and_no_duplicate_tick() {
+    const INTERVAL_MS: i64 = 2000;
+    let ttl = Duration::from_millis(900);
+    let dir = tempfile::tempdir().expect("tmp");
+    let pack = dir.path().join("packs").join("crash_timer");
+    std::fs::create_dir_all(pack.join("rules")).expect("mkdir");
+    std::fs::write(
+        pack.join("pack.yaml"),
+        "ref: crash_timer\nname: crash_timer\ndescription: t\nauthor: t\nversion: 0.1.0\n",
+    )
+    .expect("write");
+    std::fs::write(pack.join("rules").join("every.yaml"), RULE_2S).expect("write");
+    let mut cfg = Config::default();
+    cfg.system.data_dir = dir.path().to_path_buf();
+    cfg.content.system_packs_base_path = Some(bundled_packs());
+    let roles: Vec<String> = ["rulesengine", "scheduler", "actionrunner", "notifier"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let base = Platform::start(&cfg, &roles).await.expect("platform");
+    let log: FireLog = Default::default();
+    let node = |name: &str, down: Arc<AtomicBool>| {
+        let mut ctx = base.ctx.clone();
+        ctx.node_id = name.into();
+        ctx.shutdown = CancellationToken::new();
+        ctx.coordination.lease_ttl = ttl;
+        ctx.store = Arc::new(NodeStore {
+            inner: base.ctx.store.clone(),
+            node: name.into(),
+            down,
+            log: log.clone(),
+        });
+        ctx
+    };
+    let a_down = Arc::new(AtomicBool::new(false));
+    let ctx_a = node("node-a", a_down.clone());
+    let ctx_b = node("node-b", Arc::new(AtomicBool::new(false)));
+    let gc = GarbageCollectorConfig::default();
+    let timers = vec!["timersengine".to_string()];
+    let _a = Platform::start_roles(ctx_a.clone(), &timers, &gc)
+        .await
+        .expect("a");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _b = Platform::start_roles(ctx_b.clone(), &timers, &gc)
+        .await
+        .expect("b");
+    let lease = Lease::new(base.ctx.store.clone(), "timersengine", "probe", ttl);
+    let fires = |log: &FireLog| log.lock().expect("log").clone();
+    let wait_fires = |n: usize, what: &'static str| {
+        let log = log.clone();
+        async move {
+            let t0 = Instant::now();
+            while fires(&log).len() < n {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(15),
+                    "{what}: {:?}",
+                    fires(&log)
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+
+    // Two fires by the leader, then cut it off 200 ms before its third.
+    wait_fires(2, "the leader fires").await;
+    let before = fires(&log);
+    assert!(before.iter().all(|f| f.0 == "node-a"), "{before:?}");
+    let last = before.last().expect("fired").2;
+    let cut_at = last + Duration::from_millis(INTERVAL_MS as u64 - 200);
+    tokio::time::sleep_until(cut_at.into()).await;
+    a_down.store(true, Ordering::SeqCst);
+
+    // The standby takes over, catches the missed tick up, then fires on the grid.
+    wait_fires(5, "the standby takes over").await;
+    assert_eq!(
+        lease.state().await.expect("state").expect("taken").holder,
+        "node-b"
+    );
+    let all = fires(&log);
+    let planned: Vec<i64> = all.iter().map(|f| f.1).collect();
+    for w in planned.windows(2) {
+        assert_eq!(
+            w[1] - w[0],
+            INTERVAL_MS,
+            "planned ticks form an unbroken grid (none missed, none twice): {planned:?}"
+        );
+    }
+    assert!(
+        all[2..].iter().all(|f| f.0 == "node-b"),
+        "the standby fired after the cut: {all:?}"
+    );
+    let bound =
+        Duration::from_millis(INTERVAL_MS as u64) + ttl + ttl / 3 + Duration::from_millis(700);
+    for w in all.windows(2) {
+        let gap = w[1].2 - w[0].2;
+        assert!(
+            gap <= bound,
+            "fires {gap:?} apart (bound {bound:?}): {all:?}"
+        );
+    }
+    // Every recorded tick was dispatched exactly once.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let dispatched = timer_fires(&base).await;
+    assert_eq!(
+        dispatched,
+        fires(&log).len(),
+        "one trigger instance per recorded tick"
+    );
+
+    ctx_a.shutdown.cancel();
     ctx_b.shutdown.cancel();
     base.shutdown().await;
 }

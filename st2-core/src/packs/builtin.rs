@@ -137,11 +137,12 @@ pub fn policy_types() -> Vec<PolicyType> {
         policy_type(
             "action",
             "retry",
-            "Retries an execution on failure or timeout.",
+            "Retries an execution on failure, timeout or abandonment.",
             "st2actions.policies.retry",
             json!({
-                "retry_on": {"type": "string", "required": true, "enum": ["failure", "timeout"],
-                             "description": "Which outcome triggers a retry."},
+                "retry_on": {"type": "string", "required": true,
+                             "enum": ["failure", "timeout", "abandoned"],
+                             "description": "Which outcome triggers a retry (`abandoned`, beyond StackStorm: the action runner died)."},
                 "max_retry_count": {"type": "integer", "default": 2, "minimum": 0,
                                     "description": "Maximum number of retries."},
                 "delay": {"type": "number", "default": 0, "minimum": 0,

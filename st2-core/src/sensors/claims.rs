@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::services::lease::{self, Lease};
+use crate::services::lease::Lease;
 use crate::services::Ctx;
 
 /// Which sensors this container may run ([`LeaseClaims`] by default; [`ClaimAll`] for a
@@ -100,6 +100,6 @@ pub fn for_container(ctx: &Ctx) -> Arc<LeaseClaims> {
     Arc::new(LeaseClaims::new(
         Arc::clone(&ctx.store),
         holder,
-        lease::DEFAULT_TTL,
+        ctx.coordination.lease_ttl,
     ))
 }

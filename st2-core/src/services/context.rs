@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::bus::Bus;
+use crate::config::CoordinationConfig;
 use crate::datastore::Datastore;
 use crate::packs::PackPaths;
 use crate::runners::RunnerRegistry;
@@ -45,4 +46,6 @@ pub struct Ctx {
     pub catalog: Arc<super::catalog::Catalog>,
     /// Settings and lock of pack install/uninstall and config saves (see [`super::pack_ops`]).
     pub pack_ops: Arc<super::pack_ops::PackOps>,
+    /// Lease, heartbeat, watchdog and timer catch-up settings (`[coordination]`).
+    pub coordination: CoordinationConfig,
 }

@@ -198,6 +198,7 @@ mod tests {
             deferred: Default::default(),
             catalog: Default::default(),
             pack_ops: Default::default(),
+            coordination: Default::default(),
         }
     }
 

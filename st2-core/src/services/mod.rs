@@ -8,7 +8,9 @@
 //! - [`executions`]: requesting, cancelling and finishing executions (status transitions).
 //! - [`rules_engine`]: trigger instances → matching rules → executions + enforcements.
 //! - [`scheduler`]: `requested` → policies → `scheduled` / `delayed`.
+//! - [`concurrency`]: concurrency policy slots claimed in the store.
 //! - [`worker`]: `scheduled` → runner → final status, live output.
+//! - [`watchdog`]: runner heartbeats; executions of dead runners → `abandoned`.
 //! - [`notifier`]: completed executions → `core.st2.generic.actiontrigger` / notify triggers.
 //! - [`timers`]: timer triggers → trigger instances.
 //! - [`gc`]: TTL purges.
@@ -21,6 +23,7 @@
 
 pub mod action_chain;
 pub mod catalog;
+pub mod concurrency;
 pub mod context;
 pub mod deferred;
 pub mod dispatch;
@@ -35,6 +38,7 @@ pub mod preprocess;
 pub mod rules_engine;
 pub mod scheduler;
 pub mod timers;
+pub mod watchdog;
 pub mod worker;
 pub mod workflows;
 

@@ -1,6 +1,7 @@
 //! The notifier: when an execution completes it emits `core.st2.generic.actiontrigger`, one
 //! `core.st2.generic.notifytrigger` per route of the action's `notify`, and applies the
-//! `action.retry` policy (re-running failed or timed-out executions as new executions).
+//! `action.retry` policy (re-running failed, timed-out or, beyond StackStorm, abandoned
+//! executions as new executions).
 
 use std::sync::Arc;
 
@@ -241,6 +242,8 @@ impl Notifier {
         let on = match exec.status {
             ExecutionStatus::Failed => "failure",
             ExecutionStatus::Timeout => "timeout",
+            // Beyond StackStorm: re-run what a dead runner left (see `watchdog`).
+            ExecutionStatus::Abandoned => "abandoned",
             _ => return Ok(()),
         };
         let policies = self

@@ -1,7 +1,11 @@
 //! The scheduler: `requested` executions pass their action's policies and become `scheduled`
 //! (or `delayed` / `canceled`). Delayed executions are re-examined whenever an execution ends
-//! and on a short sweep. One scheduler processes requests one at a time, so policy counts
-//! cannot race within a process.
+//! and on a short sweep.
+//!
+//! Concurrency policies claim slots in the store ([`super::concurrency`]), so they hold across
+//! any number of schedulers; a completion releases its execution's slots. The rate limit
+//! counts recent executions under a lock of this process only: it is exact with one
+//! scheduler, approximate with several.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,14 +23,6 @@ pub const DELAYED_SWEEP: Duration = Duration::from_millis(500);
 
 /// Executions scheduled at once.
 pub const CONCURRENCY: usize = 16;
-
-/// Statuses that occupy a concurrency slot.
-const ACTIVE: [ExecutionStatus; 4] = [
-    ExecutionStatus::Scheduled,
-    ExecutionStatus::Running,
-    ExecutionStatus::Canceling,
-    ExecutionStatus::Pausing,
-];
 
 /// What a policy decided for one execution.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,7 +100,16 @@ impl Scheduler {
                 }
                 d = done.next() => {
                     let Some(d) = d else { break };
-                    if let Ok(d) = d { let _ = d.ack().await; }
+                    if let Ok(d) = d {
+                        let id = d.message().value().ok().and_then(|v| v.get("id").and_then(Value::as_str).map(String::from));
+                        if let Some(id) = id {
+                            if let Err(e) = super::concurrency::release(&self.ctx, &id).await {
+                                // A slot left held is taken over by the next claimer.
+                                tracing::warn!(execution = %id, error = %e, "cannot release concurrency slots");
+                            }
+                        }
+                        let _ = d.ack().await;
+                    }
                     self.sweep_delayed().await;
                 }
                 _ = sweep.tick() => self.sweep_delayed().await,
@@ -198,14 +203,21 @@ impl Scheduler {
             advance(&self.ctx, &exec, ExecutionStatus::Scheduled, JsonMap::new()).await?;
             return Ok(());
         }
-        // Policies count executions: one decision at a time, on a fresh read.
-        let _one_at_a_time = self.lock.lock().await;
+        // The rate limit counts executions: one decision at a time in this process. The
+        // concurrency policies need no lock: their slots are claimed in the store.
+        let rate_limited = policies.iter().any(|p| p.policy_type == "action.ratelimit");
+        let _one_at_a_time = if rate_limited {
+            Some(self.lock.lock().await)
+        } else {
+            None
+        };
         let Some(exec) = self.schedulable(id).await? else {
             return Ok(());
         };
         let mut decision = Decision::Schedule;
+        let mut claimed = Vec::new();
         for p in policies.iter() {
-            match self.apply(p, &exec, &action_ref).await? {
+            match self.apply(p, &exec, &action_ref, &mut claimed).await? {
                 Decision::Schedule => {}
                 other => {
                     decision = other;
@@ -213,52 +225,55 @@ impl Scheduler {
                 }
             }
         }
-        match decision {
+        let scheduled = match decision {
             Decision::Schedule => {
-                advance(&self.ctx, &exec, ExecutionStatus::Scheduled, JsonMap::new()).await?;
+                advance(&self.ctx, &exec, ExecutionStatus::Scheduled, JsonMap::new())
+                    .await?
+                    .is_some()
             }
             Decision::Delay if exec.status == ExecutionStatus::Requested => {
                 advance(&self.ctx, &exec, ExecutionStatus::Delayed, JsonMap::new()).await?;
+                false
             }
-            Decision::Delay => {}
+            Decision::Delay => false,
             Decision::Cancel(reason) => {
                 let mut patch = JsonMap::new();
                 patch.insert("result".into(), json!({"error": reason}));
                 advance(&self.ctx, &exec, ExecutionStatus::Canceled, patch).await?;
+                false
+            }
+        };
+        // Slots are held only by scheduled executions. A slot is claimed per execution, so
+        // another scheduler that raced us and scheduled it holds the very same slot: keep it.
+        if !scheduled && !claimed.is_empty() && !self.holds_slot(id).await? {
+            for slot in claimed {
+                super::concurrency::release_slot(&self.ctx, &slot, &exec.id).await?;
             }
         }
         Ok(())
     }
 
-    async fn count_active(
-        &self,
-        action_ref: &str,
-        attrs: Option<(&[String], &JsonMap)>,
-    ) -> Result<u64, ServiceError> {
-        let statuses: Vec<Value> = ACTIVE.iter().map(|s| json!(s.as_str())).collect();
-        let mut q = Query::all()
-            .eq("action.ref", action_ref)
-            .is_in("status", statuses);
-        if let Some((names, params)) = attrs {
-            for n in names {
-                q = q.eq(
-                    format!("parameters.{n}"),
-                    params.get(n).cloned().unwrap_or(Value::Null),
-                );
-            }
-        }
-        Ok(self
-            .ctx
-            .store
-            .count(crate::store::Collection::Executions, &q)
-            .await?)
+    /// Whether the execution is (now) past scheduling and not completed: it needs its slot.
+    async fn holds_slot(&self, id: &str) -> Result<bool, ServiceError> {
+        Ok(repo::<Execution>(&*self.ctx.store)
+            .get(id)
+            .await?
+            .is_some_and(|e| {
+                !e.status.is_completed()
+                    && !matches!(
+                        e.status,
+                        ExecutionStatus::Requested | ExecutionStatus::Delayed
+                    )
+            }))
     }
 
+    /// One policy's decision; a concurrency slot it claims is pushed onto `claimed`.
     async fn apply(
         &self,
         p: &Policy,
         exec: &Execution,
         action_ref: &str,
+        claimed: &mut Vec<String>,
     ) -> Result<Decision, ServiceError> {
         let over = |action: Option<&Value>, what: String| match action.and_then(Value::as_str) {
             Some("cancel") => Decision::Cancel(what),
@@ -270,7 +285,12 @@ impl Scheduler {
                 let Some(t) = threshold else {
                     return Ok(Decision::Schedule);
                 };
-                if self.count_active(action_ref, None).await? >= t {
+                let group = super::concurrency::group(&p.policy_ref, None);
+                if let Some(slot) =
+                    super::concurrency::claim(&self.ctx, &group, t, &exec.id).await?
+                {
+                    claimed.push(slot);
+                } else {
                     return Ok(over(
                         p.parameters.get("action"),
                         format!(
@@ -295,11 +315,13 @@ impl Scheduler {
                             .collect()
                     })
                     .unwrap_or_default();
-                if self
-                    .count_active(action_ref, Some((&attrs, &exec.parameters)))
-                    .await?
-                    >= t
+                let group =
+                    super::concurrency::group(&p.policy_ref, Some((&attrs, &exec.parameters)));
+                if let Some(slot) =
+                    super::concurrency::claim(&self.ctx, &group, t, &exec.id).await?
                 {
+                    claimed.push(slot);
+                } else {
                     return Ok(over(
                         p.parameters.get("action"),
                         format!(

@@ -2,6 +2,19 @@
 //! `CronTimer` with parameters, created by the rules that use them) is scheduled; each fire
 //! dispatches a trigger instance with StackStorm's payload and trace tag. Triggers added or
 //! removed by (re-)registration take effect within [`RELOAD_INTERVAL`], without a restart.
+//!
+//! Fire records: before dispatching a tick, the engine creates the record
+//! `{id: "<trigger ref>@<planned ms>", trigger, scheduled_at}` in [`Collection::TimerFires`]
+//! with [`Store::insert_new`](crate::store::Store::insert_new); only the creator dispatches, so
+//! two engines (a leader that has not noticed it lost its lease, and its successor) never fire
+//! the same tick twice. The last two records of each timer are kept.
+//!
+//! Catch-up: when this engine starts (e.g. takes over the `timersengine` lease), a timer with
+//! a recorded fire resumes from it: interval timers keep the previous engine's phase, and the
+//! latest tick missed since that fire is fired once, at once, if it is at most
+//! `[coordination] timer_catchup_window` late (earlier missed ticks are coalesced into it,
+//! like a cron misfire grace). A timer never fired before starts as StackStorm's does.
+//! A tick whose record was created by an engine that died before dispatching it is lost.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,10 +22,18 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use chrono::{DateTime, TimeDelta, Utc};
+
 use super::{dispatch, Ctx, ServiceError};
 use crate::model::Trigger;
-use crate::store::{repo, Query};
-use crate::timers::{trace_tag, SystemClock, TimerEngine, TIMER_TRIGGER_TYPES};
+use crate::store::{repo, Collection, Query, Write};
+use crate::timers::{
+    timer_payload, trace_tag, trigger_key, SystemClock, TimerEngine, TimerFire, TIMER_TRIGGER_TYPES,
+};
+
+/// Fire records kept per timer (the latest anchors a catch-up; one more covers a lagging
+/// engine).
+const RECORDS_KEPT: usize = 2;
 
 /// How often timer triggers are re-read from the store.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
@@ -53,20 +74,15 @@ impl TimersService {
                 })
             };
             let ctx = me.ctx.clone();
-            let on_fire = move |trigger: Trigger, payload: Value| {
+            let on_fire = move |fire: TimerFire| {
                 let ctx = ctx.clone();
-                let tag = trace_tag(&trigger);
                 tokio::spawn(async move {
-                    if let Err(e) =
-                        dispatch::dispatch(&ctx, &trigger.trigger_ref, payload, Some(tag)).await
-                    {
-                        tracing::warn!(trigger = %trigger.trigger_ref, error = %e, "timer dispatch failed");
-                    }
+                    fire_once(&ctx, &fire.trigger, fire.scheduled_at, fire.payload).await;
                 });
             };
             let stop = me.ctx.shutdown.clone();
             let shutdown = async move { stop.cancelled().await };
-            if let Err(e) = me.engine.run(on_fire, shutdown).await {
+            if let Err(e) = me.engine.run_fires(on_fire, shutdown).await {
                 tracing::error!(error = %e, "timer engine stopped");
             }
             reloader.abort();
@@ -87,6 +103,12 @@ impl TimersService {
             if known.get(&t.trigger_ref) == Some(&params) {
                 continue;
             }
+            if !known.contains_key(&t.trigger_ref) {
+                if let Some(last) = last_fire(&self.ctx, &trigger_key(&t)).await? {
+                    self.resume(t, last).await;
+                    continue;
+                }
+            }
             match self.engine.add(t.clone()) {
                 Ok(next) => {
                     tracing::info!(trigger = %t.trigger_ref, next = ?next, "timer scheduled")
@@ -103,4 +125,96 @@ impl TimersService {
         *known = seen;
         Ok(())
     }
+
+    /// Takes over a timer fired before (by this or another engine): keeps its planned times
+    /// and fires the tick missed since, once.
+    async fn resume(&self, t: Trigger, last: DateTime<Utc>) {
+        let window = TimeDelta::from_std(self.ctx.coordination.timer_catchup_window)
+            .unwrap_or(TimeDelta::MAX);
+        match self.engine.resume(t.clone(), last, window) {
+            Ok(r) => {
+                tracing::info!(trigger = %t.trigger_ref, last = %last, catch_up = ?r.catch_up,
+                    next = ?r.next, "timer resumed from its last recorded fire");
+                if let Some(tick) = r.catch_up {
+                    let payload = timer_payload(&t, Utc::now());
+                    fire_once(&self.ctx, &t, tick, payload).await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(trigger = %t.trigger_ref, error = %e, "timer not scheduled")
+            }
+        }
+    }
+}
+
+/// The id of the fire record of `trigger`'s tick planned at `at`.
+fn record_id(trigger: &str, at: DateTime<Utc>) -> String {
+    format!("{trigger}@{}", at.timestamp_millis())
+}
+
+/// When the last recorded fire of the timer `trigger` (its ref) was planned.
+pub async fn last_fire(ctx: &Ctx, trigger: &str) -> Result<Option<DateTime<Utc>>, ServiceError> {
+    let q = Query::all()
+        .eq("trigger", trigger)
+        .sort("scheduled_at", true)
+        .page(0, Some(1));
+    let docs = ctx.store.find(Collection::TimerFires, &q).await?;
+    Ok(docs
+        .first()
+        .and_then(|d| d.get("scheduled_at"))
+        .and_then(Value::as_i64)
+        .and_then(DateTime::<Utc>::from_timestamp_millis))
+}
+
+/// Fires one tick unless it was fired already: creates its record, and only then dispatches.
+async fn fire_once(ctx: &Ctx, trigger: &Trigger, scheduled_at: DateTime<Utc>, payload: Value) {
+    let key = trigger_key(trigger);
+    let record = json!({
+        "id": record_id(&key, scheduled_at),
+        "trigger": key,
+        "scheduled_at": scheduled_at.timestamp_millis(),
+        "fired_at": super::now_iso(),
+        "node": ctx.node_id,
+    });
+    match ctx.store.insert_new(Collection::TimerFires, record).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::debug!(trigger = %key, planned = %scheduled_at, "tick already fired by another engine");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(trigger = %key, planned = %scheduled_at, error = %e, "tick not fired: cannot record it");
+            return;
+        }
+    }
+    let tag = trace_tag(trigger);
+    if let Err(e) = dispatch::dispatch(ctx, &trigger.trigger_ref, payload, Some(tag)).await {
+        tracing::warn!(trigger = %trigger.trigger_ref, error = %e, "timer dispatch failed");
+    }
+    if let Err(e) = prune(ctx, &key).await {
+        tracing::debug!(trigger = %key, error = %e, "old fire records not pruned");
+    }
+}
+
+/// Deletes the fire records of a timer but the latest [`RECORDS_KEPT`].
+async fn prune(ctx: &Ctx, trigger: &str) -> Result<(), ServiceError> {
+    let q = Query::all()
+        .eq("trigger", trigger)
+        .sort("scheduled_at", true);
+    let old: Vec<Write> = ctx
+        .store
+        .find(Collection::TimerFires, &q)
+        .await?
+        .iter()
+        .skip(RECORDS_KEPT)
+        .filter_map(|d| d.get("id").and_then(Value::as_str))
+        .map(|id| Write::Delete {
+            collection: Collection::TimerFires,
+            id: id.to_string(),
+        })
+        .collect();
+    if !old.is_empty() {
+        ctx.store.apply(old).await?;
+    }
+    Ok(())
 }

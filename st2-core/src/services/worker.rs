@@ -53,6 +53,9 @@ impl Worker {
     /// Subscribes, then consumes scheduled executions and cancel requests in a task until the
     /// bus closes.
     pub async fn start(self: Arc<Self>) -> Result<tokio::task::JoinHandle<()>, ServiceError> {
+        // The heartbeat lease exists before the first claim (see `watchdog`).
+        let heartbeat = super::watchdog::Heartbeat::new(&self.ctx);
+        heartbeat.beat().await?;
         let prefetch = u16::try_from(self.slots.available_permits()).unwrap_or(u16::MAX);
         let work = self
             .ctx
@@ -75,7 +78,14 @@ impl Worker {
                 ["canceling"],
             ))
             .await?;
-        Ok(tokio::spawn(self.consume(work, cancels)))
+        Ok(tokio::spawn(async move {
+            // Beats until the drain is over, then releases the lease.
+            let stop = CancellationToken::new();
+            let beating = heartbeat.spawn(stop.clone());
+            self.consume(work, cancels).await;
+            stop.cancel();
+            let _ = beating.await;
+        }))
     }
 
     async fn consume(self: Arc<Self>, mut work: Subscription, mut cancels: Subscription) {
@@ -374,8 +384,10 @@ async fn record_process(ctx: &Ctx, exec: &Execution, p: &ChildProcess) {
     }
 }
 
-/// Kills what is left of the child process an execution's runner recorded, if it still runs.
-fn kill_orphan(e: &Execution) {
+/// Kills what is left of the child process an execution's runner recorded, if it still runs
+/// on this machine (the record names the boot and start time, so a pid reused or on another
+/// host is never hit).
+pub(crate) fn kill_orphan(e: &Execution) {
     let Some(p) = e
         .context
         .get(RUNNER_PROCESS_KEY)
@@ -404,13 +416,14 @@ pub async fn reclaim_on_start(ctx: &Ctx) -> Result<usize, ServiceError> {
         .await?
     {
         // A workflow whose run is stored continues from its state (`workflows::recover`).
-        let runner = e.runner.get("name").and_then(Value::as_str);
-        if runner.is_some_and(super::workflows::handles)
-            && super::workflows::find_by_execution(ctx, &e.id)
-                .await?
-                .is_some()
-        {
+        if super::watchdog::recoverable_workflow(ctx, &e).await? {
             continue;
+        }
+        // An execution of another runner that is still heartbeating is that runner's.
+        if let Some(owner) = e.lease_owner.as_deref() {
+            if owner != ctx.node_id && super::watchdog::runner_alive(ctx, owner).await? {
+                continue;
+            }
         }
         kill_orphan(&e);
         let mut patch = JsonMap::new();

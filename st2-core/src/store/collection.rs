@@ -53,11 +53,16 @@ pub enum Collection {
     Leases,
     /// Trigger preprocessing state (duplicate keys, throttle windows, last values), expiring.
     PreprocessState,
+    /// Concurrency policy slots: one document per slot of a policy (and attribute group),
+    /// naming the execution holding it.
+    ConcurrencySlots,
+    /// Timer fire records: one per fired tick (trigger + scheduled time), created once.
+    TimerFires,
 }
 
 impl Collection {
     /// Every collection.
-    pub const ALL: [Collection; 25] = [
+    pub const ALL: [Collection; 27] = [
         Self::Packs,
         Self::Actions,
         Self::Rules,
@@ -83,6 +88,8 @@ impl Collection {
         Self::TaskExecutions,
         Self::Leases,
         Self::PreprocessState,
+        Self::ConcurrencySlots,
+        Self::TimerFires,
     ];
 
     /// Table / collection name in the backend.
@@ -113,6 +120,8 @@ impl Collection {
             Self::TaskExecutions => "task_executions",
             Self::Leases => "leases",
             Self::PreprocessState => "trigger_preprocess_state",
+            Self::ConcurrencySlots => "concurrency_slots",
+            Self::TimerFires => "timer_fires",
         }
     }
 
@@ -141,6 +150,8 @@ impl Collection {
             Self::TaskExecutions => &["workflow_execution"],
             Self::Leases => &[],
             Self::PreprocessState => &["expire_timestamp"],
+            Self::ConcurrencySlots => &["execution"],
+            Self::TimerFires => &["trigger"],
         }
     }
 }

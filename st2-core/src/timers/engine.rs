@@ -13,7 +13,9 @@ use chrono_tz::Tz;
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use super::schedule::{trigger_key, TimerSchedule, DEFAULT_MISFIRE_GRACE};
+use super::schedule::{
+    resume_after, trigger_key, Resume, TimerFire, TimerSchedule, DEFAULT_MISFIRE_GRACE,
+};
 use super::{Clock, TimerError, TimerSpec};
 use crate::model::Trigger;
 
@@ -115,6 +117,35 @@ impl TimerEngine {
         first
     }
 
+    /// Adds a timer whose last fire (by any engine) was planned at `last`, keeping its planned
+    /// times (see [`resume_after`]); returns the missed run to fire now, if any, and the next
+    /// planned one. A timer with no next run is not kept.
+    pub fn resume(
+        &self,
+        trigger: Trigger,
+        last: DateTime<Utc>,
+        catch_up_window: TimeDelta,
+    ) -> Result<Resume, TimerError> {
+        let spec = TimerSpec::from_trigger_in(
+            &trigger.trigger_type,
+            &trigger.parameters,
+            self.inner.config.local_timezone,
+        )?;
+        let now = self.inner.clock.now();
+        let r = resume_after(&spec, last, now, catch_up_window);
+        {
+            let mut schedule = self.schedule();
+            match r.next {
+                Some(next) => schedule.add_at(trigger, spec, next),
+                None => {
+                    schedule.remove(&trigger_key(&trigger));
+                }
+            }
+        }
+        self.inner.changed.notify_waiters();
+        Ok(r)
+    }
+
     /// Removes the timer kept under `key` (the trigger ref); true if it existed.
     pub fn remove(&self, key: &str) -> bool {
         let removed = self.schedule().remove(key);
@@ -144,6 +175,16 @@ impl TimerEngine {
         F: Fn(Trigger, Value) + Send + Sync,
         S: Future<Output = ()> + Send,
     {
+        self.run_fires(|fire| on_fire(fire.trigger, fire.payload), shutdown)
+            .await
+    }
+
+    /// [`run`](Self::run), handing over each whole [`TimerFire`] (with its planned time).
+    pub async fn run_fires<F, S>(&self, on_fire: F, shutdown: S) -> Result<(), TimerError>
+    where
+        F: Fn(TimerFire) + Send + Sync,
+        S: Future<Output = ()> + Send,
+    {
         if self.inner.running.swap(true, Ordering::AcqRel) {
             return Err(TimerError::AlreadyRunning);
         }
@@ -163,7 +204,7 @@ impl TimerEngine {
             };
             for fire in fires {
                 tracing::debug!(trigger = %fire.key, planned = %fire.scheduled_at, "timer fired");
-                on_fire(fire.trigger, fire.payload);
+                on_fire(fire);
             }
 
             let clock = self.inner.clock.clone();

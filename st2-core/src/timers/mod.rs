@@ -22,7 +22,9 @@ mod spec;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cron::{CronFieldError, CronSpec};
 pub use engine::{TimerEngine, TimerEngineConfig};
-pub use schedule::{trigger_key, TimerFire, TimerSchedule, DEFAULT_MISFIRE_GRACE};
+pub use schedule::{
+    resume_after, trigger_key, Resume, TimerFire, TimerSchedule, DEFAULT_MISFIRE_GRACE,
+};
 pub use spec::{parse_date, DateSpec, IntervalSpec, TimerSpec};
 
 use chrono::{DateTime, Timelike, Utc};

@@ -3,6 +3,7 @@
 //! | event | effect |
 //! |---|---|
 //! | `add(trigger, spec, now)` | job planned at `spec.next_fire(now)` (replaces a job with the same key; a past DateTimer is not planned) |
+//! | `add_at(trigger, spec, next)` | job planned at `next` (a timer resumed after a takeover, see [`resume_after`]) |
 //! | `remove(key)` | job dropped |
 //! | `due(now)` | every job planned at or before `now` fires once (missed runs coalesced into the latest), unless that latest run is more than the misfire grace time late (then it is skipped); its next run is planned from the *planned* time, not from `now`; a DateTimer that fired is dropped |
 //!
@@ -109,6 +110,20 @@ impl TimerSchedule {
         Some(next)
     }
 
+    /// Plans `trigger` with its next fire at `next` (replacing any job with the same key):
+    /// a timer resumed after a takeover keeps the previous engine's planned times.
+    pub fn add_at(&mut self, trigger: Trigger, spec: TimerSpec, next: DateTime<Utc>) {
+        let key = trigger_key(&trigger);
+        self.jobs.insert(
+            key,
+            Job {
+                trigger,
+                spec,
+                next,
+            },
+        );
+    }
+
     /// Drops a job; true if it existed.
     pub fn remove(&mut self, key: &str) -> bool {
         self.jobs.remove(key).is_some()
@@ -179,6 +194,52 @@ impl TimerSchedule {
                 .then_with(|| a.key.cmp(&b.key))
         });
         fires
+    }
+}
+
+/// Where a timer resumes when an engine takes it over from one that recorded its last fire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resume {
+    /// The one planned run missed since the last fire that is still to be fired now: the
+    /// latest run at or before `now`, if it is later than the last fire and at most the
+    /// catch-up window late. Earlier missed runs are coalesced into it.
+    pub catch_up: Option<DateTime<Utc>>,
+    /// The next planned run after `now` (`None`: the timer is done, e.g. a DateTimer that
+    /// fired).
+    pub next: Option<DateTime<Utc>>,
+}
+
+/// Resumes a timer whose last recorded fire was planned at `last`: interval timers keep the
+/// phase of that fire (`last + k·interval`), cron timers their own calendar, and a DateTimer
+/// that fired is done. Pure.
+pub fn resume_after(
+    spec: &TimerSpec,
+    last: DateTime<Utc>,
+    now: DateTime<Utc>,
+    window: TimeDelta,
+) -> Resume {
+    if let TimerSpec::Date(_) = spec {
+        return Resume {
+            catch_up: None,
+            next: None,
+        };
+    }
+    let Some(first) = spec.next_fire(last) else {
+        return Resume {
+            catch_up: None,
+            next: None,
+        };
+    };
+    if first > now {
+        return Resume {
+            catch_up: None,
+            next: Some(first),
+        };
+    }
+    let (latest, next) = latest_due(spec, first, now);
+    Resume {
+        catch_up: (now - latest <= window).then_some(latest),
+        next,
     }
 }
 

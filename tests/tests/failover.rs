@@ -1,0 +1,420 @@
+//! Failure handling with several "nodes" sharing one store and bus in this process (see
+//! `docs/distributed.md`, "Failure handling"):
+//! - concurrency policies hold across two schedulers (slots claimed in the store);
+//! - the watchdog abandons the executions of a runner whose heartbeat lease is gone, an
+//!   `action.retry` policy with `retry_on: abandoned` re-runs them, and a workflow whose task
+//!   was abandoned fails.
+//!
+//! A runner's death is played by pointing an execution's `lease_owner` at a node that holds no
+//! live heartbeat lease; `st2-api/tests/failover.rs` kills real `st2d` processes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use st2_core::config::{Config, GarbageCollectorConfig};
+use st2_core::model::{Execution, ExecutionStatus, JsonMap};
+use st2_core::platform::Platform;
+use st2_core::services::executions::{self, ExecutionRequest};
+use st2_core::services::lease::Lease;
+use st2_core::services::{concurrency, watchdog, Ctx};
+use st2_core::store::{repo, Collection, Query};
+use st2_tests::bundled_packs;
+use tokio_util::sync::CancellationToken;
+
+/// A platform over a temp data dir holding the pack `ft` (with `files`: path → content).
+async fn platform(
+    roles: &[&str],
+    files: &[(&str, &str)],
+    tune: impl FnOnce(&mut Config),
+) -> (Platform, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let pack = dir.path().join("packs").join("ft");
+    std::fs::create_dir_all(&pack).expect("mkdir");
+    std::fs::write(
+        pack.join("pack.yaml"),
+        "ref: ft\nname: ft\ndescription: failover tests\nauthor: t\nversion: 0.1.0\n",
+    )
+    .expect("write");
+    for (path, content) in files {
+        let p = pack.join(path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, content).expect("write");
+    }
+    let mut cfg = Config::default();
+    cfg.system.data_dir = dir.path().to_path_buf();
+    cfg.content.system_packs_base_path = Some(bundled_packs());
+    tune(&mut cfg);
+    let roles: Vec<String> = roles.iter().map(|s| s.to_string()).collect();
+    let p = Platform::start(&cfg, &roles).await.expect("platform");
+    (p, dir)
+}
+
+/// Another "process" over the same store and bus: its own node id and shutdown.
+async fn node(base: &Platform, name: &str, roles: &[&str]) -> (Platform, CancellationToken) {
+    let mut ctx = base.ctx.clone();
+    ctx.node_id = name.into();
+    ctx.shutdown = CancellationToken::new();
+    let stop = ctx.shutdown.clone();
+    let roles: Vec<String> = roles.iter().map(|s| s.to_string()).collect();
+    let p = Platform::start_roles(ctx, &roles, &GarbageCollectorConfig::default())
+        .await
+        .expect("node");
+    (p, stop)
+}
+
+async fn request(ctx: &Ctx, action: &str, params: Value) -> Execution {
+    executions::request(
+        ctx,
+        ExecutionRequest {
+            action_ref: action.into(),
+            parameters: params.as_object().cloned().expect("object"),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("request")
+}
+
+async fn get(ctx: &Ctx, id: &str) -> Execution {
+    repo::<Execution>(&*ctx.store)
+        .get(id)
+        .await
+        .expect("get")
+        .expect("exists")
+}
+
+/// Polls the execution until `ok` holds; panics after `within`.
+async fn wait_exec(
+    ctx: &Ctx,
+    id: &str,
+    within: Duration,
+    ok: impl Fn(&Execution) -> bool,
+) -> Execution {
+    let t0 = Instant::now();
+    loop {
+        let e = get(ctx, id).await;
+        if ok(&e) {
+            return e;
+        }
+        assert!(
+            t0.elapsed() < within,
+            "execution {id} still {} after {within:?}: {:?}",
+            e.status,
+            e.result
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Samples, until stopped, the largest number of `core.local` executions that were scheduled
+/// or running at once, per `cmd` (and in total under the key "").
+fn sample_active(
+    ctx: &Ctx,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<std::collections::HashMap<String, u64>> {
+    let store = ctx.store.clone();
+    tokio::spawn(async move {
+        let mut max = std::collections::HashMap::<String, u64>::new();
+        let active: Vec<Value> = ["scheduled", "running", "canceling", "pausing"]
+            .iter()
+            .map(|s| json!(s))
+            .collect();
+        while !stop.load(Ordering::SeqCst) {
+            let q = Query::all()
+                .eq("action.ref", "core.local")
+                .is_in("status", active.clone());
+            let now = repo::<Execution>(&*store).find(&q).await.expect("find");
+            let mut counts = std::collections::HashMap::<String, u64>::new();
+            for e in &now {
+                let cmd = e.parameters["cmd"].as_str().unwrap_or_default().to_string();
+                *counts.entry(cmd).or_default() += 1;
+                *counts.entry(String::new()).or_default() += 1;
+            }
+            for (k, n) in counts {
+                let m = max.entry(k).or_default();
+                *m = (*m).max(n);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        max
+    })
+}
+
+/// Runs `cmds` as `core.local` executions through two schedulers (nodes "sched-a", "sched-b")
+/// and returns the peak numbers of active executions (see [`sample_active`]).
+async fn run_through_two_schedulers(
+    policy: &str,
+    cmds: &[&str],
+) -> std::collections::HashMap<String, u64> {
+    let (base, _dir) = platform(
+        &["actionrunner", "notifier"],
+        &[("policies/limit.yaml", policy)],
+        |_| {},
+    )
+    .await;
+    let (a, stop_a) = node(&base, "sched-a", &["scheduler"]).await;
+    let (b, stop_b) = node(&base, "sched-b", &["scheduler"]).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = sample_active(&base.ctx, stop.clone());
+    let mut ids = Vec::new();
+    for cmd in cmds {
+        ids.push(
+            request(&base.ctx, "core.local", json!({"cmd": cmd}))
+                .await
+                .id,
+        );
+    }
+    for id in &ids {
+        let e = wait_exec(&base.ctx, id, Duration::from_secs(90), |e| {
+            e.status.is_completed()
+        })
+        .await;
+        assert_eq!(e.status, ExecutionStatus::Succeeded, "{:?}", e.result);
+    }
+    stop.store(true, Ordering::SeqCst);
+    let max = sampler.await.expect("sampler");
+    // Every slot is free again.
+    let slots = base
+        .ctx
+        .store
+        .find(Collection::ConcurrencySlots, &Query::all())
+        .await
+        .expect("slots");
+    assert!(!slots.is_empty(), "slots were claimed in the store");
+    assert!(
+        slots.iter().all(|s| s["execution"].is_null()),
+        "all slots released: {slots:?}"
+    );
+    stop_a.cancel();
+    stop_b.cancel();
+    a.shutdown().await;
+    b.shutdown().await;
+    base.shutdown().await;
+    max
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_holds_across_two_schedulers() {
+    let policy = "name: two_at_a_time\nresource_ref: core.local\npolicy_type: action.concurrency\nparameters:\n  threshold: 2\n  action: delay\n";
+    let cmds = vec!["sleep 0.2"; 20];
+    let max = run_through_two_schedulers(policy, &cmds).await;
+    assert_eq!(
+        max.get("").copied(),
+        Some(2),
+        "never more than 2 at once, and 2 reached: {max:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_attr_holds_per_group_across_two_schedulers() {
+    let policy = "name: one_per_cmd\nresource_ref: core.local\npolicy_type: action.concurrency.attr\nparameters:\n  threshold: 1\n  action: delay\n  attributes: [cmd]\n";
+    let mut cmds = vec!["sleep 0.2"; 8];
+    cmds.extend(vec!["sleep 0.25"; 8]);
+    let max = run_through_two_schedulers(policy, &cmds).await;
+    assert_eq!(max.get("sleep 0.2").copied(), Some(1), "{max:?}");
+    assert_eq!(max.get("sleep 0.25").copied(), Some(1), "{max:?}");
+    assert_eq!(
+        max.get("").copied(),
+        Some(2),
+        "the groups run side by side: {max:?}"
+    );
+}
+
+/// Points a running execution at another runner, as if that runner had claimed it.
+async fn hand_to(ctx: &Ctx, id: &str, owner: &str) {
+    let mut patch = JsonMap::new();
+    patch.insert("lease_owner".into(), json!(owner));
+    ctx.store
+        .compare_and_set(
+            Collection::Executions,
+            id,
+            "status",
+            &[json!("running")],
+            patch,
+        )
+        .await
+        .expect("cas")
+        .expect("still running");
+}
+
+const RETRY_ON_ABANDONED: &str = "name: rerun\nresource_ref: core.local\npolicy_type: action.retry\nparameters:\n  retry_on: abandoned\n  max_retry_count: 1\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_runner_execution_is_abandoned_then_retried() {
+    let interval = Duration::from_millis(200);
+    let (p, _dir) = platform(
+        &["scheduler", "actionrunner", "notifier"],
+        &[("policies/rerun.yaml", RETRY_ON_ABANDONED)],
+        |c| c.coordination.watchdog_interval = interval,
+    )
+    .await;
+    let ctx = p.ctx.clone();
+    // This process heartbeats: its own executions are left alone.
+    let alive = watchdog::runner_alive(&ctx, &ctx.node_id)
+        .await
+        .expect("lease");
+    assert!(alive, "the action runner holds its heartbeat lease");
+    let e = request(&ctx, "core.local", json!({"cmd": "sleep 30"})).await;
+    wait_exec(&ctx, &e.id, Duration::from_secs(20), |e| {
+        e.status == ExecutionStatus::Running && e.context.contains_key("runner_process")
+    })
+    .await;
+
+    // Owned by "ghost", whose lease lives for 1 s: kept while it lives.
+    let ttl = Duration::from_secs(1);
+    let ghost = Lease::new(
+        ctx.store.clone(),
+        watchdog::lease_name("ghost"),
+        "ghost",
+        ttl,
+    );
+    assert!(ghost.try_acquire().await.expect("lease").is_some());
+    let beat = Instant::now();
+    hand_to(&ctx, &e.id, "ghost").await;
+    tokio::time::sleep(interval * 3).await;
+    assert!(beat.elapsed() < ttl, "checked while the lease lived");
+    assert_eq!(get(&ctx, &e.id).await.status, ExecutionStatus::Running);
+
+    // Its lease expires: abandoned within a watchdog period (plus margin).
+    let bound = ttl + interval + Duration::from_secs(2);
+    let done = wait_exec(&ctx, &e.id, bound, |e| e.status.is_completed()).await;
+    assert_eq!(done.status, ExecutionStatus::Abandoned, "{:?}", done.result);
+    let result = done.result.clone().expect("result");
+    assert_eq!(result["reason"], "runner_lost", "{result}");
+    assert_eq!(result["runner"], "ghost", "{result}");
+
+    // The retry policy re-runs it as a new execution.
+    let t0 = Instant::now();
+    let retried = loop {
+        let all = repo::<Execution>(&*ctx.store)
+            .find(&Query::all().eq("action.ref", "core.local"))
+            .await
+            .expect("find");
+        if let Some(r) = all.into_iter().find(|x| {
+            x.context
+                .get("policies")
+                .and_then(|p| p.pointer("/retry/retried_liveaction_id"))
+                == Some(&json!(e.id))
+        }) {
+            break r;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "no retry requested");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(retried.context["policies"]["retry"]["retry_count"], 1);
+    assert_eq!(retried.parameters["cmd"], "sleep 30");
+    let r = wait_exec(&ctx, &retried.id, Duration::from_secs(20), |e| {
+        e.status == ExecutionStatus::Running
+    })
+    .await;
+    executions::cancel(&ctx, &r.id).await.expect("cancel");
+    wait_exec(&ctx, &r.id, Duration::from_secs(20), |e| {
+        e.status.is_completed()
+    })
+    .await;
+    p.shutdown().await;
+}
+
+const NAP_WORKFLOW: &str = "version: 1.0\ntasks:\n  nap:\n    action: core.local\n    input:\n      cmd: sleep 30\n    next:\n      - when: <% succeeded() %>\n        do: after\n  after:\n    action: core.noop\n";
+const NAP_ACTION: &str = "name: nap\nrunner_type: orquesta\nenabled: true\nentry_point: workflows/nap.yaml\nparameters: {}\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_fails_when_its_task_is_abandoned() {
+    let interval = Duration::from_millis(200);
+    let (p, _dir) = platform(
+        &["scheduler", "actionrunner", "notifier", "workflowengine"],
+        &[
+            ("actions/nap.yaml", NAP_ACTION),
+            ("actions/workflows/nap.yaml", NAP_WORKFLOW),
+        ],
+        |c| c.coordination.watchdog_interval = interval,
+    )
+    .await;
+    let ctx = p.ctx.clone();
+    let wf = request(&ctx, "ft.nap", json!({})).await;
+    let t0 = Instant::now();
+    let child = loop {
+        let kids = repo::<Execution>(&*ctx.store)
+            .find(&Query::all().eq("parent", wf.id.as_str()))
+            .await
+            .expect("find");
+        if let Some(k) = kids.into_iter().find(|k| {
+            k.status == ExecutionStatus::Running && k.context.contains_key("runner_process")
+        }) {
+            break k;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the task did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // The task's runner "dies" (no heartbeat lease at all); the workflow itself is stored and
+    // owned by this live process, so only the task is abandoned.
+    hand_to(&ctx, &child.id, "ghost-of-a-runner").await;
+    let done = wait_exec(&ctx, &child.id, Duration::from_secs(5), |e| {
+        e.status.is_completed()
+    })
+    .await;
+    assert_eq!(done.status, ExecutionStatus::Abandoned);
+    let parent = wait_exec(&ctx, &wf.id, Duration::from_secs(10), |e| {
+        e.status.is_completed()
+    })
+    .await;
+    assert_eq!(
+        parent.status,
+        ExecutionStatus::Failed,
+        "{:?}",
+        parent.result
+    );
+    let kids = repo::<Execution>(&*ctx.store)
+        .find(&Query::all().eq("parent", wf.id.as_str()))
+        .await
+        .expect("find");
+    assert_eq!(kids.len(), 1, "`after` never ran: {kids:?}");
+    p.shutdown().await;
+}
+
+/// Slots in the store directly: two claimers of a threshold-2 group, a third refused, a slot
+/// of a completed holder taken over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_are_claimed_once_and_taken_over_from_finished_holders() {
+    let (p, _dir) = platform(&[], &[], |_| {}).await;
+    let ctx = p.ctx.clone();
+    let mk = || request(&ctx, "core.noop", json!({}));
+    let (a, b, c) = (mk().await, mk().await, mk().await);
+    for e in [&a, &b] {
+        let slot = concurrency::claim(&ctx, "g", 2, &e.id)
+            .await
+            .expect("claim");
+        assert!(slot.is_some(), "a free slot");
+    }
+    assert_eq!(
+        concurrency::claim(&ctx, "g", 2, &a.id)
+            .await
+            .expect("again"),
+        concurrency::claim(&ctx, "g", 2, &a.id)
+            .await
+            .expect("again"),
+        "claiming twice returns the same slot"
+    );
+    assert_eq!(
+        concurrency::claim(&ctx, "g", 2, &c.id)
+            .await
+            .expect("claim"),
+        None
+    );
+    assert_eq!(concurrency::held(&*ctx.store, "g").await.expect("held"), 2);
+    // `a` completes: its slot is taken over even though nobody released it.
+    executions::cancel(&ctx, &a.id).await.expect("cancel");
+    assert!(concurrency::claim(&ctx, "g", 2, &c.id)
+        .await
+        .expect("claim")
+        .is_some());
+    // Released by `b`: free for a new holder.
+    assert_eq!(concurrency::release(&ctx, &b.id).await.expect("release"), 1);
+    assert_eq!(concurrency::held(&*ctx.store, "g").await.expect("held"), 1);
+    p.shutdown().await;
+}
