@@ -102,11 +102,19 @@ async fn sequential_workflow_publishes_and_outputs() {
     // Stored incrementally: the header (closed once the parent ended) and one record per task.
     let store = &h.platform.ctx.store;
     let wf_id = done.context["workflow_execution"].as_str().expect("wf id");
-    let header = store
-        .get(Collection::WorkflowExecutions, wf_id)
-        .await
-        .expect("get")
-        .expect("header");
+    // The run is closed just after its parent ended.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let header = loop {
+        let header = store
+            .get(Collection::WorkflowExecutions, wf_id)
+            .await
+            .expect("get")
+            .expect("header");
+        if header["closed"] == true || Instant::now() > deadline {
+            break header;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(header["status"], "succeeded");
     assert_eq!(header["closed"], true);
     assert_eq!(header["action_execution"], json!(id));
