@@ -11,6 +11,7 @@
 //! - [`worker`]: `scheduled` → runner → final status, live output.
 //! - [`notifier`]: completed executions → `core.st2.generic.actiontrigger` / notify triggers.
 //! - [`timers`]: timer triggers → trigger instances.
+//! - [`topology`]: the roles' work queues, declared by every process at start.
 //! - [`gc`]: TTL purges.
 //! - [`kv_access`]: the datastore as Python actions see it.
 //! - [`pack_ops`]: pack install/uninstall (stand-in for the `packs.*` workflows), config saves.
@@ -34,6 +35,7 @@ pub mod preprocess;
 pub mod rules_engine;
 pub mod scheduler;
 pub mod timers;
+pub mod topology;
 pub mod worker;
 pub mod workflows;
 
