@@ -1,4 +1,4 @@
-//! The work queues of the roles, in one place. Every process declares them all at start
+//! The work queues of the pipeline's roles, in one place. Every process declares them at start
 //! ([`declare_work_queues`]), whatever roles it runs, so that a message published before the
 //! first consumer of its queue ever started (an action runner started after the scheduler, a
 //! rules engine started after the API) waits in its queue instead of being dropped as
@@ -9,7 +9,7 @@
 
 use crate::bus::{names, Bus, SubscribeSpec};
 
-use super::{notifier, workflows, ServiceError};
+use super::{notifier, ServiceError};
 
 /// The rules engine's queue: every trigger instance.
 pub fn rules_engine() -> SubscribeSpec {
@@ -47,24 +47,12 @@ pub fn notifier() -> SubscribeSpec {
     )
 }
 
-/// Every work queue of every role.
+/// The work queues of the event pipeline's roles, which every distributed deployment runs
+/// (rules engine, scheduler, action runner, notifier). The workflow engine's queues are left to
+/// it: a deployment without workflows never runs one, and a declared queue nobody consumes
+/// would fill up and, at its bound, block every publisher routing to it.
 pub fn work_queues() -> Vec<SubscribeSpec> {
-    vec![
-        rules_engine(),
-        scheduler(),
-        action_runner(),
-        notifier(),
-        SubscribeSpec::work(
-            names::WORKFLOW_ACTION_UPDATE,
-            names::LIVEACTION_STATUS,
-            names::WORKFLOW_ACTION_UPDATE_KEYS,
-        ),
-        SubscribeSpec::work(
-            workflows::CONTROL_QUEUE,
-            names::LIVEACTION_STATUS,
-            workflows::CONTROL_STATUSES,
-        ),
-    ]
+    vec![rules_engine(), scheduler(), action_runner(), notifier()]
 }
 
 /// Declares every work queue (idempotent).

@@ -45,8 +45,8 @@ const BUS_CONCURRENT: usize = 20_000;
 const BUS_PUBLISHERS: usize = 64;
 const BUS_AWAITED: usize = 3_000;
 const BUS_MESSAGE_BYTES: usize = 100;
-/// Store: puts and concurrent writers.
-const STORE_WRITES: usize = 3_000;
+/// Store: how long each measurement runs, and the concurrent writers.
+const STORE_TIME: Duration = Duration::from_secs(10);
 const STORE_WRITERS: usize = 16;
 /// End to end: the burst, its concurrent posters, the paced run and its interval.
 const E2E_BURST: usize = 2_000;
@@ -326,50 +326,55 @@ async fn raw_lapin(url: &str, n: usize) -> anyhow::Result<Duration> {
     Ok(took)
 }
 
-/// (2) The store's single-document write ceiling.
+/// (2) The store's single-document write ceiling: puts from concurrent writers for
+/// [`STORE_TIME`], then compare-and-sets one at a time for [`STORE_TIME`].
 async fn store(env: &Env) -> anyhow::Result<()> {
     let db = env.db("store");
     let store = Arc::new(MongoStore::connect_db(&env.mongo, &db).await?);
     let t = Instant::now();
-    let per = STORE_WRITES / STORE_WRITERS;
     let mut tasks = Vec::new();
     for w in 0..STORE_WRITERS {
         let store = Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
-            for i in 0..per {
+            let mut i = 0usize;
+            while t.elapsed() < STORE_TIME {
                 let doc = json!({"id": format!("{w:04}{i:020}"), "status": "requested",
                     "payload": "x".repeat(200)});
                 store.put(Collection::Executions, doc).await?;
+                i += 1;
             }
-            anyhow::Ok(())
+            anyhow::Ok(i)
         }));
     }
+    let mut writes = 0;
     for t in tasks {
-        t.await??;
+        writes += t.await??;
     }
     let took = t.elapsed();
     row(
         &format!("store: single-document writes ({STORE_WRITERS} writers)"),
-        format!("{:.0} writes/s", (per * STORE_WRITERS) as f64 / took.as_secs_f64()),
+        format!("{:.0} writes/s", writes as f64 / took.as_secs_f64()),
         "the MongoDB-wire test server's ceiling",
     );
     let t = Instant::now();
-    for i in 0..per {
+    let mut sets = 0usize;
+    while t.elapsed() < STORE_TIME && sets < writes / STORE_WRITERS {
         let patch = json!({"status": "scheduled"});
         let patch = patch.as_object().cloned().unwrap_or_default();
         store
             .compare_and_set(
                 Collection::Executions,
-                &format!("{:04}{i:020}", 0),
+                &format!("{:04}{sets:020}", 0),
                 "status",
                 &[json!("requested")],
                 patch,
             )
             .await?;
+        sets += 1;
     }
     row(
         "store: compare-and-set, one at a time",
-        format!("{:.0} writes/s", per as f64 / t.elapsed().as_secs_f64()),
+        format!("{:.0} writes/s", sets as f64 / t.elapsed().as_secs_f64()),
         "latency floor of one transition",
     );
     store.database().drop().await?;

@@ -67,7 +67,7 @@ pub const CONTROL_QUEUE: &str = "st2.workflow.control";
 
 /// Status routing keys of completed executions.
 /// Status routing keys of control requests.
-pub(crate) const CONTROL_STATUSES: [&str; 3] = ["canceling", "pausing", "resuming"];
+pub(super) const CONTROL_STATUSES: [&str; 3] = ["canceling", "pausing", "resuming"];
 
 /// Deliveries handled at once (also the queues' prefetch).
 pub const CONCURRENCY: usize = 32;
