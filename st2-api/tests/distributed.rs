@@ -58,9 +58,7 @@ fn broker_shared() -> std::sync::RwLockReadGuard<'static, ()> {
 
 /// Instances of the action trigger the notifier emits once per completed execution.
 fn action_triggers(tis: &[TriggerInstance]) -> Vec<&TriggerInstance> {
-    tis.iter()
-        .filter(|t| t.trigger == ACTION_TRIGGER)
-        .collect()
+    tis.iter().filter(|t| t.trigger == ACTION_TRIGGER).collect()
 }
 
 /// The drain condition of a test: `expected` webhook instances and as many executions, every
@@ -97,7 +95,10 @@ fn assert_exactly_once(c: &Cluster, n: usize) {
         *by_n.entry(webhook_n(t).unwrap_or_default()).or_default() += 1;
     }
     let twice: Vec<_> = by_n.iter().filter(|(_, &v)| v > 1).collect();
-    assert!(twice.is_empty(), "webhooks stored more than once: {twice:?}");
+    assert!(
+        twice.is_empty(),
+        "webhooks stored more than once: {twice:?}"
+    );
     assert_eq!(
         by_n.keys().copied().collect::<Vec<_>>(),
         (0..n as u64).collect::<Vec<_>>(),
@@ -200,7 +201,9 @@ fn rules_engine_killed_mid_stream_loses_nothing() {
         assert_eq!(report.accepted, KILL_WEBHOOKS, "{report:?}");
     });
     eprintln!("rules engine killed with {processed_at_kill} instances processed");
-    c.wait_until("every execution to finish", DRAIN, |c| settled(c, KILL_WEBHOOKS));
+    c.wait_until("every execution to finish", DRAIN, |c| {
+        settled(c, KILL_WEBHOOKS)
+    });
     assert_exactly_once(&c, KILL_WEBHOOKS);
 }
 
@@ -248,9 +251,11 @@ fn timers_leader_killed_standby_takes_over() {
         c.get(Collection::Leases, "timersengine")
             .and_then(|d| d["holder"].as_str().map(str::to_string))
     };
-    c.wait_until("the timers lease to be taken and fires to come", DRAIN, |c| {
-        lease(c).is_some() && timer_fires(c).len() >= 2
-    });
+    c.wait_until(
+        "the timers lease to be taken and fires to come",
+        DRAIN,
+        |c| lease(c).is_some() && timer_fires(c).len() >= 2,
+    );
     // One active engine: about one fire a second, not two.
     let steady = fires_during(&c, Duration::from_secs(4));
     assert!(
@@ -264,18 +269,29 @@ fn timers_leader_killed_standby_takes_over() {
     } else {
         (b, a)
     };
-    assert_eq!(c.nodes[leader].pid(), leader_pid, "the holder is one of ours");
+    assert_eq!(
+        c.nodes[leader].pid(),
+        leader_pid,
+        "the holder is one of ours"
+    );
     let killed_at = Instant::now();
     c.nodes[leader].kill9();
     // Counted after the kill: a dead leader adds none.
     let fires_at_kill = timer_fires(&c).len();
     let standby_pid = c.nodes[standby].pid();
     // Taken over within the TTL (3 s) plus a renewal period and a generous margin.
-    c.wait_until("the standby to take over and fire", Duration::from_secs(15), |c| {
-        lease(c).and_then(|h| holder_pid(&h)) == Some(standby_pid)
-            && timer_fires(c).len() > fires_at_kill + 1
-    });
-    eprintln!("timers failover: next fire {:?} after kill -9", killed_at.elapsed());
+    c.wait_until(
+        "the standby to take over and fire",
+        Duration::from_secs(15),
+        |c| {
+            lease(c).and_then(|h| holder_pid(&h)) == Some(standby_pid)
+                && timer_fires(c).len() > fires_at_kill + 1
+        },
+    );
+    eprintln!(
+        "timers failover: next fire {:?} after kill -9",
+        killed_at.elapsed()
+    );
     let resumed = fires_during(&c, Duration::from_secs(4));
     assert!(
         (2..=6).contains(&resumed),
@@ -318,9 +334,7 @@ fn duplicate_messages_change_state_once() {
         .expect("connect to the test vhost");
     // A pending instance of the webhook's trigger, stored as the API stores one.
     let trigger: Trigger = c
-        .block_on(
-            repo::<Trigger>(c.store()).find_one(Query::all().eq("type", "core.st2.webhook")),
-        )
+        .block_on(repo::<Trigger>(c.store()).find_one(Query::all().eq("type", "core.st2.webhook")))
         .expect("query")
         .expect("the rule's webhook trigger");
     let mut ti = TriggerInstance {
@@ -347,7 +361,11 @@ fn duplicate_messages_change_state_once() {
                 .any(|e| e.status == ExecutionStatus::Scheduled)
     });
     let execs = c.executions();
-    assert_eq!(execs.len(), 1, "one execution for a message delivered twice");
+    assert_eq!(
+        execs.len(),
+        1,
+        "one execution for a message delivered twice"
+    );
     assert_eq!(c.enforcements().len(), 1, "one enforcement");
     let exec_id = execs[0].id.clone();
     // No action runner yet: the execution waits `scheduled`; two more copies of its message.
@@ -360,12 +378,16 @@ fn duplicate_messages_change_state_once() {
         .expect("publish scheduled");
     }
     c.start("runner", "actionrunner");
-    c.wait_until("the execution to succeed, every copy consumed", DRAIN, |c| {
-        c.queue_depth(names::ACTIONRUNNER_WORK) == (0, 0)
-            && c.executions()
-                .iter()
-                .all(|e| e.status == ExecutionStatus::Succeeded)
-    });
+    c.wait_until(
+        "the execution to succeed, every copy consumed",
+        DRAIN,
+        |c| {
+            c.queue_depth(names::ACTIONRUNNER_WORK) == (0, 0)
+                && c.executions()
+                    .iter()
+                    .all(|e| e.status == ExecutionStatus::Succeeded)
+        },
+    );
     // A late duplicate of its `requested` message changes nothing.
     let done = c.executions();
     c.block_on(bus.publish_json(

@@ -336,7 +336,8 @@ impl Cluster {
         }
         let mut tis: std::collections::BTreeMap<String, usize> = Default::default();
         for t in self.trigger_instances() {
-            *tis.entry(format!("{} {}", t.trigger, t.status)).or_default() += 1;
+            *tis.entry(format!("{} {}", t.trigger, t.status))
+                .or_default() += 1;
         }
         let queues = Command::new("rabbitmqctl")
             .args([
@@ -366,7 +367,10 @@ impl Cluster {
         let deadline = Instant::now() + limit;
         while !f(self) {
             if Instant::now() >= deadline {
-                panic!("timed out after {limit:?} waiting for {what}\n{}", self.logs());
+                panic!(
+                    "timed out after {limit:?} waiting for {what}\n{}",
+                    self.logs()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -249,7 +249,7 @@ async fn create(
     match (derived, w) {
         (true, crate::store::Write::Put { collection, doc }) => {
             if !ctx.store.insert_new(collection, doc).await? {
-                // A concurrent request with the same id stored it first.
+                // An earlier delivery, or a concurrent one, stored it first.
                 let existing = repo::<Execution>(&*ctx.store)
                     .get(&exec.id)
                     .await?

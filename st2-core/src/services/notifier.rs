@@ -13,7 +13,8 @@ use crate::model::{Execution, ExecutionStatus, JsonMap, Notify, NotifySubSchema}
 use crate::template::RenderContext;
 
 /// Status routing keys of completed executions.
-pub const COMPLETED_STATUSES: [&str; 5] = ["succeeded", "failed", "timeout", "canceled", "abandoned"];
+pub const COMPLETED_STATUSES: [&str; 5] =
+    ["succeeded", "failed", "timeout", "canceled", "abandoned"];
 
 /// Trigger emitted for every completed execution.
 pub const ACTION_TRIGGER: &str = "core.st2.generic.actiontrigger";

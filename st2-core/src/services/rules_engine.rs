@@ -2,6 +2,11 @@
 //! trigger instance against the rules of its trigger (an indexed, pre-compiled [`RuleSet`]),
 //! renders the matched rules' action parameters and requests executions, recording a rule
 //! enforcement for every match (failed ones with the reason).
+//!
+//! Delivery is at least once (a redelivery after a crash, a duplicate publish after a lost
+//! confirm), so processing is idempotent: the execution and the enforcement of a (trigger
+//! instance, rule) pair have ids derived from both ([`crate::model::derived_id`]) and are
+//! inserted only if absent.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +18,8 @@ use super::executions::{self, ExecutionRequest};
 use super::{dispatch, now_iso, Ctx, ServiceError};
 use crate::bus::Subscription;
 use crate::model::{
-    derived_id, JsonMap, Rule, RuleEnforcement, TraceComponent, Trigger, TriggerInstance, TriggerType,
+    derived_id, JsonMap, Rule, RuleEnforcement, TraceComponent, Trigger, TriggerInstance,
+    TriggerType,
 };
 use crate::rules::{MatchContext, RuleSet};
 use crate::store::{repo, Collection, Query, StoreError};
@@ -352,11 +358,9 @@ impl RulesEngine {
             failure_reason: failure,
             enforced_at: now_iso(),
         };
-        let doc = serde_json::to_value(&e).map_err(|err| {
-            StoreError::InvalidDocument {
-                collection: Collection::RuleEnforcements,
-                reason: err.to_string(),
-            }
+        let doc = serde_json::to_value(&e).map_err(|err| StoreError::InvalidDocument {
+            collection: Collection::RuleEnforcements,
+            reason: err.to_string(),
         })?;
         self.ctx
             .store
