@@ -401,6 +401,7 @@ impl Node {
     fn kill9(&mut self) {
         let _ = Command::new("kill")
             .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
             .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -593,7 +594,21 @@ async fn e2e(env: &Env) -> anyhow::Result<()> {
         t.await??;
     }
     let ingest = start.elapsed();
-    drain(&c, 20 + E2E_BURST).await?;
+    if let Err(e) = drain(&c, 20 + E2E_BURST).await {
+        // A stalled backlog is a figure too: what got through in the time allowed.
+        let done = c.finished().await?.saturating_sub(20);
+        row(
+            "end to end: webhook → core.noop succeeded (1 API, 1 rules engine, 2 runners)",
+            format!(
+                "{:.1} executions/s ({done} of {E2E_BURST} in {}s: {e})",
+                done as f64 / DRAIN_CAP.as_secs_f64(),
+                DRAIN_CAP.as_secs()
+            ),
+            "≥ 1,000/s, or ≥ 50% of the store's write ceiling / writes per execution",
+        );
+        c.drop_all().await;
+        return Ok(());
+    }
     let execs = c.executions().await?;
     let last_end = execs
         .iter()
