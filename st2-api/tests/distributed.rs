@@ -209,7 +209,7 @@ fn rules_engine_killed_mid_stream_loses_nothing() {
 
 /// The pid in a lease holder's node id (`<host>-<pid>-<suffix>`).
 fn holder_pid(holder: &str) -> Option<u32> {
-    holder.rsplitn(3, '-').nth(1)?.parse().ok()
+    holder.rsplit('-').nth(1)?.parse().ok()
 }
 
 /// Timer fires so far (instances of interval timers), sorted by `executed_at`.
@@ -219,7 +219,7 @@ fn timer_fires(c: &Cluster) -> Vec<TriggerInstance> {
         .into_iter()
         .filter(|t| t.payload.get("executed_at").is_some())
         .collect();
-    fires.sort_by(|a, b| executed_at(a).cmp(&executed_at(b)));
+    fires.sort_by_key(executed_at);
     fires
 }
 

@@ -739,7 +739,7 @@ async fn failover(env: &Env) -> anyhow::Result<()> {
         .and_then(|d| d["holder"].as_str().map(str::to_string))
         .context("no timers lease")?;
     let pid: u32 = holder
-        .rsplitn(3, '-')
+        .rsplit('-')
         .nth(1)
         .and_then(|p| p.parse().ok())
         .context("no pid in the lease holder")?;
