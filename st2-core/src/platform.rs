@@ -76,6 +76,9 @@ impl Platform {
         bus.declare_st2_exchanges()
             .await
             .map_err(ServiceError::from)?;
+        // Every role's queue, whatever this process runs: a message published before its
+        // consumer first starts waits for it.
+        crate::services::topology::declare_work_queues(&*bus).await?;
         let registrar = Registrar::new(
             store.clone(),
             cfg.pack_paths(),

@@ -2,6 +2,8 @@
 //! data dir, speak HTTP to it, log in as the first-start admin.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;

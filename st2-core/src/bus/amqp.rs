@@ -579,6 +579,26 @@ async fn establish(
     spec: &SubscribeSpec,
     name: &str,
 ) -> Result<(Channel, lapin::Consumer)> {
+    let channel = declare(inner, spec, name).await?;
+    channel
+        .basic_qos(spec.prefetch, BasicQosOptions::default())
+        .await
+        .map_err(|e| backend("basic.qos", e))?;
+    let consumer = channel
+        .basic_consume(
+            name,
+            "",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| backend("basic.consume", e))?;
+    Ok((channel, consumer))
+}
+
+/// Declares and binds the queue `name` of `spec` (and its dead-letter queue) on a fresh
+/// channel, which it returns.
+async fn declare(inner: &Inner, spec: &SubscribeSpec, name: &str) -> Result<Channel> {
     let channel = inner.channel().await?;
     let mismatch = |queue: &str, e: lapin::Error| match reply_code(&e) {
         Some(PRECONDITION_FAILED) => BusError::QueueMismatch {
@@ -648,20 +668,7 @@ async fn establish(
             .await
             .map_err(|e| mismatch(name, e))?;
     }
-    channel
-        .basic_qos(spec.prefetch, BasicQosOptions::default())
-        .await
-        .map_err(|e| backend("basic.qos", e))?;
-    let consumer = channel
-        .basic_consume(
-            name,
-            "",
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| backend("basic.consume", e))?;
-    Ok((channel, consumer))
+    Ok(channel)
 }
 
 #[async_trait]
@@ -767,6 +774,31 @@ impl Bus for AmqpBus {
             queue: name,
             rx,
         })))
+    }
+
+    async fn declare_queue(&self, spec: SubscribeSpec) -> Result<()> {
+        self.inner.check_open()?;
+        spec.validate()?;
+        if spec.kind != QueueKind::WorkQueue {
+            return Ok(()); // a broadcast queue lives only as long as its subscription
+        }
+        self.inner.ensure_exchange(&spec.exchange).await?;
+        let channel = declare(&self.inner, &spec, &spec.queue).await?;
+        let _ = channel.close(200, "ok").await;
+        if spec.overflow == Overflow::Block {
+            let mut blocking = self
+                .inner
+                .blocking
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for binding in &spec.bindings {
+                let entry = (spec.exchange.clone(), binding.clone(), spec.queue.clone());
+                if !blocking.contains(&entry) {
+                    blocking.push(entry);
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn delete_queue(&self, queue: &str) -> Result<()> {

@@ -280,6 +280,15 @@ pub trait Bus: Send + Sync + 'static {
     /// Declares the queue of `spec` (and its dead-letter queue), binds it and starts consuming.
     async fn subscribe(&self, spec: SubscribeSpec) -> Result<Subscription>;
 
+    /// Declares the queue of `spec` (and its dead-letter queue) and binds it, without
+    /// consuming: messages routed to it from now on are kept for a later consumer. Only
+    /// [`QueueKind::WorkQueue`] queues outlive this call. The default subscribes and drops the
+    /// subscription at once, which suits a bus whose queues start empty (the in-process bus).
+    async fn declare_queue(&self, spec: SubscribeSpec) -> Result<()> {
+        drop(self.subscribe(spec).await?);
+        Ok(())
+    }
+
     /// Deletes a queue with its messages and bindings (idempotent); its subscriptions end.
     async fn delete_queue(&self, queue: &str) -> Result<()>;
 

@@ -29,9 +29,42 @@ pub fn new_id() -> String {
     )
 }
 
+/// An id derived from `base` (an id) and `salt`, the same every time it is asked for: what a
+/// consumer creates for a message it may receive twice gets this id, so the second delivery finds
+/// the first one's document instead of creating another. It keeps `base`'s 4 bytes of seconds
+/// (when `base` is an id) so derived ids still sort by time; the other 8 bytes are a SHA-256 of
+/// both parts.
+pub fn derived_id(base: &str, salt: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let seconds = if base.len() == 24 && base.chars().all(|c| c.is_ascii_hexdigit()) {
+        base[..8].to_ascii_lowercase()
+    } else {
+        format!("{:08x}", chrono::Utc::now().timestamp() as u32)
+    };
+    let mut hash = Sha256::new();
+    hash.update(base.as_bytes());
+    hash.update([0]);
+    hash.update(salt.as_bytes());
+    let digest = hash.finalize();
+    let tail: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{seconds}{tail}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derived_ids_are_stable_distinct_and_keep_the_time() {
+        let base = "65f0a1b2c3d4e5f601234567";
+        let a = derived_id(base, "execution:r1");
+        assert_eq!(a, derived_id(base, "execution:r1"), "same parts, same id");
+        assert_ne!(a, derived_id(base, "execution:r2"));
+        assert_ne!(a, derived_id("65f0a1b2c3d4e5f601234568", "execution:r1"));
+        assert_eq!(a.len(), 24);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(&a[..8], &base[..8], "keeps the base's seconds");
+    }
 
     #[test]
     fn ids_are_24_hex_and_unique() {

@@ -25,7 +25,7 @@ pub use alias::ActionAlias;
 pub use auth::{ApiKey, Token, User};
 pub use config::{Config, ConfigSchema};
 pub use execution::{Execution, ExecutionOutput, ExecutionStatus, LiveActionRef};
-pub use id::new_id;
+pub use id::{derived_id, new_id};
 pub use kv::KeyValuePair;
 pub use pack::{Pack, SYSTEM_PACKS};
 pub use param::{ParamMap, ParamSpec, ParamType, RUNNER_PARAM_OVERRIDABLE_ATTRS};

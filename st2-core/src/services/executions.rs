@@ -145,6 +145,40 @@ pub async fn request_with(
     req: ExecutionRequest,
     handoff: Handoff,
 ) -> Result<Execution, ServiceError> {
+    Ok(create(ctx, req, handoff, None).await?.0)
+}
+
+/// [`request`] under an id the caller derives from what caused it (see
+/// [`crate::model::derived_id`]), so that asking twice (a redelivered message, a consumer that
+/// crashed half-way) creates one execution. Returns the execution and whether this call created
+/// it; an existing one is returned as it is, published again while it is still `requested`
+/// (the first caller may have died before publishing it; the scheduler's compare-and-set makes
+/// a second publish harmless).
+pub async fn request_once(
+    ctx: &Ctx,
+    id: String,
+    req: ExecutionRequest,
+) -> Result<(Execution, bool), ServiceError> {
+    // No read first: the insert-if-absent decides, so the common case costs no extra call.
+    create(ctx, req, Handoff::Wait, Some(id)).await
+}
+
+/// An execution that already existed, published again when still `requested`.
+async fn republished(ctx: &Ctx, existing: Execution) -> Result<(Execution, bool), ServiceError> {
+    if existing.status == ExecutionStatus::Requested {
+        publish(ctx, &existing, names::RK_CREATE).await?;
+    }
+    Ok((existing, false))
+}
+
+/// Validates and stores a new execution (under `id` when given, only if no execution has it)
+/// and publishes it; `(execution, created)`.
+async fn create(
+    ctx: &Ctx,
+    req: ExecutionRequest,
+    handoff: Handoff,
+    id: Option<String>,
+) -> Result<(Execution, bool), ServiceError> {
     let loaded = ctx.catalog.action(&*ctx.store, &req.action_ref).await?;
     let (action, runner) = (&loaded.action, &loaded.runner);
     if !action.enabled {
@@ -203,7 +237,8 @@ pub async fn request_with(
         notified: false,
         lease_owner: None,
     };
-    exec.id = crate::model::new_id();
+    let derived = id.is_some();
+    exec.id = id.unwrap_or_else(crate::model::new_id);
     exec.liveaction = LiveActionRef {
         id: exec.id.clone(),
         action: action.action_ref.clone(),
@@ -211,7 +246,22 @@ pub async fn request_with(
         runner_info: JsonMap::new(),
     };
     let w = Repo::<Execution>::to_write(&mut exec)?;
-    ctx.store.apply(vec![w]).await?;
+    match (derived, w) {
+        (true, crate::store::Write::Put { collection, doc }) => {
+            if !ctx.store.insert_new(collection, doc).await? {
+                // An earlier delivery, or a concurrent one, stored it first.
+                let existing = repo::<Execution>(&*ctx.store)
+                    .get(&exec.id)
+                    .await?
+                    .ok_or_else(|| ServiceError::NotFound {
+                        kind: "execution",
+                        id: exec.id.clone(),
+                    })?;
+                return republished(ctx, existing).await;
+            }
+        }
+        (_, w) => ctx.store.apply(vec![w]).await?,
+    }
     match handoff {
         Handoff::Wait => publish(ctx, &exec, names::RK_CREATE).await?,
         Handoff::NoWait => {
@@ -223,7 +273,7 @@ pub async fn request_with(
             });
         }
     }
-    Ok(exec)
+    Ok((exec, true))
 }
 
 /// Publishes an execution's state: its status on `st2.liveaction.status`, the document on

@@ -13,6 +13,7 @@
 //! - [`watchdog`]: runner heartbeats; executions of dead runners → `abandoned`.
 //! - [`notifier`]: completed executions → `core.st2.generic.actiontrigger` / notify triggers.
 //! - [`timers`]: timer triggers → trigger instances.
+//! - [`topology`]: the roles' work queues, declared by every process at start.
 //! - [`gc`]: TTL purges.
 //! - [`kv_access`]: the datastore as Python actions see it.
 //! - [`pack_ops`]: pack install/uninstall (stand-in for the `packs.*` workflows), config saves.
@@ -38,6 +39,7 @@ pub mod preprocess;
 pub mod rules_engine;
 pub mod scheduler;
 pub mod timers;
+pub mod topology;
 pub mod watchdog;
 pub mod worker;
 pub mod workflows;

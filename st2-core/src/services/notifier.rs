@@ -9,12 +9,13 @@ use serde_json::{json, Value};
 
 use super::executions::{self, ExecutionRequest};
 use super::{dispatch, Ctx, ServiceError};
-use crate::bus::{names, SubscribeSpec, Subscription};
+use crate::bus::Subscription;
 use crate::model::{Execution, ExecutionStatus, JsonMap, Notify, NotifySubSchema};
 use crate::template::RenderContext;
 
 /// Status routing keys of completed executions.
-const COMPLETED_STATUSES: [&str; 5] = ["succeeded", "failed", "timeout", "canceled", "abandoned"];
+pub const COMPLETED_STATUSES: [&str; 5] =
+    ["succeeded", "failed", "timeout", "canceled", "abandoned"];
 
 /// Trigger emitted for every completed execution.
 pub const ACTION_TRIGGER: &str = "core.st2.generic.actiontrigger";
@@ -40,14 +41,7 @@ impl Notifier {
         let sub = self
             .ctx
             .bus
-            .subscribe(
-                SubscribeSpec::work(
-                    names::NOTIFIER_WORK,
-                    names::LIVEACTION_STATUS,
-                    COMPLETED_STATUSES,
-                )
-                .with_prefetch(CONCURRENCY as u16),
-            )
+            .subscribe(super::topology::notifier().with_prefetch(CONCURRENCY as u16))
             .await?;
         Ok(tokio::spawn(self.consume(sub)))
     }

@@ -2,6 +2,11 @@
 //! trigger instance against the rules of its trigger (an indexed, pre-compiled [`RuleSet`]),
 //! renders the matched rules' action parameters and requests executions, recording a rule
 //! enforcement for every match (failed ones with the reason).
+//!
+//! Delivery is at least once (a redelivery after a crash, a duplicate publish after a lost
+//! confirm), so processing is idempotent: the execution and the enforcement of a (trigger
+//! instance, rule) pair have ids derived from both ([`crate::model::derived_id`]) and are
+//! inserted only if absent.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,12 +16,13 @@ use tokio::sync::RwLock;
 
 use super::executions::{self, ExecutionRequest};
 use super::{dispatch, now_iso, Ctx, ServiceError};
-use crate::bus::{names, SubscribeSpec, Subscription};
+use crate::bus::Subscription;
 use crate::model::{
-    JsonMap, Rule, RuleEnforcement, TraceComponent, Trigger, TriggerInstance, TriggerType,
+    derived_id, JsonMap, Rule, RuleEnforcement, TraceComponent, Trigger, TriggerInstance,
+    TriggerType,
 };
 use crate::rules::{MatchContext, RuleSet};
-use crate::store::{repo, Query, Repo};
+use crate::store::{repo, Collection, Query, StoreError};
 use crate::template::RenderContext;
 
 /// How often the rule set is reloaded from the store (rules registered by another process, e.g.
@@ -79,14 +85,7 @@ impl RulesEngine {
         let sub = self
             .ctx
             .bus
-            .subscribe(
-                SubscribeSpec::work(
-                    names::RULES_ENGINE_WORK,
-                    names::TRIGGER_INSTANCES_DISPATCH,
-                    ["#"],
-                )
-                .with_prefetch(CONCURRENCY as u16),
-            )
+            .subscribe(super::topology::rules_engine().with_prefetch(CONCURRENCY as u16))
             .await?;
         Ok(tokio::spawn(self.consume(sub)))
     }
@@ -181,7 +180,9 @@ impl RulesEngine {
         }
         let mut patch = JsonMap::new();
         patch.insert("status".into(), json!("processing"));
-        // A redelivered instance still `processing` (we crashed mid-way) is processed again.
+        // A redelivered instance still `processing` (we crashed mid-way, or a duplicate of the
+        // message is being processed concurrently) is processed again: executions and
+        // enforcements have ids derived from the instance and the rule, so it creates none twice.
         let claimed = tis
             .compare_and_set(&ti.id, "status", &pending, patch)
             .await?;
@@ -309,10 +310,12 @@ impl RulesEngine {
                 rule: serde_json::to_value(rule).ok(),
                 delay: None,
             };
-            match executions::request(&self.ctx, req).await {
-                Ok(exec) => {
+            // One execution per (instance, rule), however often the instance is delivered.
+            let exec_id = derived_id(&ti.id, &format!("execution:{}", rule.id));
+            match executions::request_once(&self.ctx, exec_id, req).await {
+                Ok((exec, created)) => {
                     self.record(ti, rule, Some(exec.id.clone()), None).await?;
-                    if let Some(id) = trace_id {
+                    if let (Some(id), true) = (trace_id, created) {
                         let now = now_iso();
                         dispatch::extend_trace(
                             &self.ctx,
@@ -341,8 +344,9 @@ impl RulesEngine {
         if let Some(reason) = &failure {
             tracing::info!(rule = %rule.rule_ref, trigger_instance = %ti.id, reason = %reason, "rule enforcement failed");
         }
-        let mut e = RuleEnforcement {
-            id: String::new(),
+        let e = RuleEnforcement {
+            // One enforcement per (instance, rule): a redelivered instance records none again.
+            id: derived_id(&ti.id, &format!("enforcement:{}", rule.id)),
             trigger_instance_id: ti.id.clone(),
             execution_id,
             rule: json!({"id": rule.id, "ref": rule.rule_ref, "uid": rule.uid}),
@@ -354,8 +358,14 @@ impl RulesEngine {
             failure_reason: failure,
             enforced_at: now_iso(),
         };
-        let w = Repo::<RuleEnforcement>::to_write(&mut e)?;
-        self.ctx.store.apply(vec![w]).await?;
+        let doc = serde_json::to_value(&e).map_err(|err| StoreError::InvalidDocument {
+            collection: Collection::RuleEnforcements,
+            reason: err.to_string(),
+        })?;
+        self.ctx
+            .store
+            .insert_new(Collection::RuleEnforcements, doc)
+            .await?;
         Ok(())
     }
 }

@@ -152,7 +152,9 @@ pub fn filter(query: &Query) -> Document {
 
 /// The filter `field equals one of expected` on the document with this id (compare-and-set).
 pub fn cas_filter(id: &str, field: &str, expected: &[Value]) -> Document {
-    doc! {"$and": [{"_id": id}, is_in(field, expected)]}
+    // `_id` at the top level, where every server's planner sees a point lookup (a MongoDB-wire
+    // server scanned the whole collection for `_id` nested in an `$and`).
+    doc! {"_id": id, "$and": [is_in(field, expected)]}
 }
 
 /// The sort document of a query: its field, ties broken by id in the same direction.
