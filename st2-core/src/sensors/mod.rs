@@ -41,6 +41,22 @@ pub(crate) async fn sensor_triggers(
     Ok(out)
 }
 
+/// Stores dispatches of a pack sensor in order, in batches where it can
+/// ([`dispatch_service::dispatch_batch`]); refused ones are logged.
+pub(crate) async fn dispatch_batch(
+    ctx: &Ctx,
+    sensor_ref: &str,
+    items: Vec<dispatch_service::Dispatch>,
+) {
+    let refs: Vec<String> = items.iter().map(|i| i.trigger.clone()).collect();
+    let results = dispatch_service::dispatch_batch(ctx, items).await;
+    for (trigger, r) in refs.into_iter().zip(results) {
+        if let Err(e) = r {
+            tracing::warn!(sensor = %sensor_ref, trigger = %trigger, error = %e, "sensor dispatch refused");
+        }
+    }
+}
+
 /// How long a sensor's dispatch waits before trying again while the rules engine's backlog is
 /// full.
 const BUSY_RETRY: Duration = Duration::from_millis(20);

@@ -176,6 +176,172 @@ pub async fn dispatch_with(
     Ok(ti)
 }
 
+/// One dispatch of a batch ([`dispatch_batch`]).
+#[derive(Debug, Clone)]
+pub struct Dispatch {
+    /// Trigger ref.
+    pub trigger: String,
+    /// Payload.
+    pub payload: Value,
+    /// Trace tag.
+    pub trace_tag: Option<String>,
+}
+
+/// Dispatches several instances from one source, in order, as [`dispatch`] does each, but
+/// storing consecutive instances of trigger types without preprocessing and without a trace tag
+/// in one store write (one transaction for the lot), then publishing them in order. Instances
+/// that need preprocessing or join a tagged trace go one at a time, between the batches, so the
+/// order of the source is kept (a full rules engine backlog is waited out). Returns one result
+/// per dispatch, in order.
+pub async fn dispatch_batch(
+    ctx: &Ctx,
+    items: Vec<Dispatch>,
+) -> Vec<Result<TriggerInstance, ServiceError>> {
+    let mut out: Vec<Result<TriggerInstance, ServiceError>> = Vec::with_capacity(items.len());
+    let mut pending: Vec<(usize, TriggerInstance, Trace)> = Vec::new();
+    let mut writes: Vec<Write> = Vec::new();
+    for item in items {
+        let simple = item.trace_tag.is_none()
+            && match ctx.catalog.trigger(&*ctx.store, &item.trigger).await {
+                Ok(r) => r
+                    .trigger_type
+                    .as_ref()
+                    .is_none_or(|tt| tt.preprocessing.is_empty()),
+                Err(_) => false,
+            };
+        if !simple {
+            flush(ctx, &mut pending, &mut writes, &mut out).await;
+            // Wait out a full backlog here, so later instances cannot overtake this one.
+            let r = loop {
+                match dispatch(
+                    ctx,
+                    &item.trigger,
+                    item.payload.clone(),
+                    item.trace_tag.clone(),
+                )
+                .await
+                {
+                    Err(ServiceError::Busy(_)) if !ctx.shutdown.is_cancelled() => {
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                    r => break r,
+                }
+            };
+            out.push(r);
+            continue;
+        }
+        match prepare_simple(ctx, &item.trigger, item.payload).await {
+            Ok((mut ti, mut trace)) => {
+                let w = Repo::<TriggerInstance>::to_write(&mut ti)
+                    .and_then(|w_ti| {
+                        trace.trigger_instances[0].object_id = ti.id.clone();
+                        trace.trace_tag = format!("trigger_instance-{}", ti.id);
+                        Repo::<Trace>::to_write(&mut trace).map(|w_tr| (w_ti, w_tr))
+                    })
+                    .map_err(ServiceError::from);
+                match w {
+                    Ok((a, b)) => {
+                        writes.push(a);
+                        writes.push(b);
+                        pending.push((out.len(), ti, trace));
+                        // A placeholder, replaced when the batch is stored.
+                        out.push(Err(ServiceError::Invalid("not stored".into())));
+                    }
+                    Err(e) => out.push(Err(e)),
+                }
+            }
+            Err(e) => out.push(Err(e)),
+        }
+    }
+    flush(ctx, &mut pending, &mut writes, &mut out).await;
+    out
+}
+
+/// Checks a payload for a trigger type without preprocessing and builds its instance and
+/// trace (ids assigned when written).
+async fn prepare_simple(
+    ctx: &Ctx,
+    trigger_ref: &str,
+    payload: Value,
+) -> Result<(TriggerInstance, Trace), ServiceError> {
+    let size = serde_json::to_vec(&payload)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if size > MAX_PAYLOAD_BYTES {
+        return Err(ServiceError::Invalid(format!(
+            "payload of {size} bytes exceeds the limit of {MAX_PAYLOAD_BYTES} bytes"
+        )));
+    }
+    let resolved = ctx.catalog.trigger(&*ctx.store, trigger_ref).await?;
+    resolved
+        .validate_payload(&payload)
+        .map_err(ServiceError::Schema)?;
+    let now = now_iso();
+    let ti = TriggerInstance {
+        id: String::new(),
+        trigger: resolved.trigger.trigger_ref.clone(),
+        payload,
+        occurrence_time: now.clone(),
+        status: "pending".into(),
+        preprocessing: None,
+    };
+    let trace = Trace {
+        id: String::new(),
+        trace_tag: String::new(),
+        trigger_instances: vec![TraceComponent {
+            object_id: String::new(),
+            component_ref: ti.trigger.clone(),
+            updated_at: now.clone(),
+            caused_by: json!({}),
+        }],
+        rules: Vec::new(),
+        action_executions: Vec::new(),
+        start_timestamp: now,
+    };
+    Ok((ti, trace))
+}
+
+/// Stores the pending instances of a batch in one write and publishes them in order, filling
+/// in their results.
+async fn flush(
+    ctx: &Ctx,
+    pending: &mut Vec<(usize, TriggerInstance, Trace)>,
+    writes: &mut Vec<Write>,
+    out: &mut [Result<TriggerInstance, ServiceError>],
+) {
+    if pending.is_empty() {
+        return;
+    }
+    let batch = std::mem::take(pending);
+    if let Err(e) = ctx.store.apply(std::mem::take(writes)).await {
+        let e = ServiceError::from(e);
+        for (i, _, _) in batch {
+            out[i] = Err(ServiceError::Invalid(format!("not stored: {e}")));
+        }
+        return;
+    }
+    for (i, ti, trace) in batch {
+        let msg = json!({"trigger_instance": ti, "trace_id": trace.id});
+        out[i] = match ctx
+            .bus
+            .publish_json(
+                names::TRIGGER_INSTANCES_DISPATCH,
+                names::RK_TRIGGER_INSTANCE,
+                &msg,
+            )
+            .await
+        {
+            Ok(()) => Ok(ti),
+            // Stored: the start-up re-claim (or the deferred sweep) hands it over later.
+            Err(e) => {
+                ctx.deferred.push(ti.id.clone(), trace.id.clone());
+                tracing::warn!(trigger_instance = %ti.id, error = %e, "publish deferred");
+                Ok(ti)
+            }
+        };
+    }
+}
+
 /// Appends components to a trace (read-modify-write; traces are append-only bookkeeping).
 pub async fn extend_trace(
     ctx: &Ctx,

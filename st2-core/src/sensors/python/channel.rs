@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -14,6 +15,7 @@ use crate::model::Trigger;
 use crate::runners::datastore::serve_call;
 use crate::runners::DatastoreAccess;
 use crate::services::context::SYSTEM_USER;
+use crate::services::dispatch::Dispatch;
 use crate::services::Ctx;
 
 /// The triggers a sensor follows, by trigger id (or ref when it has none).
@@ -39,25 +41,49 @@ pub async fn serve(
         tokio::select! {
             line = lines.next_line() => {
                 let Some(line) = line? else { return Ok(()) };
-                let Ok(msg) = serde_json::from_str::<Value>(&line) else {
-                    tracing::warn!(sensor = %sensor_ref, "sensor sent a line that is not JSON");
-                    continue;
-                };
-                let method = msg.get("method").and_then(Value::as_str).unwrap_or_default();
-                let params = msg.get("params").cloned().unwrap_or(Value::Null);
-                if method == "dispatch" {
-                    let trigger = params.get("trigger").and_then(Value::as_str).unwrap_or_default();
-                    let trace_tag = params.get("trace_tag").and_then(Value::as_str).map(String::from);
-                    let payload = params.get("payload").cloned().unwrap_or(Value::Null);
-                    crate::sensors::dispatch(ctx, sensor_ref, trigger, payload, trace_tag).await;
-                    continue;
+                let mut next = Some(line);
+                let mut eof = false;
+                while let Some(line) = next.take() {
+                    let Ok(msg) = serde_json::from_str::<Value>(&line) else {
+                        tracing::warn!(sensor = %sensor_ref, "sensor sent a line that is not JSON");
+                        continue;
+                    };
+                    if let Some(first) = as_dispatch(&msg) {
+                        // Take the dispatches the sensor has already sent as one batch.
+                        let mut batch = vec![first];
+                        while batch.len() < MAX_BATCH {
+                            match tokio::time::timeout(Duration::ZERO, lines.next_line()).await {
+                                Ok(Ok(Some(l))) => {
+                                    match serde_json::from_str::<Value>(&l).ok().as_ref().and_then(as_dispatch) {
+                                        Some(d) => batch.push(d),
+                                        None => {
+                                            next = Some(l);
+                                            break;
+                                        }
+                                    }
+                                }
+                                Ok(Ok(None)) | Ok(Err(_)) => {
+                                    eof = true;
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        crate::sensors::dispatch_batch(ctx, sensor_ref, batch).await;
+                        continue;
+                    }
+                    let method = msg.get("method").and_then(Value::as_str).unwrap_or_default();
+                    let params = msg.get("params").cloned().unwrap_or(Value::Null);
+                    let id = msg.get("id").cloned().unwrap_or(Value::Null);
+                    let reply = match serve_call(datastore.as_deref(), SYSTEM_USER, method, &params).await {
+                        Ok(v) => json!({"id": id, "result": v}),
+                        Err(e) => json!({"id": id, "error": e}),
+                    };
+                    write.write_all(format!("{reply}\n").as_bytes()).await?;
                 }
-                let id = msg.get("id").cloned().unwrap_or(Value::Null);
-                let reply = match serve_call(datastore.as_deref(), SYSTEM_USER, method, &params).await {
-                    Ok(v) => json!({"id": id, "result": v}),
-                    Err(e) => json!({"id": id, "error": e}),
-                };
-                write.write_all(format!("{reply}\n").as_bytes()).await?;
+                if eof {
+                    return Ok(());
+                }
             }
             changed = triggers.changed(), if triggers_open => {
                 if changed.is_err() {
@@ -72,6 +98,32 @@ pub async fn serve(
             }
         }
     }
+}
+
+/// Dispatches taken from the channel at once, at most.
+const MAX_BATCH: usize = 512;
+
+/// A `dispatch` message as a [`Dispatch`].
+fn as_dispatch(msg: &Value) -> Option<Dispatch> {
+    if msg.get("method").and_then(Value::as_str) != Some("dispatch") {
+        return None;
+    }
+    let params = msg.get("params")?;
+    Some(Dispatch {
+        trigger: params
+            .get("trigger")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        payload: match params.get("payload") {
+            None | Some(Value::Null) => json!({}),
+            Some(p) => p.clone(),
+        },
+        trace_tag: params
+            .get("trace_tag")
+            .and_then(Value::as_str)
+            .map(String::from),
+    })
 }
 
 /// The calls that turn the wrapper's triggers `from` into `to`.
