@@ -18,6 +18,19 @@ use crate::store::{repo, Repo, Write};
 /// Largest payload accepted, serialised (StackStorm has none; a bound keeps memory bounded).
 pub const MAX_PAYLOAD_BYTES: usize = 4 * 1024 * 1024;
 
+/// Refuses a payload larger than [`MAX_PAYLOAD_BYTES`] once serialised.
+fn check_size(payload: &Value) -> Result<(), ServiceError> {
+    let size = serde_json::to_vec(payload)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if size > MAX_PAYLOAD_BYTES {
+        return Err(ServiceError::Invalid(format!(
+            "payload of {size} bytes exceeds the limit of {MAX_PAYLOAD_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
 /// Finds the trigger for a ref: a trigger document, or the shadow trigger of a trigger type.
 pub async fn resolve_trigger(
     ctx: &Ctx,
@@ -64,14 +77,7 @@ pub async fn dispatch_with(
             ctx.deferred.len()
         )));
     }
-    let size = serde_json::to_vec(&payload)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX);
-    if size > MAX_PAYLOAD_BYTES {
-        return Err(ServiceError::Invalid(format!(
-            "payload of {size} bytes exceeds the limit of {MAX_PAYLOAD_BYTES} bytes"
-        )));
-    }
+    check_size(&payload)?;
     let resolved = ctx.catalog.trigger(&*ctx.store, trigger_ref).await?;
     resolved
         .validate_payload(&payload)
@@ -264,14 +270,7 @@ async fn prepare_simple(
     trigger_ref: &str,
     payload: Value,
 ) -> Result<(TriggerInstance, Trace), ServiceError> {
-    let size = serde_json::to_vec(&payload)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX);
-    if size > MAX_PAYLOAD_BYTES {
-        return Err(ServiceError::Invalid(format!(
-            "payload of {size} bytes exceeds the limit of {MAX_PAYLOAD_BYTES} bytes"
-        )));
-    }
+    check_size(&payload)?;
     let resolved = ctx.catalog.trigger(&*ctx.store, trigger_ref).await?;
     resolved
         .validate_payload(&payload)
