@@ -340,20 +340,3 @@ async fn flush(
         };
     }
 }
-
-/// Appends components to a trace (read-modify-write; traces are append-only bookkeeping).
-pub async fn extend_trace(
-    ctx: &Ctx,
-    trace_id: &str,
-    rules: Vec<TraceComponent>,
-    executions: Vec<TraceComponent>,
-) -> Result<(), ServiceError> {
-    let traces = repo::<Trace>(&*ctx.store);
-    if let Some(mut t) = traces.get(trace_id).await? {
-        t.rules.extend(rules);
-        t.action_executions.extend(executions);
-        let w: Write = Repo::<Trace>::to_write(&mut t)?;
-        ctx.store.apply(vec![w]).await?;
-    }
-    Ok(())
-}

@@ -1,13 +1,16 @@
 //! Executions: requesting one (validating the action and its parameters), status transitions by
 //! compare-and-set, and cancellation. Every transition is stored first, then published on
 //! `st2.liveaction.status` (routing key = new status) and `st2.execution` (`create`/`update`).
+//! Both messages carry the stored document, so the services consuming them (scheduler, action
+//! runner, notifier, workflow engine) start from it instead of reading it again; their
+//! compare-and-set on the status makes a message that is already stale harmless.
 
 use serde_json::{json, Value};
 
 use super::context::SYSTEM_USER;
 use super::dispatch::Handoff;
 use super::{now_iso, Ctx, ServiceError};
-use crate::bus::names;
+use crate::bus::{names, Message};
 use crate::model::{Action, Execution, ExecutionStatus, JsonMap, LiveActionRef, RunnerType};
 use crate::store::{repo, Repo};
 use crate::template::params::ParamRenderer;
@@ -280,28 +283,42 @@ async fn create(
 /// `st2.execution`.
 pub async fn publish(ctx: &Ctx, exec: &Execution, execution_rk: &str) -> Result<(), ServiceError> {
     let doc = serde_json::to_value(exec).unwrap_or(Value::Null);
-    publish_doc(ctx, &exec.id, exec.status, &doc, execution_rk).await
+    publish_doc(ctx, exec.status, &doc, execution_rk).await
 }
 
-/// [`publish`] of an execution already serialised (`doc`).
+/// [`publish`] of an execution already serialised (`doc`): one encoding, sent on both
+/// exchanges.
 async fn publish_doc(
     ctx: &Ctx,
-    id: &str,
     status: ExecutionStatus,
     doc: &Value,
     execution_rk: &str,
 ) -> Result<(), ServiceError> {
+    let msg = Message::json(doc);
     ctx.bus
-        .publish_json(
-            names::LIVEACTION_STATUS,
-            status.as_str(),
-            &json!({"id": id}),
-        )
+        .publish(names::LIVEACTION_STATUS, status.as_str(), msg.clone())
         .await?;
-    ctx.bus
-        .publish_json(names::EXECUTION, execution_rk, doc)
-        .await?;
+    ctx.bus.publish(names::EXECUTION, execution_rk, msg).await?;
     Ok(())
+}
+
+/// The execution a `st2.liveaction.status` message carries. A message holding only `{"id"}`
+/// (or one that does not decode as an execution) is looked up in the store. `Ok(None)`: no id,
+/// or no such execution.
+pub async fn from_status_message(
+    ctx: &Ctx,
+    msg: &Message,
+) -> Result<Option<Execution>, ServiceError> {
+    if let Ok(exec) = msg.decode::<Execution>() {
+        if !exec.id.is_empty() {
+            return Ok(Some(exec));
+        }
+    }
+    let id = match msg.value().ok().as_ref().and_then(|v| v.get("id")) {
+        Some(Value::String(id)) => id.clone(),
+        _ => return Ok(None),
+    };
+    Ok(repo::<Execution>(&*ctx.store).get(&id).await?)
 }
 
 /// Moves an execution from one of `from` to `to` (compare-and-set), merging `patch`, logging
@@ -363,14 +380,14 @@ pub async fn advance(
     else {
         return Ok(None);
     };
-    let updated: Execution = serde_json::from_value(doc.clone()).map_err(|e| {
+    let updated = <Execution as serde::Deserialize>::deserialize(&doc).map_err(|e| {
         ServiceError::Store(crate::store::StoreError::Decode {
             collection: crate::store::Collection::Executions,
             source: e,
         })
     })?;
     // The stored document is what the `st2.execution` event carries: no second serialisation.
-    publish_doc(ctx, &updated.id, updated.status, &doc, names::RK_UPDATE).await?;
+    publish_doc(ctx, updated.status, &doc, names::RK_UPDATE).await?;
     Ok(Some(updated))
 }
 

@@ -23,7 +23,7 @@ pub const ACTION_TRIGGER: &str = "core.st2.generic.actiontrigger";
 pub const NOTIFY_TRIGGER: &str = "core.st2.generic.notifytrigger";
 
 /// Completions handled at once (also the notifier queue's prefetch).
-pub const CONCURRENCY: usize = 16;
+pub const CONCURRENCY: usize = 64;
 
 /// The notifier service.
 pub struct Notifier {
@@ -65,23 +65,13 @@ impl Notifier {
 
     /// One completion message: the execution's triggers, then ack (or requeue on failure).
     async fn handle(&self, d: crate::bus::Delivery) {
-        // Only completions are routed here (`{"id"}` on `st2.liveaction.status`), so the
-        // notifier's queue carries one message per execution, not one per status change.
-        let id = d.message().value().ok().and_then(|v| {
-            v.get("id")
-                .and_then(serde_json::Value::as_str)
-                .map(String::from)
-        });
-        let res = match id {
-            Some(id) => match crate::store::repo::<Execution>(&*self.ctx.store)
-                .get(&id)
-                .await
-            {
-                Ok(Some(e)) if e.status.is_completed() => self.completed(&e).await,
-                Ok(_) => Ok(()),
-                Err(e) => Err(e.into()),
-            },
-            None => Ok(()),
+        // Only completions are routed here (each carries the execution's document on
+        // `st2.liveaction.status`), so the notifier's queue holds one message per execution,
+        // not one per status change.
+        let res = match executions::from_status_message(&self.ctx, d.message()).await {
+            Ok(Some(e)) if e.status.is_completed() => self.completed(&e).await,
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
         };
         match res {
             Ok(()) => {

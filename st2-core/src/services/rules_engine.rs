@@ -18,11 +18,11 @@ use super::executions::{self, ExecutionRequest};
 use super::{dispatch, now_iso, Ctx, ServiceError};
 use crate::bus::Subscription;
 use crate::model::{
-    derived_id, JsonMap, Rule, RuleEnforcement, TraceComponent, Trigger, TriggerInstance,
+    derived_id, JsonMap, Rule, RuleEnforcement, Trace, TraceComponent, Trigger, TriggerInstance,
     TriggerType,
 };
 use crate::rules::{MatchContext, RuleSet};
-use crate::store::{repo, Collection, Query, StoreError};
+use crate::store::{repo, Collection, Query, Repo, StoreError};
 use crate::template::RenderContext;
 
 /// How often the rule set is reloaded from the store (rules registered by another process, e.g.
@@ -30,8 +30,10 @@ use crate::template::RenderContext;
 /// and the next trigger instance reloads the rules first).
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Trigger instances processed at once (also the rules engine queue's prefetch).
-pub const CONCURRENCY: usize = 16;
+/// Trigger instances processed at once (also the rules engine queue's prefetch). Each waits on
+/// a few store writes in turn, and concurrent writes share one commit, so many in flight keep
+/// the store busy without costing more per instance.
+pub const CONCURRENCY: usize = 64;
 
 /// The rules engine.
 pub struct RulesEngine {
@@ -183,14 +185,21 @@ impl RulesEngine {
         // A redelivered instance still `processing` (we crashed mid-way, or a duplicate of the
         // message is being processed concurrently) is processed again: executions and
         // enforcements have ids derived from the instance and the rule, so it creates none twice.
-        let claimed = tis
-            .compare_and_set(&ti.id, "status", &pending, patch)
-            .await?;
-        if claimed.is_none() {
+        // The trace (for its tag) is read while the claim is written.
+        let (claimed, trace) = tokio::join!(
+            tis.compare_and_set(&ti.id, "status", &pending, patch),
+            async {
+                match &trace_id {
+                    Some(id) => repo::<Trace>(&*self.ctx.store).get(id).await,
+                    None => Ok(None),
+                }
+            }
+        );
+        if claimed?.is_none() {
             return Ok(()); // already processed
         }
         let outcome = self
-            .enforce(&ti, &set, result, render_ctx, trace_id.as_deref())
+            .enforce(&ti, &set, result, render_ctx, (trace_id.as_deref(), trace?))
             .await;
         let mut patch = JsonMap::new();
         patch.insert(
@@ -224,7 +233,7 @@ impl RulesEngine {
         set: &RuleSet,
         result: crate::rules::MatchResult<'_>,
         render_ctx: RenderContext,
-        trace_id: Option<&str>,
+        (trace_id, mut trace): (Option<&str>, Option<Trace>),
     ) -> Result<(), ServiceError> {
         for (rule_ref, reason) in &result.errors {
             if let Some(rule) = set.rule(rule_ref) {
@@ -258,13 +267,8 @@ impl RulesEngine {
                 )
             });
         let trigger_ctx = render_ctx.clone().with("trigger", ti.payload.clone());
-        let trace_tag = match trace_id {
-            Some(id) => repo::<crate::model::Trace>(&*self.ctx.store)
-                .get(id)
-                .await?
-                .map(|t| t.trace_tag),
-            None => None,
-        };
+        let trace_tag = trace.as_ref().map(|t| t.trace_tag.clone());
+        let trace_len = trace.as_ref().map_or(0, |t| t.rules.len());
         for rule in matched {
             let rendered = self
                 .ctx
@@ -314,22 +318,27 @@ impl RulesEngine {
             let exec_id = derived_id(&ti.id, &format!("execution:{}", rule.id));
             match executions::request_once(&self.ctx, exec_id, req).await {
                 Ok((exec, created)) => {
-                    self.record(ti, rule, Some(exec.id.clone()), None).await?;
-                    if let (Some(id), true) = (trace_id, created) {
+                    if let (Some(t), true) = (trace.as_mut(), created) {
                         let now = now_iso();
-                        dispatch::extend_trace(
-                            &self.ctx,
-                            id,
-                            vec![TraceComponent { object_id: rule.id.clone(), component_ref: rule.rule_ref.clone(), updated_at: now.clone(), caused_by: json!({"type": "trigger_instance", "id": ti.id}) }],
-                            vec![TraceComponent { object_id: exec.id.clone(), component_ref: rule.action.action_ref.clone(), updated_at: now, caused_by: json!({"type": "rule", "id": format!("{}:{}", rule.id, ti.id)}) }],
-                        )
-                        .await?;
+                        t.rules.push(TraceComponent {
+                            object_id: rule.id.clone(),
+                            component_ref: rule.rule_ref.clone(),
+                            updated_at: now.clone(),
+                            caused_by: json!({"type": "trigger_instance", "id": ti.id}),
+                        });
+                        t.action_executions.push(TraceComponent { object_id: exec.id.clone(), component_ref: rule.action.action_ref.clone(), updated_at: now, caused_by: json!({"type": "rule", "id": format!("{}:{}", rule.id, ti.id)}) });
                     }
+                    self.record(ti, rule, Some(exec.id.clone()), None).await?;
                 }
                 Err(ServiceError::Store(e)) => return Err(ServiceError::Store(e)),
                 Err(ServiceError::Bus(e)) => return Err(ServiceError::Bus(e)),
                 Err(e) => self.record(ti, rule, None, Some(e.to_string())).await?,
             }
+        }
+        // One write adds what every matched rule caused to the trace.
+        if let Some(mut t) = trace.filter(|t| t.rules.len() > trace_len) {
+            let w = Repo::<Trace>::to_write(&mut t)?;
+            self.ctx.store.apply(vec![w]).await?;
         }
         Ok(())
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::executions::{advance, transition};
+use super::executions::{self, advance, transition};
 use super::{Ctx, ServiceError};
 use crate::bus::{names, SubscribeSpec, Subscription};
 use crate::model::{Execution, ExecutionStatus, JsonMap, Policy};
@@ -22,7 +22,7 @@ use crate::store::{repo, Query};
 pub const DELAYED_SWEEP: Duration = Duration::from_millis(500);
 
 /// Executions scheduled at once.
-pub const CONCURRENCY: usize = 16;
+pub const CONCURRENCY: usize = 64;
 
 /// What a policy decided for one execution.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,16 +83,18 @@ impl Scheduler {
                 d = req.next() => {
                     let Some(d) = d else { break };
                     let Ok(d) = d else { continue };
-                    let id = d.message().value().ok().and_then(|v| v.get("id").and_then(Value::as_str).map(String::from));
                     // Executions are scheduled concurrently; those of actions with policies
                     // take the policy lock inside `schedule`.
                     let Ok(permit) = Arc::clone(&slots).acquire_owned().await else { break };
                     let me = Arc::clone(&self);
                     tokio::spawn(async move {
-                        if let Some(id) = id {
-                            if let Err(e) = me.schedule(&id).await {
-                                tracing::warn!(execution = %id, error = %e, "scheduling failed");
-                            }
+                        let res = match executions::from_status_message(&me.ctx, d.message()).await {
+                            Ok(Some(exec)) => me.schedule_execution(exec).await,
+                            Ok(None) => Ok(()),
+                            Err(e) => Err(e),
+                        };
+                        if let Err(e) = res {
+                            tracing::warn!(error = %e, "scheduling failed");
                         }
                         let _ = d.ack().await;
                         drop(permit);
@@ -101,31 +103,59 @@ impl Scheduler {
                 d = done.next() => {
                     let Some(d) = d else { break };
                     if let Ok(d) = d {
-                        let id = d.message().value().ok().and_then(|v| v.get("id").and_then(Value::as_str).map(String::from));
-                        if let Some(id) = id {
-                            if let Err(e) = super::concurrency::release(&self.ctx, &id).await {
-                                // A slot left held is taken over by the next claimer.
-                                tracing::warn!(execution = %id, error = %e, "cannot release concurrency slots");
-                            }
+                        if let Ok(Some(exec)) = executions::from_status_message(&self.ctx, d.message()).await {
+                            self.completed(&exec).await;
                         }
                         let _ = d.ack().await;
                     }
-                    self.sweep_delayed().await;
                 }
                 _ = sweep.tick() => self.sweep_delayed().await,
             }
         }
     }
 
+    /// A completion: frees the slots the execution held and re-examines the delayed executions
+    /// of its action. An action without policies holds no slot and delays nothing, so its
+    /// completions cost no store call (a slot left behind by a policy removed meanwhile is taken
+    /// over by the next claimer).
+    async fn completed(&self, exec: &Execution) {
+        let action_ref = exec
+            .action
+            .get("ref")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        match self
+            .ctx
+            .catalog
+            .policies(&*self.ctx.store, action_ref)
+            .await
+        {
+            Ok(p) if p.is_empty() => return,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(action = %action_ref, error = %e, "cannot read policies"),
+        }
+        if let Err(e) = super::concurrency::release(&self.ctx, &exec.id).await {
+            // A slot left held is taken over by the next claimer.
+            tracing::warn!(execution = %exec.id, error = %e, "cannot release concurrency slots");
+        }
+        self.sweep(Query::all().eq("action.ref", action_ref)).await;
+    }
+
     /// Re-examines every delayed execution, oldest first.
     pub async fn sweep_delayed(&self) {
-        let q = Query::all().eq("status", "delayed").sort("id", false);
+        self.sweep(Query::all()).await;
+    }
+
+    /// Re-examines the delayed executions `q` selects, oldest first.
+    async fn sweep(&self, q: Query) {
+        let q = q.eq("status", "delayed").sort("id", false);
         let Ok(delayed) = repo::<Execution>(&*self.ctx.store).find(&q).await else {
             return;
         };
         for e in delayed {
-            if let Err(err) = self.schedule(&e.id).await {
-                tracing::warn!(execution = %e.id, error = %err, "rescheduling failed");
+            let id = e.id.clone();
+            if let Err(err) = self.schedule_execution(e).await {
+                tracing::warn!(execution = %id, error = %err, "rescheduling failed");
             }
         }
     }
@@ -145,9 +175,22 @@ impl Scheduler {
 
     /// Applies the policies to one `requested` or `delayed` execution.
     pub async fn schedule(&self, id: &str) -> Result<(), ServiceError> {
-        let Some(exec) = self.schedulable(id).await? else {
+        match self.schedulable(id).await? {
+            Some(exec) => self.schedule_execution(exec).await,
+            None => Ok(()),
+        }
+    }
+
+    /// [`Scheduler::schedule`] of an execution as a message or a query returned it (every
+    /// transition is a compare-and-set from the status it shows, so a stale copy does nothing).
+    async fn schedule_execution(&self, exec: Execution) -> Result<(), ServiceError> {
+        if !matches!(
+            exec.status,
+            ExecutionStatus::Requested | ExecutionStatus::Delayed
+        ) {
             return Ok(());
-        };
+        }
+        let id = exec.id.as_str();
         if let (Some(delay), ExecutionStatus::Requested) = (exec.delay, exec.status) {
             if delay > 0 && !exec.context.contains_key("delay_applied") {
                 let mut patch = JsonMap::new();

@@ -95,13 +95,21 @@ impl Worker {
                 d = work.next() => {
                     let Some(d) = d else { break };
                     let Ok(d) = d else { continue };
-                    let id = d.message().value().ok().and_then(|v| v.get("id").and_then(Value::as_str).map(String::from));
+                    let exec = executions::from_status_message(&self.ctx, d.message()).await;
                     let _ = d.ack().await;
-                    let Some(id) = id else { continue };
+                    let exec = match exec {
+                        Ok(Some(exec)) => exec,
+                        Ok(None) => continue,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot read a scheduled execution");
+                            continue;
+                        }
+                    };
                     let Ok(permit) = Arc::clone(&self.slots).acquire_owned().await else { break };
                     let me = Arc::clone(&self);
                     tokio::spawn(async move {
-                        if let Err(e) = me.execute(&id).await {
+                        let id = exec.id.clone();
+                        if let Err(e) = me.run_scheduled(exec).await {
                             tracing::warn!(execution = %id, error = %e, "execution failed to run");
                         }
                         drop(permit);
@@ -165,16 +173,25 @@ impl Worker {
 
     /// Runs one execution: claim, render, run, store the outcome.
     pub async fn execute(&self, id: &str) -> Result<(), ServiceError> {
+        match repo::<Execution>(&*self.ctx.store).get(id).await? {
+            Some(exec) => self.run_scheduled(exec).await,
+            None => Err(ServiceError::NotFound {
+                kind: "execution",
+                id: id.to_string(),
+            }),
+        }
+    }
+
+    /// [`Worker::execute`] of an execution as its `scheduled` message carried it: the claim
+    /// is a compare-and-set from `scheduled`, so a copy gone stale claims nothing.
+    async fn run_scheduled(&self, scheduled: Execution) -> Result<(), ServiceError> {
+        if scheduled.status != ExecutionStatus::Scheduled {
+            return Ok(());
+        }
+        let id = scheduled.id.as_str();
         let mut claim = JsonMap::new();
         claim.insert("lease_owner".into(), json!(self.ctx.node_id));
-        let Some(exec) = transition(
-            &self.ctx,
-            id,
-            &[ExecutionStatus::Scheduled],
-            ExecutionStatus::Running,
-            claim,
-        )
-        .await?
+        let Some(exec) = advance(&self.ctx, &scheduled, ExecutionStatus::Running, claim).await?
         else {
             return Ok(()); // canceled meanwhile, or claimed by another worker
         };

@@ -73,20 +73,29 @@ impl WorkflowEngine {
     }
 
     async fn handle(&self, d: Delivery, is_control: bool) {
-        let id = d
-            .message()
-            .value()
-            .ok()
-            .and_then(|v| v.get("id").and_then(Value::as_str).map(String::from));
-        let res = match id {
-            None => Ok(()),
-            Some(id) => match repo::<Execution>(&*self.ctx.store).get(&id).await {
-                Ok(Some(e)) if is_control => control(&self.ctx, &e).await,
-                Ok(Some(e)) if e.status.is_completed() => child_completed(&self.ctx, &e).await,
-                Ok(Some(e)) if e.parent.is_some() => child_suspended(&self.ctx, &e).await,
-                Ok(_) => Ok(()),
-                Err(e) => Err(e.into()),
-            },
+        // Updates carry the child's document; control requests are read afresh.
+        let exec = if is_control {
+            let id = d
+                .message()
+                .value()
+                .ok()
+                .and_then(|v| v.get("id").and_then(Value::as_str).map(String::from));
+            match id {
+                Some(id) => repo::<Execution>(&*self.ctx.store)
+                    .get(&id)
+                    .await
+                    .map_err(ServiceError::from),
+                None => Ok(None),
+            }
+        } else {
+            crate::services::executions::from_status_message(&self.ctx, d.message()).await
+        };
+        let res = match exec {
+            Ok(Some(e)) if is_control => control(&self.ctx, &e).await,
+            Ok(Some(e)) if e.status.is_completed() => child_completed(&self.ctx, &e).await,
+            Ok(Some(e)) if e.parent.is_some() => child_suspended(&self.ctx, &e).await,
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
         };
         match res {
             Ok(()) => {
