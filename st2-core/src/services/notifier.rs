@@ -23,7 +23,7 @@ pub const ACTION_TRIGGER: &str = "core.st2.generic.actiontrigger";
 pub const NOTIFY_TRIGGER: &str = "core.st2.generic.notifytrigger";
 
 /// Completions handled at once (also the notifier queue's prefetch).
-pub const CONCURRENCY: usize = 64;
+pub const CONCURRENCY: usize = 16;
 
 /// The notifier service.
 pub struct Notifier {

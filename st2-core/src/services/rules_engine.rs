@@ -30,10 +30,8 @@ use crate::template::RenderContext;
 /// and the next trigger instance reloads the rules first).
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Trigger instances processed at once (also the rules engine queue's prefetch). Each waits on
-/// a few store writes in turn, and concurrent writes share one commit, so many in flight keep
-/// the store busy without costing more per instance.
-pub const CONCURRENCY: usize = 64;
+/// Trigger instances processed at once (also the rules engine queue's prefetch).
+pub const CONCURRENCY: usize = 16;
 
 /// The rules engine.
 pub struct RulesEngine {

@@ -22,7 +22,7 @@ use crate::store::{repo, Query};
 pub const DELAYED_SWEEP: Duration = Duration::from_millis(500);
 
 /// Executions scheduled at once.
-pub const CONCURRENCY: usize = 64;
+pub const CONCURRENCY: usize = 16;
 
 /// What a policy decided for one execution.
 #[derive(Debug, Clone, PartialEq)]
