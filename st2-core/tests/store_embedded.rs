@@ -260,3 +260,41 @@ async fn cas_waits_for_another_writer_and_sees_its_commit() {
         .expect("exists");
     assert_eq!(ex.status, ExecutionStatus::Running);
 }
+
+/// Commits only append to the WAL; the store's own checkpoint thread copies them back into the
+/// file while the store stays open (no other connection checkpoints here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wal_is_copied_back_into_the_file_while_open() {
+    let dir = TempDir::new().expect("temp dir");
+    let file = dir.path().join("st2.db");
+    let store = open(&dir, "st2.db");
+    let before = std::fs::metadata(&file).expect("store file").len();
+    let filler = "x".repeat(4096);
+    for i in 0..256 {
+        store
+            .put(
+                Collection::TriggerInstances,
+                json!({"id": format!("ti-{i}"), "payload": filler}),
+            )
+            .await
+            .expect("put");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut size = before;
+    while std::time::Instant::now() < deadline {
+        size = std::fs::metadata(&file).expect("store file").len();
+        if size > before + 1024 * 1024 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        size > before + 1024 * 1024,
+        "1 MiB written but the store file grew from {before} to {size} bytes: the WAL was not checkpointed"
+    );
+    let got = store
+        .get(Collection::TriggerInstances, "ti-255")
+        .await
+        .expect("get");
+    assert!(got.is_some(), "the last write reads back");
+}

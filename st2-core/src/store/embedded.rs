@@ -21,7 +21,9 @@
 //! failing write is rolled back alone), commits once, and only then answers the callers. Many
 //! concurrent small writes thus share one commit. Reads of a file store run on the caller's
 //! thread over a small pool of read connections (WAL readers never wait for the writer); an
-//! in-memory store has one connection, so its reads go through the writer thread.
+//! in-memory store has one connection, so its reads go through the writer thread. A file
+//! store's writer never checkpoints: a thread of its own copies the WAL back into the file
+//! every 100 ms without blocking anyone, so no commit waits for that copy and its fsync.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -46,6 +48,9 @@ const JSON_EQ_FN: &str = "st2_json_eq";
 
 /// Read connections of a file store (reads are short; two cores rarely need more).
 const READERS: usize = 4;
+
+/// How often the checkpoint thread copies the WAL back into the store file.
+const CHECKPOINT_PERIOD: Duration = Duration::from_millis(100);
 
 /// Most writes committed together.
 const MAX_GROUP: usize = 256;
@@ -76,6 +81,8 @@ struct Inner {
     next_reader: std::sync::atomic::AtomicUsize,
     /// The file, or `None` in memory (for `Debug` and error messages).
     path: Option<PathBuf>,
+    /// Dropped with the last handle, which ends the checkpoint thread (file stores).
+    _stop_checkpoints: Option<Mutex<std::sync::mpsc::Sender<()>>>,
 }
 
 impl fmt::Debug for EmbeddedStore {
@@ -101,6 +108,7 @@ impl EmbeddedStore {
             )))
         };
         let writer = open()?;
+        let checkpointer = open()?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let conn = open()?;
@@ -109,20 +117,26 @@ impl EmbeddedStore {
             register_functions(&conn)?;
             readers.push(Mutex::new(conn));
         }
-        Self::init(writer, readers, Some(path.to_path_buf()))
+        Self::init(
+            writer,
+            readers,
+            Some(path.to_path_buf()),
+            Some(checkpointer),
+        )
     }
 
     /// A private, empty store in memory (tests, `--dry-run` style tools).
     pub fn open_in_memory() -> Result<Self> {
         let conn = Connection::open_in_memory()
             .map_err(backend("cannot open in-memory store".to_string()))?;
-        Self::init(conn, Vec::new(), None)
+        Self::init(conn, Vec::new(), None, None)
     }
 
     fn init(
         mut conn: Connection,
         readers: Vec<Mutex<Connection>>,
         path: Option<PathBuf>,
+        checkpointer: Option<Connection>,
     ) -> Result<Self> {
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(backend("cannot set busy timeout".into()))?;
@@ -141,6 +155,25 @@ impl EmbeddedStore {
             .map_err(backend("cannot set synchronous mode".into()))?;
         register_functions(&conn)?;
         create_schema(&mut conn)?;
+        let stop_checkpoints = match checkpointer {
+            Some(cp) => {
+                // Commits only append to the WAL; copying it back into the file (and that
+                // copy's fsync) happens on a thread of its own, so no commit waits for it.
+                conn.pragma_update(None, "wal_autocheckpoint", 0)
+                    .map_err(backend("cannot turn off automatic checkpoints".into()))?;
+                cp.busy_timeout(BUSY_TIMEOUT)
+                    .map_err(backend("cannot set busy timeout".into()))?;
+                let (stop, stopped) = std::sync::mpsc::channel::<()>();
+                std::thread::Builder::new()
+                    .name("st2-store-checkpoint".into())
+                    .spawn(move || checkpoint_loop(cp, stopped))
+                    .map_err(|e| {
+                        StoreError::Backend(format!("cannot start the store checkpointer: {e}"))
+                    })?;
+                Some(stop)
+            }
+            None => None,
+        };
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("st2-store-writer".into())
@@ -153,6 +186,7 @@ impl EmbeddedStore {
                 readers,
                 next_reader: std::sync::atomic::AtomicUsize::new(0),
                 path,
+                _stop_checkpoints: stop_checkpoints.map(Mutex::new),
             }),
         })
     }
@@ -264,6 +298,29 @@ fn writer_loop(conn: Connection, rx: std::sync::mpsc::Receiver<Job>) {
             finish(commit.as_deref());
         }
     }
+}
+
+/// The checkpoint thread of a file store: every [`CHECKPOINT_PERIOD`] it copies what the WAL
+/// holds back into the file (`PASSIVE`: it never blocks the writer or readers), so that the
+/// writer, whose automatic checkpoints are off, never stalls a commit on that copy and its
+/// fsync. Ends when the store's last handle is dropped.
+fn checkpoint_loop(conn: Connection, stopped: std::sync::mpsc::Receiver<()>) {
+    use std::sync::mpsc::RecvTimeoutError;
+    loop {
+        match stopped.recv_timeout(CHECKPOINT_PERIOD) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+        }
+        let outcome = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        });
+        match outcome {
+            Ok((frames, copied)) => tracing::trace!(frames, copied, "store checkpoint"),
+            Err(e) => tracing::debug!(error = %e, "store checkpoint"),
+        }
+    }
+    // A last full copy, so a clean shutdown leaves a small WAL.
+    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
 }
 
 /// Maps a rusqlite error to [`StoreError::Backend`] with context.
