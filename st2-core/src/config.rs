@@ -70,6 +70,34 @@ pub struct DatabaseConfig {
 pub struct MessagingConfig {
     /// `amqp://...` selects RabbitMQ; absent selects the in-process bus.
     pub url: Option<String>,
+    /// `consumer_concurrency`: how many messages each pipeline consumer (rules engine,
+    /// scheduler, notifier) handles at once; absent: [`MessagingConfig::DEFAULT_CONCURRENCY_EMBEDDED`]
+    /// with the embedded store (whose writer commits concurrent writes together), else
+    /// [`MessagingConfig::DEFAULT_CONCURRENCY`].
+    pub consumer_concurrency: Option<usize>,
+}
+
+impl MessagingConfig {
+    /// Messages a consumer handles at once over a MongoDB store.
+    pub const DEFAULT_CONCURRENCY: usize = 16;
+    /// Messages a consumer handles at once over the embedded store.
+    pub const DEFAULT_CONCURRENCY_EMBEDDED: usize = 64;
+}
+
+impl Config {
+    /// How many messages each pipeline consumer handles at once: the configured
+    /// `[messaging] consumer_concurrency`, or the default for the store backend.
+    pub fn consumer_concurrency(&self) -> usize {
+        let default = if self.database.url.is_some() {
+            MessagingConfig::DEFAULT_CONCURRENCY
+        } else {
+            MessagingConfig::DEFAULT_CONCURRENCY_EMBEDDED
+        };
+        self.messaging
+            .consumer_concurrency
+            .unwrap_or(default)
+            .max(1)
+    }
 }
 
 /// `[auth]`: authentication.
@@ -290,6 +318,15 @@ impl Config {
             }
             ("database", "url") => self.database.url = (!value.is_empty()).then(|| value.into()),
             ("messaging", "url") => self.messaging.url = (!value.is_empty()).then(|| value.into()),
+            ("messaging", "consumer_concurrency") => {
+                let n: usize = value
+                    .parse()
+                    .map_err(|e| bad(format!("{e}: \"{value}\"")))?;
+                if n == 0 || n > usize::from(u16::MAX) {
+                    return Err(bad(format!("must be 1 to 65535: \"{value}\"")));
+                }
+                self.messaging.consumer_concurrency = Some(n);
+            }
             ("auth", "enable") => {
                 self.auth.enable =
                     parse_bool(value).ok_or_else(|| bad(format!("not a boolean: \"{value}\"")))?
@@ -489,6 +526,37 @@ mod tests {
         );
         assert_eq!(c.system.data_dir, PathBuf::from("/srv/st2"));
         assert_eq!(c.content.index_url, vec!["a.json", "b.json"]);
+    }
+
+    #[test]
+    fn consumer_concurrency_defaults_by_store_and_can_be_set() {
+        let embedded = Config::from_raw(&env_settings([])).expect("config");
+        assert_eq!(
+            embedded.consumer_concurrency(),
+            MessagingConfig::DEFAULT_CONCURRENCY_EMBEDDED
+        );
+        let mongo = Config::from_raw(&env_settings([(
+            "ST2_DATABASE__URL".to_string(),
+            "mongodb://db/st2".to_string(),
+        )]))
+        .expect("config");
+        assert_eq!(
+            mongo.consumer_concurrency(),
+            MessagingConfig::DEFAULT_CONCURRENCY
+        );
+        let set = Config::from_raw(&env_settings([(
+            "ST2_MESSAGING__CONSUMER_CONCURRENCY".to_string(),
+            "8".to_string(),
+        )]))
+        .expect("config");
+        assert_eq!(set.consumer_concurrency(), 8);
+        let e = Config::from_raw(&env_settings([(
+            "ST2_MESSAGING__CONSUMER_CONCURRENCY".to_string(),
+            "0".to_string(),
+        )]))
+        .expect_err("zero is refused")
+        .to_string();
+        assert!(e.contains("[messaging] consumer_concurrency"), "{e}");
     }
 
     #[test]

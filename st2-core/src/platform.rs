@@ -123,6 +123,7 @@ impl Platform {
                 Some(cfg.actionrunner.python_binary.clone()),
             )),
             coordination: cfg.coordination.clone(),
+            consumer_concurrency: cfg.consumer_concurrency(),
         };
         let events_ctx = ctx.clone();
         tokio::spawn(async move {

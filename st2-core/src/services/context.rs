@@ -48,4 +48,14 @@ pub struct Ctx {
     pub pack_ops: Arc<super::pack_ops::PackOps>,
     /// Lease, heartbeat, watchdog and timer catch-up settings (`[coordination]`).
     pub coordination: CoordinationConfig,
+    /// How many messages each pipeline consumer (rules engine, scheduler, notifier) handles at
+    /// once (`[messaging] consumer_concurrency`, see [`crate::config::Config::consumer_concurrency`]).
+    pub consumer_concurrency: usize,
+}
+
+impl Ctx {
+    /// [`Ctx::consumer_concurrency`] as a queue prefetch: at least 1, at most `u16::MAX`.
+    pub fn consumer_prefetch(&self) -> u16 {
+        u16::try_from(self.consumer_concurrency.max(1)).unwrap_or(u16::MAX)
+    }
 }

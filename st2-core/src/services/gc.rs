@@ -199,6 +199,7 @@ mod tests {
             catalog: Default::default(),
             pack_ops: Default::default(),
             coordination: Default::default(),
+            consumer_concurrency: crate::config::MessagingConfig::DEFAULT_CONCURRENCY,
         }
     }
 

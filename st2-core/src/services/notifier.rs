@@ -22,9 +22,6 @@ pub const ACTION_TRIGGER: &str = "core.st2.generic.actiontrigger";
 /// Trigger emitted per notify route.
 pub const NOTIFY_TRIGGER: &str = "core.st2.generic.notifytrigger";
 
-/// Completions handled at once (also the notifier queue's prefetch).
-pub const CONCURRENCY: usize = 16;
-
 /// The notifier service.
 pub struct Notifier {
     ctx: Ctx,
@@ -41,14 +38,16 @@ impl Notifier {
         let sub = self
             .ctx
             .bus
-            .subscribe(super::topology::notifier().with_prefetch(CONCURRENCY as u16))
+            .subscribe(super::topology::notifier().with_prefetch(self.ctx.consumer_prefetch()))
             .await?;
         Ok(tokio::spawn(self.consume(sub)))
     }
 
     async fn consume(self: Arc<Self>, mut sub: Subscription) {
         // Completions are handled concurrently; each is independent of the others.
-        let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+        let slots = Arc::new(tokio::sync::Semaphore::new(
+            self.ctx.consumer_prefetch().into(),
+        ));
         while let Some(d) = sub.next().await {
             let Ok(d) = d else { continue };
             let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
@@ -60,7 +59,9 @@ impl Notifier {
                 drop(permit);
             });
         }
-        let _ = slots.acquire_many(CONCURRENCY as u32).await;
+        let _ = slots
+            .acquire_many(self.ctx.consumer_prefetch().into())
+            .await;
     }
 
     /// One completion message: the execution's triggers, then ack (or requeue on failure).

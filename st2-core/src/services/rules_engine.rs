@@ -30,9 +30,6 @@ use crate::template::RenderContext;
 /// and the next trigger instance reloads the rules first).
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Trigger instances processed at once (also the rules engine queue's prefetch).
-pub const CONCURRENCY: usize = 16;
-
 /// The rules engine.
 pub struct RulesEngine {
     ctx: Ctx,
@@ -85,7 +82,7 @@ impl RulesEngine {
         let sub = self
             .ctx
             .bus
-            .subscribe(super::topology::rules_engine().with_prefetch(CONCURRENCY as u16))
+            .subscribe(super::topology::rules_engine().with_prefetch(self.ctx.consumer_prefetch()))
             .await?;
         Ok(tokio::spawn(self.consume(sub)))
     }
@@ -106,7 +103,9 @@ impl RulesEngine {
         };
         // Instances are processed concurrently (each waits on its own store writes, which the
         // store commits in groups); the queue's prefetch bounds how many are in hand.
-        let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+        let slots = Arc::new(tokio::sync::Semaphore::new(
+            self.ctx.consumer_prefetch().into(),
+        ));
         while let Some(delivery) = sub.next().await {
             let delivery = match delivery {
                 Ok(d) => d,
@@ -134,7 +133,9 @@ impl RulesEngine {
             });
         }
         // Let the instances in hand finish.
-        let _ = slots.acquire_many(CONCURRENCY as u32).await;
+        let _ = slots
+            .acquire_many(self.ctx.consumer_prefetch().into())
+            .await;
         reloader.abort();
     }
 

@@ -21,9 +21,6 @@ use crate::store::{repo, Query};
 /// How often delayed executions are re-examined.
 pub const DELAYED_SWEEP: Duration = Duration::from_millis(500);
 
-/// Executions scheduled at once.
-pub const CONCURRENCY: usize = 16;
-
 /// What a policy decided for one execution.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
@@ -77,7 +74,9 @@ impl Scheduler {
 
     async fn consume(self: Arc<Self>, mut req: Subscription, mut done: Subscription) {
         let mut sweep = tokio::time::interval(DELAYED_SWEEP);
-        let slots = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+        let slots = Arc::new(tokio::sync::Semaphore::new(
+            self.ctx.consumer_prefetch().into(),
+        ));
         loop {
             tokio::select! {
                 d = req.next() => {

@@ -538,6 +538,10 @@ impl Harness {
         let mut cfg = Config::default();
         cfg.system.data_dir = dir.path().to_path_buf();
         cfg.content.system_packs_base_path = Some(bundled_packs());
+        // The one setting a run may vary, as st2d reads it.
+        cfg.messaging.consumer_concurrency = std::env::var("ST2_MESSAGING__CONSUMER_CONCURRENCY")
+            .ok()
+            .and_then(|v| v.parse().ok());
         if let Some(p) = python {
             cfg.actionrunner.python_binary = p.to_string();
         }
