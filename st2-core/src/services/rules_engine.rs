@@ -268,6 +268,8 @@ impl RulesEngine {
         let trigger_ctx = render_ctx.clone().with("trigger", ti.payload.clone());
         let trace_tag = trace.as_ref().map(|t| t.trace_tag.clone());
         let trace_len = trace.as_ref().map_or(0, |t| t.rules.len());
+        // Enforcements of executions requested, written with the trace at the end.
+        let mut enforced = Vec::new();
         for rule in matched {
             let rendered = self
                 .ctx
@@ -327,18 +329,30 @@ impl RulesEngine {
                         });
                         t.action_executions.push(TraceComponent { object_id: exec.id.clone(), component_ref: rule.action.action_ref.clone(), updated_at: now, caused_by: json!({"type": "rule", "id": format!("{}:{}", rule.id, ti.id)}) });
                     }
-                    self.record(ti, rule, Some(exec.id.clone()), None).await?;
+                    enforced.push(enforcement_doc(ti, rule, Some(exec.id.clone()), None)?);
                 }
                 Err(ServiceError::Store(e)) => return Err(ServiceError::Store(e)),
                 Err(ServiceError::Bus(e)) => return Err(ServiceError::Bus(e)),
                 Err(e) => self.record(ti, rule, None, Some(e.to_string())).await?,
             }
         }
-        // One write adds what every matched rule caused to the trace.
-        if let Some(mut t) = trace.filter(|t| t.rules.len() > trace_len) {
-            let w = Repo::<Trace>::to_write(&mut t)?;
-            self.ctx.store.apply(vec![w]).await?;
-        }
+        let store = &self.ctx.store;
+        let enforcements = async {
+            for doc in enforced {
+                store.insert_new(Collection::RuleEnforcements, doc).await?;
+            }
+            Ok::<_, ServiceError>(())
+        };
+        // One write adds what every matched rule caused to the trace, alongside the
+        // enforcements (the instance is marked processed only after both).
+        let trace_write = async {
+            if let Some(mut t) = trace.filter(|t| t.rules.len() > trace_len) {
+                let w = Repo::<Trace>::to_write(&mut t)?;
+                store.apply(vec![w]).await?;
+            }
+            Ok::<_, ServiceError>(())
+        };
+        tokio::try_join!(enforcements, trace_write)?;
         Ok(())
     }
 
@@ -349,31 +363,44 @@ impl RulesEngine {
         execution_id: Option<String>,
         failure: Option<String>,
     ) -> Result<(), ServiceError> {
-        if let Some(reason) = &failure {
-            tracing::info!(rule = %rule.rule_ref, trigger_instance = %ti.id, reason = %reason, "rule enforcement failed");
-        }
-        let e = RuleEnforcement {
-            // One enforcement per (instance, rule): a redelivered instance records none again.
-            id: derived_id(&ti.id, &format!("enforcement:{}", rule.id)),
-            trigger_instance_id: ti.id.clone(),
-            execution_id,
-            rule: json!({"id": rule.id, "ref": rule.rule_ref, "uid": rule.uid}),
-            status: if failure.is_some() {
-                "failed".into()
-            } else {
-                "succeeded".into()
-            },
-            failure_reason: failure,
-            enforced_at: now_iso(),
-        };
-        let doc = serde_json::to_value(&e).map_err(|err| StoreError::InvalidDocument {
-            collection: Collection::RuleEnforcements,
-            reason: err.to_string(),
-        })?;
+        let doc = enforcement_doc(ti, rule, execution_id, failure)?;
         self.ctx
             .store
             .insert_new(Collection::RuleEnforcements, doc)
             .await?;
         Ok(())
     }
+}
+
+/// The enforcement document of `rule` on `ti`: one per (instance, rule), under an id derived
+/// from both, so that a redelivered instance records none again. A failure is logged.
+fn enforcement_doc(
+    ti: &TriggerInstance,
+    rule: &Rule,
+    execution_id: Option<String>,
+    failure: Option<String>,
+) -> Result<Value, ServiceError> {
+    if let Some(reason) = &failure {
+        tracing::info!(rule = %rule.rule_ref, trigger_instance = %ti.id, reason = %reason, "rule enforcement failed");
+    }
+    let e = RuleEnforcement {
+        // One enforcement per (instance, rule): a redelivered instance records none again.
+        id: derived_id(&ti.id, &format!("enforcement:{}", rule.id)),
+        trigger_instance_id: ti.id.clone(),
+        execution_id,
+        rule: json!({"id": rule.id, "ref": rule.rule_ref, "uid": rule.uid}),
+        status: if failure.is_some() {
+            "failed".into()
+        } else {
+            "succeeded".into()
+        },
+        failure_reason: failure,
+        enforced_at: now_iso(),
+    };
+    serde_json::to_value(&e).map_err(|err| {
+        ServiceError::Store(StoreError::InvalidDocument {
+            collection: Collection::RuleEnforcements,
+            reason: err.to_string(),
+        })
+    })
 }

@@ -52,6 +52,9 @@ const READERS: usize = 4;
 /// How often the checkpoint thread copies the WAL back into the store file.
 const CHECKPOINT_PERIOD: Duration = Duration::from_millis(100);
 
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 256;
+
 /// Most writes committed together.
 const MAX_GROUP: usize = 256;
 
@@ -115,6 +118,7 @@ impl EmbeddedStore {
             conn.busy_timeout(BUSY_TIMEOUT)
                 .map_err(backend("cannot set busy timeout".into()))?;
             register_functions(&conn)?;
+            conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             readers.push(Mutex::new(conn));
         }
         Self::init(
@@ -140,6 +144,8 @@ impl EmbeddedStore {
     ) -> Result<Self> {
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(backend("cannot set busy timeout".into()))?;
+        // Statements per collection and kind of write, plus the transaction's own.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
             .map_err(backend("cannot switch to WAL mode".into()))?;
@@ -266,7 +272,7 @@ fn writer_loop(conn: Connection, rx: std::sync::mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = run_cached(&conn, "BEGIN IMMEDIATE") {
             let msg = format!("cannot start write transaction: {e}");
             for job in group {
                 let (_, finish) = job(None);
@@ -276,21 +282,21 @@ fn writer_loop(conn: Connection, rx: std::sync::mpsc::Receiver<Job>) {
         }
         let mut finishers = Vec::with_capacity(group.len());
         for job in group {
-            let saved = conn.execute_batch("SAVEPOINT op").is_ok();
+            let saved = run_cached(&conn, "SAVEPOINT op").is_ok();
             let (keep, finish) = job(Some(&conn));
             if saved {
                 let end = if keep {
-                    "RELEASE op"
+                    run_cached(&conn, "RELEASE op")
                 } else {
-                    "ROLLBACK TO op; RELEASE op"
+                    conn.execute_batch("ROLLBACK TO op; RELEASE op")
                 };
-                if let Err(e) = conn.execute_batch(end) {
+                if let Err(e) = end {
                     tracing::warn!(error = %e, "store savepoint");
                 }
             }
             finishers.push(finish);
         }
-        let commit = conn.execute_batch("COMMIT").err().map(|e| e.to_string());
+        let commit = run_cached(&conn, "COMMIT").err().map(|e| e.to_string());
         if commit.is_some() {
             let _ = conn.execute_batch("ROLLBACK");
         }
@@ -298,6 +304,12 @@ fn writer_loop(conn: Connection, rx: std::sync::mpsc::Receiver<Job>) {
             finish(commit.as_deref());
         }
     }
+}
+
+/// Runs one statement without parameters, prepared once per connection (the writer runs its
+/// transaction statements for every write).
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 /// The checkpoint thread of a file store: every [`CHECKPOINT_PERIOD`] it copies what the WAL
