@@ -318,11 +318,7 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 /// fsync. Ends when the store's last handle is dropped.
 fn checkpoint_loop(conn: Connection, stopped: std::sync::mpsc::Receiver<()>) {
     use std::sync::mpsc::RecvTimeoutError;
-    loop {
-        match stopped.recv_timeout(CHECKPOINT_PERIOD) {
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
-        }
+    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_PERIOD) {
         let outcome = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
             Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
         });
