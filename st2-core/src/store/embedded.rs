@@ -22,8 +22,9 @@
 //! concurrent small writes thus share one commit. Reads of a file store run on the caller's
 //! thread over a small pool of read connections (WAL readers never wait for the writer); an
 //! in-memory store has one connection, so its reads go through the writer thread. A file
-//! store's writer never checkpoints: a thread of its own copies the WAL back into the file
-//! every 100 ms without blocking anyone, so no commit waits for that copy and its fsync.
+//! store's writer never checkpoints: after a commit it wakes a thread of its own that copies
+//! the WAL back into the file (at most every 100 ms) without blocking anyone, so no commit
+//! waits for that copy and its fsync; an idle store's checkpoint thread sleeps.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -49,7 +50,7 @@ const JSON_EQ_FN: &str = "st2_json_eq";
 /// Read connections of a file store (reads are short; two cores rarely need more).
 const READERS: usize = 4;
 
-/// How often the checkpoint thread copies the WAL back into the store file.
+/// Shortest time between two copies of the WAL back into the store file.
 const CHECKPOINT_PERIOD: Duration = Duration::from_millis(100);
 
 /// Prepared statements kept per connection.
@@ -84,8 +85,6 @@ struct Inner {
     next_reader: std::sync::atomic::AtomicUsize,
     /// The file, or `None` in memory (for `Debug` and error messages).
     path: Option<PathBuf>,
-    /// Dropped with the last handle, which ends the checkpoint thread (file stores).
-    _stop_checkpoints: Option<Mutex<std::sync::mpsc::Sender<()>>>,
 }
 
 impl fmt::Debug for EmbeddedStore {
@@ -105,20 +104,19 @@ impl EmbeddedStore {
     /// Creates the tables and indexes that are missing.
     pub fn open(path: &Path) -> Result<Self> {
         let open = || {
-            Connection::open(path).map_err(backend(format!(
+            let conn = Connection::open(path).map_err(backend(format!(
                 "cannot open store file {}",
                 path.display()
-            )))
+            )))?;
+            configure(&conn)?;
+            Ok::<_, StoreError>(conn)
         };
         let writer = open()?;
         let checkpointer = open()?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let conn = open()?;
-            conn.busy_timeout(BUSY_TIMEOUT)
-                .map_err(backend("cannot set busy timeout".into()))?;
             register_functions(&conn)?;
-            conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             readers.push(Mutex::new(conn));
         }
         Self::init(
@@ -133,6 +131,7 @@ impl EmbeddedStore {
     pub fn open_in_memory() -> Result<Self> {
         let conn = Connection::open_in_memory()
             .map_err(backend("cannot open in-memory store".to_string()))?;
+        configure(&conn)?;
         Self::init(conn, Vec::new(), None, None)
     }
 
@@ -142,10 +141,6 @@ impl EmbeddedStore {
         path: Option<PathBuf>,
         checkpointer: Option<Connection>,
     ) -> Result<Self> {
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(backend("cannot set busy timeout".into()))?;
-        // Statements per collection and kind of write, plus the transaction's own.
-        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
             .map_err(backend("cannot switch to WAL mode".into()))?;
@@ -161,29 +156,27 @@ impl EmbeddedStore {
             .map_err(backend("cannot set synchronous mode".into()))?;
         register_functions(&conn)?;
         create_schema(&mut conn)?;
-        let stop_checkpoints = match checkpointer {
+        let wake_checkpointer = match checkpointer {
             Some(cp) => {
                 // Commits only append to the WAL; copying it back into the file (and that
                 // copy's fsync) happens on a thread of its own, so no commit waits for it.
                 conn.pragma_update(None, "wal_autocheckpoint", 0)
                     .map_err(backend("cannot turn off automatic checkpoints".into()))?;
-                cp.busy_timeout(BUSY_TIMEOUT)
-                    .map_err(backend("cannot set busy timeout".into()))?;
-                let (stop, stopped) = std::sync::mpsc::channel::<()>();
+                let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
                 std::thread::Builder::new()
                     .name("st2-store-checkpoint".into())
-                    .spawn(move || checkpoint_loop(cp, stopped))
+                    .spawn(move || checkpoint_loop(cp, woken))
                     .map_err(|e| {
                         StoreError::Backend(format!("cannot start the store checkpointer: {e}"))
                     })?;
-                Some(stop)
+                Some(wake)
             }
             None => None,
         };
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("st2-store-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn(move || writer_loop(conn, rx, wake_checkpointer))
             .map_err(|e| StoreError::Backend(format!("cannot start the store writer: {e}")))?;
         tracing::debug!(path = ?path, "opened embedded store");
         Ok(Self {
@@ -192,7 +185,6 @@ impl EmbeddedStore {
                 readers,
                 next_reader: std::sync::atomic::AtomicUsize::new(0),
                 path,
-                _stop_checkpoints: stop_checkpoints.map(Mutex::new),
             }),
         })
     }
@@ -262,8 +254,13 @@ impl EmbeddedStore {
 }
 
 /// The writer thread: takes every queued write, runs each in a savepoint of one transaction,
-/// commits once, answers. Ends when every handle is gone.
-fn writer_loop(conn: Connection, rx: std::sync::mpsc::Receiver<Job>) {
+/// commits once, answers, and wakes the checkpoint thread (file stores). Ends when every
+/// handle is gone, which also ends the checkpoint thread.
+fn writer_loop(
+    conn: Connection,
+    rx: std::sync::mpsc::Receiver<Job>,
+    wake_checkpointer: Option<std::sync::mpsc::SyncSender<()>>,
+) {
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -303,7 +300,20 @@ fn writer_loop(conn: Connection, rx: std::sync::mpsc::Receiver<Job>) {
         for finish in finishers {
             finish(commit.as_deref());
         }
+        if let Some(wake) = &wake_checkpointer {
+            // Full: a wake-up is already pending, which covers this commit too.
+            let _ = wake.try_send(());
+        }
     }
+}
+
+/// Sets what every connection of the store needs: the busy timeout, and a statement cache
+/// large enough for the statements per collection and kind of write plus the transaction's own.
+fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(backend("cannot set busy timeout".into()))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(())
 }
 
 /// Runs one statement without parameters, prepared once per connection (the writer runs its
@@ -312,23 +322,28 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-/// The checkpoint thread of a file store: every [`CHECKPOINT_PERIOD`] it copies what the WAL
-/// holds back into the file (`PASSIVE`: it never blocks the writer or readers), so that the
-/// writer, whose automatic checkpoints are off, never stalls a commit on that copy and its
-/// fsync. Ends when the store's last handle is dropped.
-fn checkpoint_loop(conn: Connection, stopped: std::sync::mpsc::Receiver<()>) {
-    use std::sync::mpsc::RecvTimeoutError;
-    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_PERIOD) {
-        let outcome = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
-        });
-        match outcome {
-            Ok((frames, copied)) => tracing::trace!(frames, copied, "store checkpoint"),
-            Err(e) => tracing::debug!(error = %e, "store checkpoint"),
+/// The checkpoint thread of a file store: woken by the writer after its commits, it copies
+/// what the WAL holds back into the file (`PASSIVE`: it never blocks the writer or readers),
+/// at most once per [`CHECKPOINT_PERIOD`], so that the writer, whose automatic checkpoints are
+/// off, never stalls a commit on that copy and its fsync. Ends, after a last copy, when the
+/// writer thread ends.
+fn checkpoint_loop(conn: Connection, woken: std::sync::mpsc::Receiver<()>) {
+    let checkpoint = || match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+    }) {
+        Ok((frames, copied)) => tracing::trace!(frames, copied, "store checkpoint"),
+        Err(e) => tracing::debug!(error = %e, "store checkpoint"),
+    };
+    let mut last = std::time::Instant::now();
+    while woken.recv().is_ok() {
+        if let Some(wait) = CHECKPOINT_PERIOD.checked_sub(last.elapsed()) {
+            std::thread::sleep(wait);
         }
+        checkpoint();
+        last = std::time::Instant::now();
     }
-    // A last full copy, so a clean shutdown leaves a small WAL.
-    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+    // A last copy, so a clean shutdown leaves a small WAL.
+    checkpoint();
 }
 
 /// Maps a rusqlite error to [`StoreError::Backend`] with context.
