@@ -22,6 +22,7 @@ pub mod executions;
 pub mod inquiries;
 pub mod keys;
 pub mod listing;
+pub mod memory;
 pub mod openapi;
 pub mod packs;
 pub mod policies;

@@ -70,6 +70,8 @@ pub async fn run(
         token_ttl: cfg.auth.token_ttl,
     };
     let app = crate::service(state);
+    // Start-up is over: what registration freed goes back to the system.
+    crate::memory::release_freed();
     let addr = listener.local_addr()?;
     eprintln!("st2d: listening on http://{addr}/api/v1/");
     axum::serve(

@@ -1750,6 +1750,8 @@ async fn bench_breakdown() -> anyhow::Result<()> {
 
 async fn bench_memory() -> anyhow::Result<()> {
     let h = Harness::start(true).await?;
+    // As `st2d` does once started: what registration freed goes back to the system.
+    st2_api::memory::release_freed();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = proc_status_mib("VmRSS");
     let hwm_start = proc_status_mib("VmHWM");
@@ -1831,7 +1833,75 @@ async fn bench_memory() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the memory scenario in a fresh process (this binary, `memory --child`).
+/// Row 8c: the resident size of a real `st2d` (all roles, API listening, bundled packs
+/// registered into a fresh data dir), 1 s after it said it listens. `st2d` is taken from
+/// `ST2D_BIN` or beside this binary (`cargo build --release -p st2-api --bin st2d`).
+fn st2d_idle_rss() -> anyhow::Result<()> {
+    use std::io::BufRead as _;
+    let st2d = match std::env::var("ST2D_BIN") {
+        Ok(p) if !p.is_empty() => std::path::PathBuf::from(p),
+        _ => std::env::current_exe()?.with_file_name("st2d"),
+    };
+    let what = "RSS idle of an `st2d` process: all roles, API listening, bundled packs registered";
+    if !st2d.is_file() {
+        row("8c", what, f64::NAN, "MB (MiB)", Some(Target::AtMost(40.0)), &format!(
+            "not measured: no st2d at {} (build it with `cargo build --release -p st2-api --bin st2d`, or set ST2D_BIN)",
+            st2d.display()
+        ));
+        return Ok(());
+    }
+    let data = tempfile::tempdir()?;
+    let mut child = std::process::Command::new(&st2d)
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["--bind", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", st2d.display()))?;
+    let pid = child.id();
+    let stderr = child.stderr.take().context("st2d stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("listening on") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let outcome = rx.recv_timeout(Duration::from_secs(60));
+    let started = Instant::now();
+    let status = |field: &str| -> f64 {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    };
+    if outcome.is_ok() {
+        std::thread::sleep(Duration::from_secs(1).saturating_sub(started.elapsed()));
+        row("8c", what, status("VmRSS"), "MB (MiB)", Some(Target::AtMost(40.0)), &format!(
+            "VmRSS of {} 1 s after it listened (fresh data dir): anonymous {:.1} MiB, file-backed (its code and libraries) {:.1} MiB; VmHWM {:.1} MiB",
+            st2d.display(),
+            status("RssAnon"),
+            status("RssFile"),
+            status("VmHWM"),
+        ));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    if outcome.is_err() {
+        bail!("{} did not start listening within 60 s", st2d.display());
+    }
+    Ok(())
+}
+
+/// Runs the memory scenario in a fresh process (this binary, `memory --child`), then row 8c.
 fn memory_in_child() -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let mut child = std::process::Command::new(exe)
@@ -1843,7 +1913,7 @@ fn memory_in_child() -> anyhow::Result<()> {
             if !status.success() {
                 bail!("memory child exited with {status}");
             }
-            return Ok(());
+            return st2d_idle_rss();
         }
         if Instant::now() > deadline {
             let _ = child.kill();
