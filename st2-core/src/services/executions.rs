@@ -282,19 +282,19 @@ async fn create(
 /// Publishes an execution's state: its status on `st2.liveaction.status`, the document on
 /// `st2.execution`.
 pub async fn publish(ctx: &Ctx, exec: &Execution, execution_rk: &str) -> Result<(), ServiceError> {
-    let doc = serde_json::to_value(exec).unwrap_or(Value::Null);
-    publish_doc(ctx, exec.status, &doc, execution_rk).await
+    let msg = Message::to_json(exec)?;
+    publish_message(ctx, exec.status, msg, execution_rk).await
 }
 
-/// [`publish`] of an execution already serialised (`doc`): one encoding, sent on both
-/// exchanges.
-async fn publish_doc(
+/// Publishes a message holding an execution's document (one encoding, sent on both
+/// exchanges): on `st2.liveaction.status` under its status, on `st2.execution` under
+/// `execution_rk`.
+async fn publish_message(
     ctx: &Ctx,
     status: ExecutionStatus,
-    doc: &Value,
+    msg: Message,
     execution_rk: &str,
 ) -> Result<(), ServiceError> {
-    let msg = Message::json(doc);
     ctx.bus
         .publish(names::LIVEACTION_STATUS, status.as_str(), msg.clone())
         .await?;
@@ -367,9 +367,9 @@ pub async fn advance(
         }
     }
     let expected = [Value::String(current.status.as_str().into())];
-    let Some(doc) = ctx
+    let Some(text) = ctx
         .store
-        .compare_and_set(
+        .compare_and_set_text(
             crate::store::Collection::Executions,
             &current.id,
             "status",
@@ -380,14 +380,15 @@ pub async fn advance(
     else {
         return Ok(None);
     };
-    let updated = <Execution as serde::Deserialize>::deserialize(&doc).map_err(|e| {
+    let updated: Execution = serde_json::from_str(&text).map_err(|e| {
         ServiceError::Store(crate::store::StoreError::Decode {
             collection: crate::store::Collection::Executions,
             source: e,
         })
     })?;
-    // The stored document is what the `st2.execution` event carries: no second serialisation.
-    publish_doc(ctx, updated.status, &doc, names::RK_UPDATE).await?;
+    // The stored text is what the `st2.execution` event carries: no second serialisation.
+    let msg = Message::new(text.into_bytes(), crate::bus::message::CONTENT_TYPE_JSON);
+    publish_message(ctx, updated.status, msg, names::RK_UPDATE).await?;
     Ok(Some(updated))
 }
 

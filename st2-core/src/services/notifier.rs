@@ -92,7 +92,7 @@ impl Notifier {
         let claimed = self
             .ctx
             .store
-            .compare_and_set(
+            .compare_and_set_text(
                 crate::store::Collection::Executions,
                 &exec.id,
                 "notified",

@@ -25,6 +25,9 @@ use crate::rules::{MatchContext, RuleSet};
 use crate::store::{repo, Collection, Query, Repo, StoreError};
 use crate::template::RenderContext;
 
+/// The collection whose instances the rules engine claims and settles.
+const TI: Collection = Collection::TriggerInstances;
+
 /// How often the rule set is reloaded from the store (rules registered by another process, e.g.
 /// `st2ctl reload`, become live within this time; changes in this process invalidate the catalog,
 /// and the next trigger instance reloads the rules first).
@@ -153,7 +156,6 @@ impl RulesEngine {
             .get("trace_id")
             .and_then(Value::as_str)
             .map(str::to_string);
-        let tis = repo::<TriggerInstance>(&*self.ctx.store);
         // Rules changed in this process (API, registration) take effect for the next instance.
         if self.is_stale() {
             let _one_at_a_time = self.reloading.lock().await;
@@ -175,7 +177,9 @@ impl RulesEngine {
             // instance already processed is left alone).
             let mut patch = JsonMap::new();
             patch.insert("status".into(), json!("processed"));
-            tis.compare_and_set(&ti.id, "status", &pending, patch)
+            self.ctx
+                .store
+                .compare_and_set_text(TI, &ti.id, "status", &pending, patch)
                 .await?;
             return Ok(());
         }
@@ -186,7 +190,9 @@ impl RulesEngine {
         // enforcements have ids derived from the instance and the rule, so it creates none twice.
         // The trace (for its tag) is read while the claim is written.
         let (claimed, trace) = tokio::join!(
-            tis.compare_and_set(&ti.id, "status", &pending, patch),
+            self.ctx
+                .store
+                .compare_and_set_text(TI, &ti.id, "status", &pending, patch),
             async {
                 match &trace_id {
                     Some(id) => repo::<Trace>(&*self.ctx.store).get(id).await,
@@ -209,7 +215,9 @@ impl RulesEngine {
                 "processing_failed"
             }),
         );
-        tis.compare_and_set(&ti.id, "status", &[json!("processing")], patch)
+        self.ctx
+            .store
+            .compare_and_set_text(TI, &ti.id, "status", &[json!("processing")], patch)
             .await?;
         outcome
     }

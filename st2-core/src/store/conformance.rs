@@ -1355,6 +1355,25 @@ pub async fn compare_and_set_basics(store: Arc<dyn Store>) {
         .await;
     assert_eq!(got.expect("cas"), None, "dotted mismatch");
 
+    // A null value sets the field to null (it is not removed); keys that are not identifiers.
+    let p = patch(json!({"result": null, "on-complete": {"a": [1, 2.5, "x\"y"]}}));
+    let got = s
+        .compare_and_set(coll, "ex", "status", &[json!("running")], p)
+        .await;
+    let doc = got.expect("cas").expect("cas on the current status");
+    assert_eq!(
+        doc.get("result"),
+        Some(&Value::Null),
+        "null is set, not removed"
+    );
+    assert_eq!(doc["on-complete"], json!({"a": [1, 2.5, "x\"y"]}));
+    assert_eq!(doc["lease_owner"], "w1", "untouched fields are kept");
+    assert_eq!(
+        s.get(coll, "ex").await.expect("get"),
+        Some(doc),
+        "returned doc is stored"
+    );
+
     // A missing field equals null: the lease pattern.
     save(s, execution("free", ExecutionStatus::Scheduled)).await;
     let take = |owner: &str| patch(json!({"lease_owner": owner}));

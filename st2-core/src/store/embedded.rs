@@ -37,7 +37,6 @@ use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{params_from_iter, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
 
-use super::query::lookup;
 use super::{Collection, Filter, Query, Result, Store, StoreError, Write};
 use crate::model::JsonMap;
 
@@ -307,6 +306,35 @@ fn writer_loop(
     }
 }
 
+/// Most fields one `json_set` call sets; a larger patch nests calls.
+const SET_PER_CALL: usize = 32;
+
+/// The SQL expression of the stored document with `patch`'s top-level fields set (added or
+/// replaced, in the patch's order, others kept), and its parameters: each value is bound as
+/// JSON text, so `null` sets a null rather than removing the field.
+fn json_set_patch(patch: &JsonMap) -> Result<(String, Vec<SqlValue>)> {
+    let mut expr = String::from("doc");
+    let mut params = Vec::with_capacity(patch.len());
+    let fields: Vec<_> = patch.iter().collect();
+    for chunk in fields.chunks(SET_PER_CALL) {
+        let mut call = format!("json_set({expr}");
+        for (key, value) in chunk {
+            call.push_str(", ");
+            call.push_str(&sql_path_literal(&json_path_segment(
+                String::from("$"),
+                key,
+            )?));
+            call.push_str(", json(?)");
+            let text = serde_json::to_string(value)
+                .map_err(|e| StoreError::Backend(format!("cannot encode field {key:?}: {e}")))?;
+            params.push(SqlValue::Text(text));
+        }
+        call.push(')');
+        expr = call;
+    }
+    Ok((expr, params))
+}
+
 /// Sets what every connection of the store needs: the busy timeout, and a statement cache
 /// large enough for the statements per collection and kind of write plus the transaction's own.
 fn configure(conn: &Connection) -> Result<()> {
@@ -399,22 +427,38 @@ fn create_schema(conn: &mut Connection) -> Result<()> {
 fn sql_json_path(field: &str) -> Result<String> {
     let mut path = String::from("$");
     for seg in field.split('.') {
-        let plain = !seg.is_empty() && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if plain {
-            path.push('.');
-            path.push_str(seg);
-        } else if seg.contains('"') {
+        path = json_path_segment(path, seg).map_err(|_| {
             // SQLite's JSON paths have no escape for a quote inside a quoted key.
-            return Err(StoreError::Backend(format!(
+            StoreError::Backend(format!(
                 "field {field:?}: the embedded store cannot address keys containing '\"'"
-            )));
-        } else {
-            path.push_str(".\"");
-            path.push_str(seg);
-            path.push('"');
-        }
+            ))
+        })?;
     }
-    Ok(format!("'{}'", path.replace('\'', "''")))
+    Ok(sql_path_literal(&path))
+}
+
+/// `path` followed by the key `seg`, quoted when it is not a plain identifier; an error when
+/// the key holds a `"`, which SQLite's JSON paths cannot express.
+fn json_path_segment(mut path: String, seg: &str) -> Result<String> {
+    let plain = !seg.is_empty() && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if plain {
+        path.push('.');
+        path.push_str(seg);
+    } else if seg.contains('"') {
+        return Err(StoreError::Backend(format!(
+            "key {seg:?}: the embedded store cannot address keys containing '\"'"
+        )));
+    } else {
+        path.push_str(".\"");
+        path.push_str(seg);
+        path.push('"');
+    }
+    Ok(path)
+}
+
+/// A JSON path as an SQL string literal.
+fn sql_path_literal(path: &str) -> String {
+    format!("'{}'", path.replace('\'', "''"))
 }
 
 /// A WHERE clause and its bound parameters, built from a query's filters.
@@ -674,44 +718,50 @@ impl Store for EmbeddedStore {
         expected: &[Value],
         patch: JsonMap,
     ) -> Result<Option<Value>> {
-        let (id, field, expected) = (id.to_string(), field.to_string(), expected.to_vec());
-        // The writer holds the write lock for the whole group, so no one changes the document
-        // between the check and the write.
-        self.write(move |tx| {
-            let what = || format!("{collection:?} document {id:?}");
-            let sql = format!("SELECT doc FROM \"{}\" WHERE id = ?", collection.name());
-            let text: Option<String> = tx
-                .prepare_cached(&sql)
-                .and_then(|mut st| st.query_row([&id], |row| row.get(0)).optional())
-                .map_err(backend(format!("cannot read {}", what())))?;
-            let Some(text) = text else { return Ok(None) };
-            let mut doc = decode(collection, &text)?;
-            let current = lookup(&doc, &field).unwrap_or(&Value::Null);
-            if !expected.contains(current) {
-                return Ok(None);
-            }
-            if patch
-                .get("id")
-                .is_some_and(|new| new.as_str() != Some(id.as_str()))
-            {
-                return Err(StoreError::InvalidDocument {
-                    collection,
-                    reason: format!("compare-and-set on {id:?} may not change its id"),
-                });
-            }
-            let obj = doc.as_object_mut().ok_or_else(|| {
-                StoreError::Backend(format!("stored {} is not a JSON object", what()))
-            })?;
-            obj.extend(patch);
-            let text = serde_json::to_string(&doc).map_err(|e| StoreError::InvalidDocument {
+        self.compare_and_set_text(collection, id, field, expected, patch)
+            .await?
+            .map(|text| decode(collection, &text))
+            .transpose()
+    }
+
+    async fn compare_and_set_text(
+        &self,
+        collection: Collection,
+        id: &str,
+        field: &str,
+        expected: &[Value],
+        patch: JsonMap,
+    ) -> Result<Option<String>> {
+        if patch.get("id").is_some_and(|new| new.as_str() != Some(id)) {
+            return Err(StoreError::InvalidDocument {
                 collection,
-                reason: e.to_string(),
-            })?;
-            let sql = format!("UPDATE \"{}\" SET doc = ? WHERE id = ?", collection.name());
+                reason: format!("compare-and-set on {id:?} may not change its id"),
+            });
+        }
+        // One statement: SQLite checks the field and sets the patched top-level fields in the
+        // stored text itself (`json_set`), so the writer never decodes and re-encodes the
+        // document in Rust; the caller gets the new text back.
+        let (set, mut params) = json_set_patch(&patch)?;
+        let w = SqlWhere::build(&[Filter::In(field.to_string(), expected.to_vec())])?;
+        let matches = w.sql.strip_prefix("WHERE ").unwrap_or("1");
+        params.push(SqlValue::Text(id.to_string()));
+        params.extend(w.params);
+        let sql = format!(
+            "UPDATE \"{}\" SET doc = {set} WHERE id = ? AND {matches} RETURNING doc",
+            collection.name()
+        );
+        let id = id.to_string();
+        self.write(move |tx| {
             tx.prepare_cached(&sql)
-                .and_then(|mut st| st.execute([&text, &id]))
-                .map_err(backend(format!("cannot write {}", what())))?;
-            Ok(Some(doc))
+                .and_then(|mut st| {
+                    st.query_row(params_from_iter(params.iter()), |row| {
+                        row.get::<_, String>(0)
+                    })
+                    .optional()
+                })
+                .map_err(backend(format!(
+                    "cannot compare-and-set {collection:?} document {id:?}"
+                )))
         })
         .await
     }

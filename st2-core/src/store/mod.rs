@@ -76,6 +76,23 @@ pub trait Store: Send + Sync + 'static {
         patch: JsonMap,
     ) -> Result<Option<Value>>;
 
+    /// [`Store::compare_and_set`], returning the updated document as JSON text: for callers
+    /// that publish it as it is, decode it into their own type, or only need to know that they
+    /// won. A backend that holds documents as text hands that text over without decoding it.
+    async fn compare_and_set_text(
+        &self,
+        collection: Collection,
+        id: &str,
+        field: &str,
+        expected: &[Value],
+        patch: JsonMap,
+    ) -> Result<Option<String>> {
+        Ok(self
+            .compare_and_set(collection, id, field, expected, patch)
+            .await?
+            .map(|doc| doc.to_string()))
+    }
+
     /// Inserts `doc` only if no document with its `id` exists, atomically: of two racing
     /// inserts of the same id exactly one returns `true`. A document that exists is left as is.
     async fn insert_new(&self, collection: Collection, doc: Value) -> Result<bool>;
