@@ -18,6 +18,13 @@ fn words(s: &str) -> Vec<&str> {
 
 /// True if `routing_key` matches the topic `pattern` (see the module docs for the rules).
 pub fn matches(pattern: &str, routing_key: &str) -> bool {
+    // The common bindings, decided without splitting: `#` and patterns without wildcards.
+    if pattern == "#" {
+        return true;
+    }
+    if !is_wildcard(pattern) {
+        return pattern == routing_key;
+    }
     let pattern = words(pattern);
     let key = words(routing_key);
     // `reach[j]`: the first `i` pattern words can match the first `j` key words.
@@ -48,7 +55,7 @@ pub fn matches(pattern: &str, routing_key: &str) -> bool {
 
 /// True if `pattern` uses a wildcard word (`*` or `#`), i.e. it may match more than one key.
 pub fn is_wildcard(pattern: &str) -> bool {
-    words(pattern).iter().any(|w| *w == "*" || *w == "#")
+    pattern.split('.').any(|w| w == "*" || w == "#")
 }
 
 #[cfg(test)]

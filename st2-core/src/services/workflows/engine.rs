@@ -87,6 +87,8 @@ impl WorkflowEngine {
                     .map_err(ServiceError::from),
                 None => Ok(None),
             }
+        } else if concerns_no_workflow(d.message()) {
+            Ok(None)
         } else {
             crate::services::executions::from_status_message(&self.ctx, d.message()).await
         };
@@ -106,5 +108,49 @@ impl WorkflowEngine {
                 let _ = d.nack(true).await;
             }
         }
+    }
+}
+
+/// True when an update carries an execution's document and that execution has no parent: no
+/// workflow waits for it, so the engine acks it without decoding the whole document (most
+/// executions are not a workflow's children). A bare `{"id"}` is looked up as before.
+fn concerns_no_workflow(msg: &crate::bus::Message) -> bool {
+    /// The two fields looked at; the rest of the document is skipped unparsed.
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(default)]
+        status: Option<serde::de::IgnoredAny>,
+        #[serde(default)]
+        parent: Option<String>,
+    }
+    matches!(
+        msg.decode::<Head>(),
+        Ok(Head {
+            status: Some(_),
+            parent: None
+        })
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::Message;
+
+    #[test]
+    fn only_documents_without_a_parent_are_skipped() {
+        let msg = |v: Value| Message::json(&v);
+        let top = serde_json::json!({"id": "e1", "status": "succeeded", "result": {"x": [1]}});
+        assert!(concerns_no_workflow(&msg(top)));
+        let null_parent = serde_json::json!({"id": "e1", "status": "running", "parent": null});
+        assert!(concerns_no_workflow(&msg(null_parent)));
+        let child = serde_json::json!({"id": "e2", "status": "succeeded", "parent": "e1"});
+        assert!(!concerns_no_workflow(&msg(child)));
+        let bare = serde_json::json!({"id": "e3"});
+        assert!(!concerns_no_workflow(&msg(bare)), "a bare id is looked up");
+        assert!(!concerns_no_workflow(&Message::new(
+            &b"not json"[..],
+            "application/json"
+        )));
     }
 }
