@@ -151,13 +151,8 @@ impl Db {
     }
 }
 
-impl Drop for Db {
-    fn drop(&mut self) {
-        let _ = self
-            .rt
-            .block_on(async { self.store.database().drop().await });
-    }
-}
+// The database is left to the test server (in memory, one per test, gone at the end of the
+// run): dropping it once left that server spinning and no longer answering.
 
 /// Starts `st2d --roles <roles>` over `data` with `env`; waits until it serves.
 fn st2d(data: &Path, roles: &str, env: &[(&str, String)]) -> (Server, String) {

@@ -386,9 +386,9 @@ impl Drop for Cluster {
         let _ = Command::new("rabbitmqctl")
             .args(["delete_vhost", &self.vhost])
             .output();
-        let _ = self
-            .rt
-            .block_on(async { self.store.database().drop().await });
+        // The database is left to the test server: it is in memory and ends with the run
+        // (every test uses a database of its own). Dropping it here once left the MongoDB-wire
+        // test server spinning and no longer answering, which hung the rest of the suite.
     }
 }
 
