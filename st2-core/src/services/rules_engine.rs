@@ -392,7 +392,6 @@ fn enforcement_doc(
         tracing::info!(rule = %rule.rule_ref, trigger_instance = %ti.id, reason = %reason, "rule enforcement failed");
     }
     let e = RuleEnforcement {
-        // One enforcement per (instance, rule): a redelivered instance records none again.
         id: derived_id(&ti.id, &format!("enforcement:{}", rule.id)),
         trigger_instance_id: ti.id.clone(),
         execution_id,

@@ -315,8 +315,7 @@ const SET_PER_CALL: usize = 32;
 fn json_set_patch(patch: &JsonMap) -> Result<(String, Vec<SqlValue>)> {
     let mut expr = String::from("doc");
     let mut params = Vec::with_capacity(patch.len());
-    let fields: Vec<_> = patch.iter().collect();
-    for chunk in fields.chunks(SET_PER_CALL) {
+    for chunk in patch.iter().collect::<Vec<_>>().chunks(SET_PER_CALL) {
         let mut call = format!("json_set({expr}");
         for (key, value) in chunk {
             call.push_str(", ");
@@ -427,12 +426,7 @@ fn create_schema(conn: &mut Connection) -> Result<()> {
 fn sql_json_path(field: &str) -> Result<String> {
     let mut path = String::from("$");
     for seg in field.split('.') {
-        path = json_path_segment(path, seg).map_err(|_| {
-            // SQLite's JSON paths have no escape for a quote inside a quoted key.
-            StoreError::Backend(format!(
-                "field {field:?}: the embedded store cannot address keys containing '\"'"
-            ))
-        })?;
+        path = json_path_segment(path, seg)?;
     }
     Ok(sql_path_literal(&path))
 }
@@ -445,6 +439,7 @@ fn json_path_segment(mut path: String, seg: &str) -> Result<String> {
         path.push('.');
         path.push_str(seg);
     } else if seg.contains('"') {
+        // SQLite's JSON paths have no escape for a quote inside a quoted key.
         return Err(StoreError::Backend(format!(
             "key {seg:?}: the embedded store cannot address keys containing '\"'"
         )));

@@ -159,7 +159,12 @@ fn header() {
 
 /// A field of `/proc/self/status` (`VmRSS`, `VmHWM`) in MiB.
 fn proc_status_mib(field: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+    status_mib_of("self", field)
+}
+
+/// [`proc_status_mib`] of process `pid` (`"self"`: this one).
+fn status_mib_of(pid: &str, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -1876,13 +1881,7 @@ fn st2d_idle_rss() -> anyhow::Result<()> {
     });
     let outcome = rx.recv_timeout(Duration::from_secs(60));
     let started = Instant::now();
-    let status = |field: &str| -> f64 {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        text.lines()
-            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(f64::NAN, |kb| kb / 1024.0)
-    };
+    let status = |field: &str| status_mib_of(&pid.to_string(), field);
     if outcome.is_ok() {
         std::thread::sleep(Duration::from_secs(1).saturating_sub(started.elapsed()));
         row("8c", what, status("VmRSS"), "MB (MiB)", Some(Target::AtMost(40.0)), &format!(
