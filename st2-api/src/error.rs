@@ -16,6 +16,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// The `faultstring`.
     pub message: String,
+    /// For a 409: the id of the object the request collides with (StackStorm's `conflict-id`).
+    pub conflict_id: Option<String>,
 }
 
 impl ApiError {
@@ -24,6 +26,19 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            conflict_id: None,
+        }
+    }
+
+    /// 409: saving would give `kind` a second object with the unique `key_ref`; `existing_id`
+    /// is the object that has it (the body's `conflict-id`).
+    pub fn duplicate(kind: &str, key_ref: &str, existing_id: &str) -> Self {
+        Self {
+            status: StatusCode::CONFLICT,
+            message: format!(
+                "Tried to save duplicate unique keys: a {kind} with ref \"{key_ref}\" already exists (id {existing_id})"
+            ),
+            conflict_id: Some(existing_id.to_string()),
         }
     }
 
@@ -38,7 +53,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"faultstring": self.message}))).into_response()
+        let body = match self.conflict_id {
+            Some(id) => json!({"faultstring": self.message, "conflict-id": id}),
+            None => json!({"faultstring": self.message}),
+        };
+        (self.status, Json(body)).into_response()
     }
 }
 
@@ -68,7 +87,10 @@ impl From<ServiceError> for ApiError {
                 tracing::error!(error = %b, "bus failure");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
             }
-            ServiceError::Conflict { .. } => Self::new(StatusCode::CONFLICT, e.to_string()),
+            ServiceError::Conflict { ref id, .. } => Self {
+                conflict_id: Some(id.clone()),
+                ..Self::new(StatusCode::CONFLICT, e.to_string())
+            },
             ServiceError::Busy(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             other => Self::new(StatusCode::BAD_REQUEST, other.to_string()),
         }

@@ -208,7 +208,7 @@ pub async fn index_search(
     if query.is_none() && pack.is_none() {
         return Err(bad("give \"query\" (a search) or \"pack\" (a pack name)"));
     }
-    let index = match ctx.pack_ops.index() {
+    let index = match ctx.pack_ops.index().await {
         Ok(i) => Some(i),
         Err(e) => {
             tracing::warn!(error = %e, "pack index search: no index available");

@@ -95,13 +95,7 @@ async fn save(s: &AppState, mut pol: Policy) -> Result<Policy, ApiError> {
         .await?
     {
         if other.id != pol.id {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!(
-                    "Tried to save duplicate unique keys: a policy with ref \"{}\" already exists (id {})",
-                    pol.policy_ref, other.id
-                ),
-            ));
+            return Err(ApiError::duplicate("policy", &pol.policy_ref, &other.id));
         }
     }
     let w = Repo::<Policy>::to_write(&mut pol)?;

@@ -149,13 +149,7 @@ fn parse_body(mut body: Value) -> Result<Rule, ApiError> {
 async fn check_unique(s: &AppState, rule: &Rule) -> Result<(), ApiError> {
     if let Some(other) = repo::<Rule>(&*s.store).get_by_ref(&rule.rule_ref).await? {
         if other.id != rule.id {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!(
-                    "Tried to save duplicate unique keys: a rule with ref \"{}\" already exists (id {})",
-                    rule.rule_ref, other.id
-                ),
-            ));
+            return Err(ApiError::duplicate("rule", &rule.rule_ref, &other.id));
         }
     }
     Ok(())

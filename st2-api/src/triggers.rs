@@ -111,12 +111,10 @@ async fn save_trigger_type(s: &AppState, mut t: TriggerType) -> Result<TriggerTy
         .await?
     {
         if other.id != t.id {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!(
-                    "Tried to save duplicate unique keys: a trigger type with ref \"{}\" already exists (id {})",
-                    t.trigger_type_ref, other.id
-                ),
+            return Err(ApiError::duplicate(
+                "trigger type",
+                &t.trigger_type_ref,
+                &other.id,
             ));
         }
     }

@@ -47,6 +47,9 @@ pub struct SystemConfig {
     pub data_dir: PathBuf,
 }
 
+/// StackStorm's public pack index, the default `[content] index_url`.
+pub const DEFAULT_INDEX_URL: &str = "https://index.stackstorm.org/v1/index.json";
+
 /// `[content]`: packs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContentConfig {
@@ -54,7 +57,8 @@ pub struct ContentConfig {
     pub system_packs_base_path: Option<PathBuf>,
     /// Extra pack directories searched after the bundled ones (colon-separated in the file).
     pub packs_base_paths: Vec<PathBuf>,
-    /// Pack index files (comma-separated), StackStorm's `index_url`.
+    /// Pack indexes, files or `http(s)` URLs (comma-separated), StackStorm's `index_url`.
+    /// Default: [`DEFAULT_INDEX_URL`]; an empty value configures none.
     pub index_url: Vec<String>,
 }
 
@@ -227,7 +231,7 @@ impl Default for Config {
             content: ContentConfig {
                 system_packs_base_path: default_system_packs(),
                 packs_base_paths: Vec::new(),
-                index_url: Vec::new(),
+                index_url: vec![DEFAULT_INDEX_URL.to_string()],
             },
             database: DatabaseConfig::default(),
             messaging: MessagingConfig::default(),
@@ -526,6 +530,18 @@ mod tests {
         );
         assert_eq!(c.system.data_dir, PathBuf::from("/srv/st2"));
         assert_eq!(c.content.index_url, vec!["a.json", "b.json"]);
+    }
+
+    #[test]
+    fn index_url_defaults_to_stackstorms_and_an_empty_value_configures_none() {
+        let c = Config::from_raw(&env_settings([])).expect("config");
+        assert_eq!(c.content.index_url, vec![DEFAULT_INDEX_URL]);
+        let c = Config::from_raw(&env_settings([(
+            "ST2_CONTENT__INDEX_URL".to_string(),
+            String::new(),
+        )]))
+        .expect("config");
+        assert!(c.content.index_url.is_empty());
     }
 
     #[test]

@@ -622,8 +622,11 @@ async fn installs_by_index_name() {
         "{err}"
     );
 
-    env.mgr.index =
-        Some(PackIndex::load_all(&[format!("file://{}", index_file.display())]).expect("index"));
+    env.mgr.index = Some(
+        PackIndex::load_all(&[format!("file://{}", index_file.display())])
+            .await
+            .expect("index"),
+    );
     assert_eq!(
         env.mgr.index.as_ref().map(|i| i.search("greet").len()),
         Some(1)
@@ -656,11 +659,58 @@ async fn installs_by_index_name() {
     assert!(err.to_string().contains("not a URL"), "{err}");
 }
 
+/// Serves `body` as `/v1/index.json` on a local port; the index's URL.
+async fn serve_index(body: String) -> String {
+    let app = axum::Router::new().route(
+        "/v1/index.json",
+        axum::routing::get(move || {
+            let body = body.clone();
+            async move { body }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/v1/index.json")
+}
+
+#[tokio::test]
+async fn installs_by_name_from_a_remote_index_fetched_when_needed() {
+    let mut env = Env::new().await;
+    let url = env.alpha().repo.url();
+    // An index nobody serves: a URL install must not need it.
+    env.mgr.index_urls = vec!["http://127.0.0.1:9/v1/index.json".into()];
+    env.install(&url, opts()).await.expect("install by URL");
+    let err = env
+        .install("alpha", opts())
+        .await
+        .expect_err("the index cannot be fetched");
+    assert!(
+        err.to_string().contains("cannot look up \"alpha\"")
+            && err.to_string().contains("127.0.0.1:9"),
+        "{err}"
+    );
+
+    let mut env = Env::new().await;
+    let url = env.alpha().repo.url();
+    let index = serde_json::json!({
+        "metadata": {},
+        "packs": {"alpha": {"name": "alpha", "description": "Alpha", "version": "0.2.0",
+                            "author": "st2 tests", "repo_url": url}}
+    });
+    env.mgr.index_urls = vec![serve_index(index.to_string()).await];
+    let report = env.install("alpha", opts()).await.expect("install by name");
+    assert_eq!(report.packs[0].version, "0.2.0");
+    assert_eq!(report.packs[0].url, url);
+    assert_eq!(env.version("alpha").await.as_deref(), Some("0.2.0"));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Dependencies
 // ---------------------------------------------------------------------------------------------
 
-/// `gamma_c` (v0.1.0, then 0.2.0 on main), `gamma_b` → `gamma_c=0.1.0`, `gamma_a` → `gamma_b`.
 fn dependency_chain(env: &Env) -> (GitRepo, GitRepo, GitRepo) {
     let c = env.git("gamma_c");
     let c1 = c.commit(

@@ -58,6 +58,8 @@ impl Harness {
         let mut cfg = Config::default();
         cfg.system.data_dir = dir.path().to_path_buf();
         cfg.content.system_packs_base_path = Some(bundled_packs());
+        // Hermetic: no pack index on the network (tests that need one serve it themselves).
+        cfg.content.index_url = Vec::new();
         let platform = Platform::start(&cfg, &["all".to_string()])
             .await
             .expect("platform");

@@ -199,6 +199,11 @@ async fn rule_crud_round_trip() {
     assert!(dup.body["faultstring"]
         .as_str()
         .is_some_and(|s| s.contains("apitest.hook")));
+    assert_eq!(
+        dup.body["conflict-id"],
+        id.as_str(),
+        "StackStorm's conflict-id"
+    );
     let mut rename = other.body.clone();
     rename["pack"] = json!("apitest");
     rename["name"] = json!("hook");
@@ -550,15 +555,14 @@ async fn trigger_types_and_triggers() {
     assert_eq!(created.body["uid"], "trigger_type:apitest:event");
     let shadow = h.get("/api/v1/triggers/apitest.event").await;
     assert_eq!(shadow.status, 200);
-    assert_eq!(
-        h.post(
+    let dup = h
+        .post(
             "/api/v1/triggertypes",
-            json!({"name": "event", "pack": "apitest"})
+            json!({"name": "event", "pack": "apitest"}),
         )
-        .await
-        .status,
-        409
-    );
+        .await;
+    assert_eq!(dup.status, 409);
+    assert_eq!(dup.body["conflict-id"], created.body["id"]);
     let bad = h
         .post("/api/v1/triggertypes", json!({"pack": "apitest"}))
         .await;
@@ -617,7 +621,9 @@ async fn policies_and_policy_types() {
     assert_eq!(created.body["ref"], "apitest.one_at_a_time");
     assert_eq!(created.body["uid"], "policy:apitest:one_at_a_time");
     assert_eq!(created.body["enabled"], true);
-    assert_eq!(h.post("/api/v1/policies", body.clone()).await.status, 409);
+    let dup = h.post("/api/v1/policies", body.clone()).await;
+    assert_eq!(dup.status, 409);
+    assert_eq!(dup.body["conflict-id"], id.as_str());
 
     for key in ["apitest.one_at_a_time", id.as_str()] {
         let got = h.get(&format!("/api/v1/policies/{key}")).await;

@@ -2,9 +2,9 @@
 //!
 //! Shape: `{"metadata": {...}, "packs": {"<name>": {name, ref?, description, keywords[], version,
 //! author, email, repo_url, ...}}}`. Several indexes may be configured (`content.index_url` is a
-//! list); they are merged in order and a later index wins for the same pack name. Only local
-//! files are read (`file:///path` or a plain path): this module does no network I/O and does not
-//! touch the store.
+//! list); they are merged in order and a later index wins for the same pack name. An index is read
+//! from a local file (`file:///path` or a plain path) or fetched over `http(s)://` (StackStorm's
+//! default index is on GitHub); this module does not touch the store.
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -143,32 +143,32 @@ impl PackIndex {
         })
     }
 
-    /// Reads one index from `file:///path` or a plain path.
-    pub fn load(location: &str) -> Result<Self, PackError> {
+    /// Reads one index from `file:///path`, a plain path, or an `http(s)://` URL (fetched with a
+    /// [`FETCH_TIMEOUT`] limit; a non-2xx answer is an error naming its status).
+    pub async fn load(location: &str) -> Result<Self, PackError> {
         let err = |reason: String| PackError::Index {
             location: location.to_string(),
             reason,
         };
-        if location.starts_with("http://") || location.starts_with("https://") {
-            return Err(err(
-                "remote indexes are not fetched; download the index and configure its file path"
-                    .into(),
-            ));
-        }
-        let path = location.strip_prefix("file://").unwrap_or(location);
-        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let text = if location.starts_with("http://") || location.starts_with("https://") {
+            fetch(location).await.map_err(err)?
+        } else {
+            let path = location.strip_prefix("file://").unwrap_or(location);
+            tokio::fs::read_to_string(path)
+                .await
+                .map_err(|e| err(format!("cannot read: {e}")))?
+        };
         Self::parse(&text, location)
     }
 
-    /// Loads and merges several indexes, later ones winning. An index that fails is recorded in
-    /// [`PackIndex::sources`] and skipped, like StackStorm does; it is an error only when none
-    /// loads (or the list is empty).
-    pub fn load_all<S: AsRef<str>>(locations: &[S]) -> Result<Self, PackError> {
+    /// Loads and merges several indexes, later ones winning. An index that fails is recorded in [`PackIndex::sources`] and skipped, like StackStorm does;
+    /// it is an error only when none loads (or the list is empty).
+    pub async fn load_all<S: AsRef<str>>(locations: &[S]) -> Result<Self, PackError> {
         let mut merged = Self::default();
         let mut loaded = 0;
         for loc in locations {
             let loc = loc.as_ref();
-            match Self::load(loc) {
+            match Self::load(loc).await {
                 Ok(idx) => {
                     loaded += 1;
                     merged.merge(idx);
@@ -246,6 +246,30 @@ impl PackIndex {
         }
         ranked.into_iter().flatten().collect()
     }
+}
+
+/// How long fetching one remote index may take, connection included.
+pub const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The body of a remote index, or why it could not be had.
+async fn fetch(url: &str) -> Result<String, String> {
+    let client = reqwest::Client::builder()
+        .timeout(FETCH_TIMEOUT)
+        .build()
+        .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+    let resp = client
+        .get(url)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .send()
+        .await
+        .map_err(|e| format!("cannot fetch: {e}"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(format!("fetch answered HTTP {status}"));
+    }
+    resp.text()
+        .await
+        .map_err(|e| format!("cannot read the fetched body: {e}"))
 }
 
 /// True when a string anywhere inside `v` contains `q` (already lower-cased).
@@ -335,8 +359,8 @@ mod tests {
         assert!(names("zzz").is_empty());
     }
 
-    #[test]
-    fn loads_and_merges_files_later_wins() {
+    #[tokio::test]
+    async fn loads_and_merges_files_later_wins() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let a = tmp.path().join("a.json");
         let b = tmp.path().join("b.json");
@@ -350,8 +374,9 @@ mod tests {
         let a_url = format!("file://{}", a.display());
         let b_path = b.display().to_string();
         let missing = tmp.path().join("missing.json").display().to_string();
-        let idx =
-            PackIndex::load_all(&[a_url.clone(), b_path.clone(), missing.clone()]).expect("merged");
+        let idx = PackIndex::load_all(&[a_url.clone(), b_path.clone(), missing.clone()])
+            .await
+            .expect("merged");
         assert_eq!(idx.packs.len(), 4);
         assert_eq!(idx.get("aws").map(|e| e.version.as_str()), Some("9.9.9"));
         assert_eq!(idx.metadata.get("hash"), Some(&Value::from("b")));
@@ -369,13 +394,63 @@ mod tests {
             .as_deref()
             .is_some_and(|e| e.contains("cannot read")));
 
-        let err = PackIndex::load_all(&[missing]).expect_err("nothing loads");
+        let err = PackIndex::load_all(&[missing])
+            .await
+            .expect_err("nothing loads");
         assert!(
             err.to_string().contains("no index could be loaded"),
             "{err}"
         );
         let none: [&str; 0] = [];
-        assert!(PackIndex::load_all(&none).is_err());
-        assert!(PackIndex::load("https://index.stackstorm.org/v1/index.json").is_err());
+        assert!(PackIndex::load_all(&none).await.is_err());
+    }
+
+    /// Serves `INDEX` at `/v1/index.json`, a 404 elsewhere and broken JSON at `/broken.json`;
+    /// returns the base URL.
+    async fn index_server() -> String {
+        use axum::routing::get;
+        let app = axum::Router::new()
+            .route("/v1/index.json", get(|| async { INDEX }))
+            .route("/broken.json", get(|| async { "{not json" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn fetches_remote_indexes_over_http() {
+        let base = index_server().await;
+        let url = format!("{base}/v1/index.json");
+        let idx = PackIndex::load(&url).await.expect("fetched");
+        assert_eq!(idx.packs.len(), 3);
+        assert_eq!(idx.sources[0].url, url);
+        assert_eq!(
+            idx.search("chat")
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect::<Vec<_>>(),
+            vec!["slack"]
+        );
+
+        let missing = format!("{base}/nothing.json");
+        let err = PackIndex::load(&missing).await.expect_err("404");
+        assert!(err.to_string().contains("HTTP 404"), "{err}");
+        assert!(err.to_string().contains(&missing), "{err}");
+        let broken = format!("{base}/broken.json");
+        let err = PackIndex::load(&broken).await.expect_err("bad JSON");
+        assert!(err.to_string().contains("invalid JSON"), "{err}");
+
+        // A failing remote index is skipped; the others still load.
+        let idx = PackIndex::load_all(&[missing, url])
+            .await
+            .expect("one loads");
+        assert_eq!(idx.packs.len(), 3);
+        assert!(idx.sources[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("HTTP 404")));
     }
 }

@@ -143,8 +143,13 @@ pub struct PackManager {
     pub store: Arc<dyn Store>,
     /// Pack directories; installs go to [`PackPaths::install_dir`].
     pub paths: PackPaths,
-    /// Index used to install packs by name; `None` makes name specs an error.
+    /// Index used to install packs by name. When `None`, [`PackManager::index_urls`] are loaded
+    /// the first time a name needs looking up; with neither, name specs are an error.
     pub index: Option<PackIndex>,
+    /// Pack indexes (files or URLs) to load when a name is first looked up.
+    pub index_urls: Vec<String>,
+    /// The index loaded from `index_urls` (or why it could not be), once looked up.
+    loaded_index: tokio::sync::OnceCell<Result<PackIndex, String>>,
     /// Python interpreter for virtualenvs (`actionrunner.python_binary`).
     pub python: String,
     /// Our StackStorm-compatible version, checked against `stackstorm_version`.
@@ -199,6 +204,8 @@ impl PackManager {
             store,
             paths,
             index: None,
+            index_urls: Vec::new(),
+            loaded_index: tokio::sync::OnceCell::new(),
             python: "python3".into(),
             stackstorm_version: STACKSTORM_COMPAT_VERSION,
             locks: Mutex::new(HashMap::new()),
@@ -329,7 +336,7 @@ impl PackManager {
             }
         }
 
-        let (source, git_ref) = self.resolve_source(&parsed)?;
+        let (source, git_ref) = self.resolve_source(&parsed).await?;
         let dir = self
             .paths
             .install_dir()
@@ -422,15 +429,28 @@ impl PackManager {
     }
 
     /// Turns a parsed spec into something fetchable, looking names up in the index.
-    fn resolve_source(&self, spec: &InstallSpec) -> Result<(PackSource, GitRef), PackError> {
+    async fn resolve_source(&self, spec: &InstallSpec) -> Result<(PackSource, GitRef), PackError> {
         let named = |v: &Option<String>| v.clone().map_or(GitRef::Default, GitRef::Named);
         let PackSource::Index { name } = &spec.source else {
             return Ok((spec.source.clone(), named(&spec.version)));
         };
-        let Some(index) = &self.index else {
-            return Err(PackError::Install(format!(
-                "cannot look up \"{name}\": no pack index is configured (use a git URL or file:///path)"
-            )));
+        let index = match &self.index {
+            Some(index) => index,
+            None if self.index_urls.is_empty() => {
+                return Err(PackError::Install(format!(
+                    "cannot look up \"{name}\": no pack index is configured (use a git URL or file:///path)"
+                )))
+            }
+            None => self
+                .loaded_index
+                .get_or_init(|| async {
+                    PackIndex::load_all(&self.index_urls)
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+                .await
+                .as_ref()
+                .map_err(|e| PackError::Install(format!("cannot look up \"{name}\": {e}")))?,
         };
         let Some(entry) = index.get(name) else {
             return Err(PackError::Install(format!(

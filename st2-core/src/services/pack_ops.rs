@@ -35,7 +35,7 @@ pub const UNINSTALL_ACTION: &str = "packs.uninstall";
 /// What pack operations need from the configuration.
 #[derive(Debug, Default)]
 pub struct PackOps {
-    /// Pack index files (`content.index_url`), for installs by name and `/packs/index/search`.
+    /// Pack indexes, files or URLs (`content.index_url`), for installs by name and `/packs/index/search`.
     pub index_urls: Vec<String>,
     /// Python interpreter for pack virtualenvs (`actionrunner.python_binary`); `None`: `python3`.
     pub python: Option<String>,
@@ -54,8 +54,8 @@ impl PackOps {
     }
 
     /// The merged pack index, or why there is none (no index configured, none readable).
-    pub fn index(&self) -> Result<PackIndex, PackError> {
-        PackIndex::load_all(&self.index_urls)
+    pub async fn index(&self) -> Result<PackIndex, PackError> {
+        PackIndex::load_all(&self.index_urls).await
     }
 }
 
@@ -123,14 +123,8 @@ pub async fn run(ctx: &Ctx, action_ref: &str, params: &JsonMap) -> RunOutcome {
         mgr.python = p.clone();
     }
     let outcome = if action_ref == INSTALL_ACTION {
-        if !ops.index_urls.is_empty() {
-            match ops.index() {
-                Ok(i) => mgr.index = Some(i),
-                Err(e) => {
-                    tracing::warn!(error = %e, "pack index unavailable; installs by name will fail")
-                }
-            }
-        }
+        // Loaded only if a pack is named rather than given by URL or path.
+        mgr.index_urls = ops.index_urls.clone();
         let opts = InstallOptions {
             force: bool_param(params, "force"),
             skip_dependencies: bool_param(params, "skip_dependencies"),
