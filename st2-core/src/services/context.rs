@@ -54,6 +54,29 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// A context over `store` with an in-process bus, no runners and default settings.
+    #[cfg(test)]
+    pub(crate) fn for_tests(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            bus: Arc::new(crate::bus::MemoryBus::new()),
+            engine: TemplateEngine::new(),
+            runners: Arc::new(RunnerRegistry::new()),
+            kv: None,
+            paths: PackPaths::under_data_dir(std::path::Path::new("unused"), None),
+            node_id: "test".into(),
+            api_url: None,
+            decrypter: None,
+            datastore: None,
+            shutdown: CancellationToken::new(),
+            deferred: Default::default(),
+            catalog: Default::default(),
+            pack_ops: Default::default(),
+            coordination: Default::default(),
+            consumer_concurrency: crate::config::MessagingConfig::DEFAULT_CONCURRENCY,
+        }
+    }
+
     /// [`Ctx::consumer_concurrency`] as a queue prefetch: at least 1, at most `u16::MAX`.
     pub fn consumer_prefetch(&self) -> u16 {
         u16::try_from(self.consumer_concurrency.max(1)).unwrap_or(u16::MAX)

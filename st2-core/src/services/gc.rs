@@ -183,24 +183,7 @@ mod tests {
     use crate::store::EmbeddedStore;
 
     fn ctx(store: Arc<dyn crate::store::Store>) -> Ctx {
-        Ctx {
-            store,
-            bus: Arc::new(crate::bus::MemoryBus::new()),
-            engine: crate::template::TemplateEngine::new(),
-            runners: Arc::new(crate::runners::RunnerRegistry::new()),
-            kv: None,
-            paths: crate::packs::PackPaths::under_data_dir(std::path::Path::new("unused"), None),
-            node_id: "test".into(),
-            api_url: None,
-            decrypter: None,
-            datastore: None,
-            shutdown: tokio_util::sync::CancellationToken::new(),
-            deferred: Default::default(),
-            catalog: Default::default(),
-            pack_ops: Default::default(),
-            coordination: Default::default(),
-            consumer_concurrency: crate::config::MessagingConfig::DEFAULT_CONCURRENCY,
-        }
+        Ctx::for_tests(store)
     }
 
     fn ti(id: &str, when: &str) -> TriggerInstance {

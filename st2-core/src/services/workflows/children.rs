@@ -34,29 +34,32 @@ pub(super) async fn carry_out(
             .collect();
     let mut events = Vec::new();
     let mut children = Vec::new();
+    // Child requests are made together (the store commits them as one batch), in runs ended by
+    // the first command of another kind, so that command still comes after them.
+    let mut requests = Vec::new();
     for cmd in cmds {
+        if let Command::RunAction {
+            task,
+            instance,
+            item,
+            action,
+            input,
+        } = cmd
+        {
+            let retry = retries.get(&instance).copied().unwrap_or(0);
+            requests.push((task, instance, item, retry, action, input));
+            continue;
+        }
+        request_children(
+            ctx,
+            &doc,
+            std::mem::take(&mut requests),
+            &mut children,
+            &mut events,
+        )
+        .await;
         match cmd {
-            Command::RunAction {
-                task,
-                instance,
-                item,
-                action,
-                input,
-            } => {
-                let retry = retries.get(&instance).copied().unwrap_or(0);
-                match request_child(ctx, &doc, &task, instance, item, retry, &action, input).await {
-                    Ok(id) => children.push(id),
-                    Err(e) => {
-                        tracing::info!(workflow = %doc.id, task = %task, error = %e, "task action could not be requested");
-                        events.push(Event::ActionCompleted {
-                            instance,
-                            item,
-                            status: ActionStatus::Failed,
-                            result: json!({"error": e.to_string()}),
-                        });
-                    }
-                }
-            }
+            Command::RunAction { .. } => {}
             Command::ScheduleTimer {
                 instance, delay, ..
             } => arm_timer(ctx, &doc.id, instance, delay.saturating_mul(1000)),
@@ -82,10 +85,52 @@ pub(super) async fn carry_out(
             }
         }
     }
+    request_children(ctx, &doc, requests, &mut children, &mut events).await;
     if !children.is_empty() {
         queue_children(ctx, &doc.action_execution, children);
     }
     Ok(events)
+}
+
+/// A child to request: task, instance, item, retry, action, input.
+type ChildRequest = (String, usize, Option<usize>, u64, String, Value);
+
+/// Requests these children concurrently; their ids go to `children`, in order, and a child that
+/// could not even be requested becomes a failed completion in `events`.
+async fn request_children(
+    ctx: &Ctx,
+    doc: &WorkflowDoc,
+    requests: Vec<ChildRequest>,
+    children: &mut Vec<String>,
+    events: &mut Vec<Event>,
+) {
+    if requests.is_empty() {
+        return;
+    }
+    let keys: Vec<(String, usize, Option<usize>)> = requests
+        .iter()
+        .map(|(task, instance, item, ..)| (task.clone(), *instance, *item))
+        .collect();
+    let results = futures_util::future::join_all(requests.into_iter().map(
+        |(task, instance, item, retry, action, input)| async move {
+            request_child(ctx, doc, &task, instance, item, retry, &action, input).await
+        },
+    ))
+    .await;
+    for ((task, instance, item), res) in keys.into_iter().zip(results) {
+        match res {
+            Ok(id) => children.push(id),
+            Err(e) => {
+                tracing::info!(workflow = %doc.id, task = %task, error = %e, "task action could not be requested");
+                events.push(Event::ActionCompleted {
+                    instance,
+                    item,
+                    status: ActionStatus::Failed,
+                    result: json!({"error": e.to_string()}),
+                });
+            }
+        }
+    }
 }
 
 /// Requests the child execution of one task (item); returns its id.

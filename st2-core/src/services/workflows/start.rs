@@ -117,15 +117,67 @@ pub async fn start(ctx: &Ctx, exec: &Execution) -> Result<(), ServiceError> {
             Err(m) => return fail_start(ctx, exec, vec![content_error(m)]).await,
         },
     };
+    let doc = store_new(
+        ctx,
+        &mut wf,
+        &cmds,
+        NewRun {
+            action_execution: exec.id.clone(),
+            spec: text,
+            user,
+            trace_context: exec.context.get("trace_context").cloned(),
+            timeout,
+        },
+    )
+    .await?;
+    link_parent(ctx, &exec.id, &doc.id).await?;
+    tracing::info!(execution = %exec.id, workflow = %doc.id, "workflow started");
+    let wf_id = doc.id.clone();
+    if let Some(t) = timeout {
+        arm_timeout(ctx, &wf_id, t.saturating_mul(1000));
+    }
+    let s = slot(&wf_id);
+    let mut guard = s.lock().await;
+    *guard = Some(Live {
+        version: 0,
+        wf,
+        doc,
+    });
+    let events = carry_out(ctx, &mut guard, cmds).await?;
+    drain(ctx, &wf_id, &mut guard, events).await
+}
+
+/// What a new workflow run is stored with, besides its state.
+pub(super) struct NewRun {
+    /// The execution of the workflow action.
+    pub(super) action_execution: String,
+    /// The workflow definition's text.
+    pub(super) spec: String,
+    /// Who runs it.
+    pub(super) user: String,
+    /// The execution's `trace_context`.
+    pub(super) trace_context: Option<Value>,
+    /// Its timeout in seconds.
+    pub(super) timeout: Option<u64>,
+}
+
+/// Stores a new workflow run (header, records, items, initial context) in one batch; the
+/// header as stored.
+pub(super) async fn store_new(
+    ctx: &Ctx,
+    wf: &mut Workflow,
+    cmds: &[Command],
+    run: NewRun,
+) -> Result<WorkflowDoc, ServiceError> {
     let delta = wf.delta();
     let mut doc = WorkflowDoc {
         id: crate::model::new_id(),
-        action_execution: exec.id.clone(),
+        action_execution: run.action_execution,
         status: delta.header.status.as_str().to_string(),
         version: 0,
-        spec: text,
-        user,
-        trace_context: exec.context.get("trace_context").cloned(),
+        spec: run.spec,
+        user: run.user,
+        trace_context: run.trace_context,
         state: delta.header,
         pending: Vec::new(),
         pending_items: Vec::new(),
@@ -135,11 +187,11 @@ pub async fn start(ctx: &Ctx, exec: &Execution) -> Result<(), ServiceError> {
         start_timestamp: now_iso(),
         end_timestamp: None,
         closed: false,
-        timeout_at: timeout.map(|t| {
+        timeout_at: run.timeout.map(|t| {
             epoch_ms().saturating_add(i64::try_from(t.saturating_mul(1000)).unwrap_or(i64::MAX / 2))
         }),
     };
-    note_commands(&mut doc, &wf, &cmds);
+    note_commands(&mut doc, wf, cmds);
     let mut writes = vec![Write::Put {
         collection: Collection::WorkflowExecutions,
         doc: encode(Collection::WorkflowExecutions, &doc)?,
@@ -165,21 +217,7 @@ pub async fn start(ctx: &Ctx, exec: &Execution) -> Result<(), ServiceError> {
         )?,
     });
     ctx.store.apply(writes).await?;
-    link_parent(ctx, &exec.id, &doc.id).await?;
-    tracing::info!(execution = %exec.id, workflow = %doc.id, "workflow started");
-    let wf_id = doc.id.clone();
-    if let Some(t) = timeout {
-        arm_timeout(ctx, &wf_id, t.saturating_mul(1000));
-    }
-    let s = slot(&wf_id);
-    let mut guard = s.lock().await;
-    *guard = Some(Live {
-        version: 0,
-        wf,
-        doc,
-    });
-    let events = carry_out(ctx, &mut guard, cmds).await?;
-    drain(ctx, &wf_id, &mut guard, events).await
+    Ok(doc)
 }
 
 /// The re-run from tasks `exec` asks for (`context.re-run`: `ref`, `tasks`, `reset`), if any.

@@ -2,6 +2,7 @@
 //! the store, compare-and-set commits of the header and writes of the changed records.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use serde_json::{json, Value};
@@ -171,27 +172,35 @@ pub(super) async fn refresh(
 /// What to do with the current state: an event to apply (`None`: nothing to do).
 pub(super) type Decide = dyn Fn(&Workflow) -> Option<Event> + Send + Sync;
 
-/// Applies an event to the workflow under the caller's lock and commits it (compare-and-set on
-/// `version`, then the changed records). Returns the commands to carry out, `None` when the
-/// decision was to do nothing.
+/// Applies events to the workflow under the caller's lock and commits them together
+/// (compare-and-set on `version`, then the changed records). Each decision sees the state the
+/// ones before it left; none is asked once the workflow has finished. Returns the commands to
+/// carry out, in order; `None` when every decision was to do nothing.
 pub(super) async fn step(
     ctx: &Ctx,
     wf_id: &str,
     live: &mut Option<Live>,
-    decide: &Decide,
+    decides: &[&Decide],
 ) -> Result<Option<Vec<Command>>, ServiceError> {
     for _ in 0..COMMIT_ATTEMPTS {
         if !refresh(ctx, wf_id, live).await? {
             return Ok(None);
         }
         let l = live.as_mut().expect("refreshed above");
-        if l.wf.state.header.finished {
+        let mut cmds = Vec::new();
+        let mut applied = false;
+        for decide in decides {
+            if l.wf.state.header.finished {
+                break;
+            }
+            if let Some(event) = decide(&l.wf) {
+                cmds.extend(l.wf.apply(event));
+                applied = true;
+            }
+        }
+        if !applied {
             return Ok(None);
         }
-        let Some(event) = decide(&l.wf) else {
-            return Ok(None);
-        };
-        let cmds = l.wf.apply(event);
         let delta = l.wf.delta();
         let mut doc = l.doc.clone();
         doc.version = l.version + 1;
@@ -256,19 +265,85 @@ pub(super) async fn step(
     })
 }
 
-/// Applies `first` and the events the commands lead to, one at a time, under the lock.
+/// An event waiting for its workflow's lock, and where to tell how it went.
+struct Queued {
+    ticket: u64,
+    decide: Box<Decide>,
+    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+/// Events waiting for their workflow's lock, by workflow id.
+static QUEUED: LazyLock<Mutex<HashMap<String, Vec<Queued>>>> = LazyLock::new(Default::default);
+
+/// Numbers the queued events.
+static TICKETS: AtomicU64 = AtomicU64::new(0);
+
+/// Applies `first` and the events the commands lead to, under the workflow's lock.
+///
+/// Events that arrive while another holds the lock are queued; whoever takes the lock next
+/// applies every queued event in one step (one commit of the header and the changed records),
+/// so a with-items whose children complete faster than one commit pays one commit per batch,
+/// not per child. Each caller returns once its own event has been applied and committed.
 pub(super) async fn process(
     ctx: &Ctx,
     wf_id: &str,
     first: Box<Decide>,
 ) -> Result<(), ServiceError> {
+    let ticket = TICKETS.fetch_add(1, Ordering::Relaxed);
+    let (done, outcome) = tokio::sync::oneshot::channel();
+    QUEUED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(wf_id.to_string())
+        .or_default()
+        .push(Queued {
+            ticket,
+            decide: first,
+            done,
+        });
     let s = slot(wf_id);
     let mut guard = s.lock().await;
-    let Some(cmds) = step(ctx, wf_id, &mut guard, &*first).await? else {
+    let batch = QUEUED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(wf_id)
+        .unwrap_or_default();
+    if batch.is_empty() {
+        // An earlier holder of the lock took this event with its batch.
+        drop(guard);
+        return match outcome.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(ServiceError::Busy(format!(
+                "workflow {wf_id}: the batch with this event failed: {reason}"
+            ))),
+            Err(_) => Err(ServiceError::Busy(format!(
+                "workflow {wf_id}: the batch with this event was abandoned"
+            ))),
+        };
+    }
+    let decides: Vec<&Decide> = batch.iter().map(|q| &*q.decide).collect();
+    let res = apply_batch(ctx, wf_id, &mut guard, &decides).await;
+    drop(decides);
+    drop(guard);
+    let shared = res.as_ref().map(|_| ()).map_err(ToString::to_string);
+    for q in batch.into_iter().filter(|q| q.ticket != ticket) {
+        let _ = q.done.send(shared.clone());
+    }
+    res
+}
+
+/// One batch: its step, the commands, the follow-up events.
+async fn apply_batch(
+    ctx: &Ctx,
+    wf_id: &str,
+    live: &mut Option<Live>,
+    decides: &[&Decide],
+) -> Result<(), ServiceError> {
+    let Some(cmds) = step(ctx, wf_id, live, decides).await? else {
         return Ok(());
     };
-    let events = carry_out(ctx, &mut guard, cmds).await?;
-    drain(ctx, wf_id, &mut guard, events).await
+    let events = carry_out(ctx, live, cmds).await?;
+    drain(ctx, wf_id, live, events).await
 }
 
 /// Applies follow-up events (from failed requests) until none are left.
@@ -281,7 +356,7 @@ pub(super) async fn drain(
     let mut queue: VecDeque<Event> = events.into();
     while let Some(ev) = queue.pop_front() {
         let decide = move |_: &Workflow| Some(ev.clone());
-        if let Some(cmds) = step(ctx, wf_id, live, &decide).await? {
+        if let Some(cmds) = step(ctx, wf_id, live, &[&decide]).await? {
             queue.extend(carry_out(ctx, live, cmds).await?);
         }
     }
@@ -289,4 +364,81 @@ pub(super) async fn drain(
         forget(wf_id);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::workflows::start::{store_new, NewRun};
+    use crate::store::EmbeddedStore;
+    use crate::workflow::machine::ActionStatus;
+
+    const SPEC: &str = "version: 1.0\ninput:\n  - xs\ntasks:\n  each:\n    with: x in <% ctx(xs) %>\n    action: core.noop\n";
+
+    /// Events queued while the lock is held are applied together: one commit for all.
+    #[tokio::test]
+    async fn events_waiting_for_the_lock_are_committed_as_one_batch() {
+        let store: Arc<dyn crate::store::Store> =
+            Arc::new(EmbeddedStore::open_in_memory().expect("store"));
+        let ctx = Ctx::for_tests(store);
+        let spec = Arc::new(WorkflowSpec::parse(SPEC).expect("spec"));
+        let mut input = JsonMap::new();
+        input.insert("xs".into(), json!([1, 2, 3, 4]));
+        let (mut wf, cmds) = Workflow::new(spec, &input);
+        assert_eq!(cmds.len(), 4, "every item started: {cmds:?}");
+        let run = NewRun {
+            action_execution: "parent".into(),
+            spec: SPEC.into(),
+            user: "tester".into(),
+            trace_context: None,
+            timeout: None,
+        };
+        let doc = store_new(&ctx, &mut wf, &cmds, run).await.expect("stored");
+        let wf_id = doc.id.clone();
+
+        let s = slot(&wf_id);
+        let held = s.lock().await;
+        let mut waiting = Vec::new();
+        for item in 0..3 {
+            let (ctx, wf_id) = (ctx.clone(), wf_id.clone());
+            let event = Event::ActionCompleted {
+                instance: 0,
+                item: Some(item),
+                status: ActionStatus::Succeeded,
+                result: json!({"item": item}),
+            };
+            waiting.push(tokio::spawn(async move {
+                process(&ctx, &wf_id, Box::new(move |_| Some(event.clone()))).await
+            }));
+        }
+        // All three wait behind the lock before it is let go.
+        while QUEUED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&wf_id)
+            .map_or(0, Vec::len)
+            < 3
+        {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        for w in waiting {
+            w.await.expect("joined").expect("applied");
+        }
+
+        let stored = ctx
+            .store
+            .get(Collection::WorkflowExecutions, &wf_id)
+            .await
+            .expect("read")
+            .expect("stored");
+        assert_eq!(stored["version"], json!(1), "one commit for three events");
+        let loaded = load(&ctx, &wf_id).await.expect("load").expect("there");
+        let items = loaded.wf.state.records[0].items.as_ref().expect("items");
+        assert_eq!((items.completed, items.active), (3, 1));
+        assert_eq!(
+            items.results[..3],
+            [json!({"item": 0}), json!({"item": 1}), json!({"item": 2})]
+        );
+    }
 }
