@@ -418,3 +418,69 @@ async fn slots_are_claimed_once_and_taken_over_from_finished_holders() {
     assert_eq!(concurrency::held(&*ctx.store, "g").await.expect("held"), 1);
     p.shutdown().await;
 }
+
+const RETRY_ON_FAILURE: &str = "name: again\nresource_ref: core.local\npolicy_type: action.retry\nparameters:\n  retry_on: failure\n  max_retry_count: 1\n";
+
+/// Executions whose `context.policies.retry.retried_liveaction_id` is `id`.
+async fn retries_of(ctx: &Ctx, id: &str) -> Vec<Execution> {
+    repo::<Execution>(&*ctx.store)
+        .find(&Query::all().eq("action.ref", "core.local"))
+        .await
+        .expect("find")
+        .into_iter()
+        .filter(|x| {
+            x.context
+                .get("policies")
+                .and_then(|p| p.pointer("/retry/retried_liveaction_id"))
+                == Some(&json!(id))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_handled_again_emits_nothing_new() {
+    let (p, _dir) = platform(
+        &["scheduler", "actionrunner", "notifier"],
+        &[("policies/again.yaml", RETRY_ON_FAILURE)],
+        |_| {},
+    )
+    .await;
+    let ctx = p.ctx.clone();
+    let e = request(&ctx, "core.local", json!({"cmd": "false"})).await;
+    let done = wait_exec(&ctx, &e.id, Duration::from_secs(20), |e| e.notified).await;
+    assert_eq!(done.status, ExecutionStatus::Failed);
+    let instances = || async {
+        repo::<st2_core::model::TriggerInstance>(&*ctx.store)
+            .find(&Query::all().eq("payload.execution_id", e.id.as_str()))
+            .await
+            .expect("find")
+            .len()
+    };
+    assert_eq!(instances().await, 1, "one action trigger instance");
+    assert_eq!(retries_of(&ctx, &e.id).await.len(), 1, "one retry");
+
+    // A crash after the triggers and the retry but before the execution was marked notified,
+    // then the completion delivered again (twice): nothing is emitted a second time.
+    let mut unmark = JsonMap::new();
+    unmark.insert("notified".into(), json!(false));
+    ctx.store
+        .compare_and_set(
+            Collection::Executions,
+            &e.id,
+            "notified",
+            &[json!(true)],
+            unmark,
+        )
+        .await
+        .expect("cas")
+        .expect("was notified");
+    let again = get(&ctx, &e.id).await;
+    assert!(!again.notified);
+    let notifier = st2_core::services::notifier::Notifier::new(ctx.clone());
+    notifier.completed(&again).await.expect("first redelivery");
+    notifier.completed(&again).await.expect("second redelivery");
+    assert_eq!(instances().await, 1, "still one action trigger instance");
+    assert_eq!(retries_of(&ctx, &e.id).await.len(), 1, "still one retry");
+    assert!(get(&ctx, &e.id).await.notified, "marked once emitted");
+    p.shutdown().await;
+}

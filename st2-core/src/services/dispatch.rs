@@ -71,6 +71,38 @@ pub async fn dispatch_with(
     trace_tag: Option<String>,
     handoff: Handoff,
 ) -> Result<TriggerInstance, ServiceError> {
+    dispatch_as(ctx, None, trigger_ref, payload, trace_tag, handoff).await
+}
+
+/// [`dispatch_with`] under an id the caller derives from what caused it (see
+/// [`crate::model::derived_id`]), so that dispatching twice (a redelivered message, a consumer
+/// that crashed half-way) stores one instance: when the id is already stored, that instance is
+/// returned and nothing is written or published (one still `pending` is re-claimed at start-up
+/// like any instance stored but not handed on). Two concurrent calls may both write it, under
+/// the same id; the rules engine's claim processes it once.
+pub async fn dispatch_once(
+    ctx: &Ctx,
+    id: String,
+    trigger_ref: &str,
+    payload: Value,
+    trace_tag: Option<String>,
+    handoff: Handoff,
+) -> Result<TriggerInstance, ServiceError> {
+    if let Some(existing) = repo::<TriggerInstance>(&*ctx.store).get(&id).await? {
+        return Ok(existing);
+    }
+    dispatch_as(ctx, Some(id), trigger_ref, payload, trace_tag, handoff).await
+}
+
+/// Stores and publishes one instance, under `id` when given.
+async fn dispatch_as(
+    ctx: &Ctx,
+    id: Option<String>,
+    trigger_ref: &str,
+    payload: Value,
+    trace_tag: Option<String>,
+    handoff: Handoff,
+) -> Result<TriggerInstance, ServiceError> {
     if handoff == Handoff::Wait && ctx.deferred.is_over_high_water() {
         return Err(ServiceError::Busy(format!(
             "{} trigger instances are waiting for the rules engine; retry later",
@@ -117,8 +149,13 @@ pub async fn dispatch_with(
         tracing::debug!(trigger = %trigger.trigger_ref, outcome = r.outcome, step = r.step, reason = %r.reason, "trigger instance preprocessed");
     }
     let now = now_iso();
+    // A derived instance's own trace gets a derived id too, so a second write replaces it.
+    let trace_id = id
+        .as_deref()
+        .map(|i| crate::model::derived_id(i, "trace"))
+        .unwrap_or_default();
     let mut ti = TriggerInstance {
-        id: String::new(),
+        id: id.unwrap_or_default(),
         trigger: trigger.trigger_ref.clone(),
         payload,
         occurrence_time: now.clone(),
@@ -148,7 +185,7 @@ pub async fn dispatch_with(
             t
         }
         None => Trace {
-            id: String::new(),
+            id: trace_id,
             trace_tag: trace_tag.unwrap_or_else(|| format!("trigger_instance-{}", ti.id)),
             trigger_instances: vec![component],
             rules: Vec::new(),

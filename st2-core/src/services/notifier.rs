@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::executions::{self, ExecutionRequest};
 use super::{dispatch, Ctx, ServiceError};
 use crate::bus::Subscription;
-use crate::model::{Execution, ExecutionStatus, JsonMap, Notify, NotifySubSchema};
+use crate::model::{derived_id, Execution, ExecutionStatus, JsonMap, Notify, NotifySubSchema};
 use crate::template::RenderContext;
 
 /// Status routing keys of completed executions.
@@ -85,22 +85,12 @@ impl Notifier {
         }
     }
 
-    /// Emits the completion triggers of one execution, once.
+    /// Emits the completion triggers of one execution (and its retry), once in effect: each
+    /// trigger instance and the retry execution get ids derived from the execution, so a
+    /// delivery seen twice (a crash before the ack, a redelivery) stores nothing new. The
+    /// execution is marked `notified` after them, so a crash in between loses nothing.
     pub async fn completed(&self, exec: &Execution) -> Result<(), ServiceError> {
-        let mut patch = JsonMap::new();
-        patch.insert("notified".into(), json!(true));
-        let claimed = self
-            .ctx
-            .store
-            .compare_and_set_text(
-                crate::store::Collection::Executions,
-                &exec.id,
-                "notified",
-                &[Value::Null, json!(false)],
-                patch,
-            )
-            .await?;
-        if claimed.is_none() {
+        if exec.notified {
             return Ok(());
         }
         let action_ref = exec
@@ -138,8 +128,9 @@ impl Notifier {
             "parameters": params,
             "result": exec.result.clone().unwrap_or(Value::Null),
         });
-        if let Err(e) = dispatch::dispatch_with(
+        if let Err(e) = dispatch::dispatch_once(
             &self.ctx,
+            derived_id(&exec.id, "actiontrigger"),
             ACTION_TRIGGER,
             payload,
             trace_tag.clone(),
@@ -163,7 +154,21 @@ impl Notifier {
             self.notify(exec, &notify, &action_ref, &runner_ref, trace_tag)
                 .await?;
         }
-        self.retry(exec, &action_ref).await
+        self.retry(exec, &action_ref).await?;
+        let mut patch = JsonMap::new();
+        patch.insert("notified".into(), json!(true));
+        // `None`: a concurrent delivery marked it first; what it emitted had the same ids.
+        self.ctx
+            .store
+            .compare_and_set_text(
+                crate::store::Collection::Executions,
+                &exec.id,
+                "notified",
+                &[Value::Null, json!(false)],
+                patch,
+            )
+            .await?;
+        Ok(())
     }
 
     async fn notify(
@@ -183,7 +188,7 @@ impl Notifier {
             .with("action_parameters", Value::Object(exec.parameters.clone()))
             .with("action_results", exec.result.clone().unwrap_or(Value::Null))
             .with("action_context", Value::Object(exec.context.clone()));
-        for sub in subs {
+        for (n, sub) in subs.into_iter().enumerate() {
             let message = match &sub.message {
                 Some(m) => self
                     .ctx
@@ -196,7 +201,7 @@ impl Notifier {
                 Some(d) => self.ctx.engine.render_value(d, &ctx).unwrap_or(Value::Null),
                 None => json!({}),
             };
-            for route in &sub.routes {
+            for (r, route) in sub.routes.iter().enumerate() {
                 let payload = json!({
                     "execution_id": exec.id,
                     "status": exec.status.as_str(),
@@ -209,8 +214,9 @@ impl Notifier {
                     "message": message,
                     "data": data,
                 });
-                dispatch::dispatch_with(
+                dispatch::dispatch_once(
                     &self.ctx,
+                    derived_id(&exec.id, &format!("notify:{n}:{r}")),
                     NOTIFY_TRIGGER,
                     payload,
                     trace_tag.clone(),
@@ -284,7 +290,7 @@ impl Notifier {
             rule: exec.rule.clone(),
             delay: (delay > 0.0).then_some((delay * 1000.0) as u64),
         };
-        executions::request_with(&self.ctx, req, dispatch::Handoff::NoWait).await?;
+        executions::request_once(&self.ctx, derived_id(&exec.id, "retry"), req).await?;
         Ok(())
     }
 }
