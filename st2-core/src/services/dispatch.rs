@@ -94,8 +94,11 @@ pub async fn dispatch_once(
     dispatch_as(ctx, Some(id), trigger_ref, payload, trace_tag, handoff).await
 }
 
-/// Stores and publishes one instance, under `id` when given.
-async fn dispatch_as(
+/// Stores and publishes one instance, under `id` when given, without looking for it first:
+/// for a caller that knows it is the first to ask (a message delivered for the first time). A
+/// second write under the same id replaces the first (its trace too, whose id derives from
+/// it), and the rules engine's derived ids keep a second processing from acting twice.
+pub async fn dispatch_as(
     ctx: &Ctx,
     id: Option<String>,
     trigger_ref: &str,

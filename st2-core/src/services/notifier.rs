@@ -70,7 +70,7 @@ impl Notifier {
         // `st2.liveaction.status`), so the notifier's queue holds one message per execution,
         // not one per status change.
         let res = match executions::from_status_message(&self.ctx, d.message()).await {
-            Ok(Some(e)) if e.status.is_completed() => self.completed(&e).await,
+            Ok(Some(e)) if e.status.is_completed() => self.emit(&e, d.redelivered()).await,
             Ok(_) => Ok(()),
             Err(e) => Err(e),
         };
@@ -90,6 +90,14 @@ impl Notifier {
     /// delivery seen twice (a crash before the ack, a redelivery) stores nothing new. The
     /// execution is marked `notified` after them, so a crash in between loses nothing.
     pub async fn completed(&self, exec: &Execution) -> Result<(), ServiceError> {
+        self.emit(exec, true).await
+    }
+
+    /// [`Notifier::completed`]; `seen_before`: the completion may have been handled already (a
+    /// redelivered message), so the action trigger is looked for before it is written. A first
+    /// delivery skips that read; a duplicate publish then rewrites the same instance, which the
+    /// rules engine's derived ids make harmless.
+    async fn emit(&self, exec: &Execution, seen_before: bool) -> Result<(), ServiceError> {
         if exec.notified {
             return Ok(());
         }
@@ -128,16 +136,30 @@ impl Notifier {
             "parameters": params,
             "result": exec.result.clone().unwrap_or(Value::Null),
         });
-        if let Err(e) = dispatch::dispatch_once(
-            &self.ctx,
-            derived_id(&exec.id, "actiontrigger"),
-            ACTION_TRIGGER,
-            payload,
-            trace_tag.clone(),
-            dispatch::Handoff::NoWait,
-        )
-        .await
-        {
+        let trigger_id = derived_id(&exec.id, "actiontrigger");
+        let handoff = dispatch::Handoff::NoWait;
+        let dispatched = if seen_before {
+            dispatch::dispatch_once(
+                &self.ctx,
+                trigger_id,
+                ACTION_TRIGGER,
+                payload,
+                trace_tag.clone(),
+                handoff,
+            )
+            .await
+        } else {
+            dispatch::dispatch_as(
+                &self.ctx,
+                Some(trigger_id),
+                ACTION_TRIGGER,
+                payload,
+                trace_tag.clone(),
+                handoff,
+            )
+            .await
+        };
+        if let Err(e) = dispatched {
             match e {
                 ServiceError::NotFound { .. } => {
                     tracing::debug!("no action trigger type registered")
