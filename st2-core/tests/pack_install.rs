@@ -622,15 +622,9 @@ async fn installs_by_index_name() {
         "{err}"
     );
 
-    env.mgr.index = Some(
-        PackIndex::load_all(&[format!("file://{}", index_file.display())])
-            .await
-            .expect("index"),
-    );
-    assert_eq!(
-        env.mgr.index.as_ref().map(|i| i.search("greet").len()),
-        Some(1)
-    );
+    env.mgr.index_urls = vec![format!("file://{}", index_file.display())];
+    let index = PackIndex::load_all(&env.mgr.index_urls).await.ok();
+    assert_eq!(index.as_ref().map(|i| i.search("greet").len()), Some(1));
 
     // No pin: the index version's tag, not the newer default branch.
     let report = env.install("alpha", opts()).await.expect("install by name");

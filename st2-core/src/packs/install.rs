@@ -143,10 +143,8 @@ pub struct PackManager {
     pub store: Arc<dyn Store>,
     /// Pack directories; installs go to [`PackPaths::install_dir`].
     pub paths: PackPaths,
-    /// Index used to install packs by name. When `None`, [`PackManager::index_urls`] are loaded
-    /// the first time a name needs looking up; with neither, name specs are an error.
-    pub index: Option<PackIndex>,
-    /// Pack indexes (files or URLs) to load when a name is first looked up.
+    /// Pack indexes (files or URLs), loaded the first time a pack name needs looking up; with
+    /// none, name specs are an error.
     pub index_urls: Vec<String>,
     /// The index loaded from `index_urls` (or why it could not be), once looked up.
     loaded_index: tokio::sync::OnceCell<Result<PackIndex, String>>,
@@ -198,12 +196,11 @@ impl Drop for StagingDirs {
 type Pending = (String, usize, Option<usize>);
 
 impl PackManager {
-    /// A manager with no index, `python3` and [`STACKSTORM_COMPAT_VERSION`].
+    /// A manager with no pack index, `python3` and [`STACKSTORM_COMPAT_VERSION`].
     pub fn new(store: Arc<dyn Store>, paths: PackPaths) -> Self {
         Self {
             store,
             paths,
-            index: None,
             index_urls: Vec::new(),
             loaded_index: tokio::sync::OnceCell::new(),
             python: "python3".into(),
@@ -434,24 +431,21 @@ impl PackManager {
         let PackSource::Index { name } = &spec.source else {
             return Ok((spec.source.clone(), named(&spec.version)));
         };
-        let index = match &self.index {
-            Some(index) => index,
-            None if self.index_urls.is_empty() => {
-                return Err(PackError::Install(format!(
-                    "cannot look up \"{name}\": no pack index is configured (use a git URL or file:///path)"
-                )))
-            }
-            None => self
-                .loaded_index
-                .get_or_init(|| async {
-                    PackIndex::load_all(&self.index_urls)
-                        .await
-                        .map_err(|e| e.to_string())
-                })
-                .await
-                .as_ref()
-                .map_err(|e| PackError::Install(format!("cannot look up \"{name}\": {e}")))?,
-        };
+        if self.index_urls.is_empty() {
+            return Err(PackError::Install(format!(
+                "cannot look up \"{name}\": no pack index is configured (use a git URL or file:///path)"
+            )));
+        }
+        let index = self
+            .loaded_index
+            .get_or_init(|| async {
+                PackIndex::load_all(&self.index_urls)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .as_ref()
+            .map_err(|e| PackError::Install(format!("cannot look up \"{name}\": {e}")))?;
         let Some(entry) = index.get(name) else {
             return Err(PackError::Install(format!(
                 "no record of the \"{name}\" pack in the index"

@@ -107,17 +107,14 @@ async fn request_children(
     if requests.is_empty() {
         return;
     }
-    let keys: Vec<(String, usize, Option<usize>)> = requests
-        .iter()
-        .map(|(task, instance, item, ..)| (task.clone(), *instance, *item))
-        .collect();
     let results = futures_util::future::join_all(requests.into_iter().map(
         |(task, instance, item, retry, action, input)| async move {
-            request_child(ctx, doc, &task, instance, item, retry, &action, input).await
+            let res = request_child(ctx, doc, &task, instance, item, retry, &action, input).await;
+            (task, instance, item, res)
         },
     ))
     .await;
-    for ((task, instance, item), res) in keys.into_iter().zip(results) {
+    for (task, instance, item, res) in results {
         match res {
             Ok(id) => children.push(id),
             Err(e) => {

@@ -87,7 +87,7 @@ pub async fn control(ctx: &Ctx, exec: &Execution) -> Result<(), ServiceError> {
     // The machine may already be where the request leads (nothing active to wait for, or
     // running again): mirror it on the parent.
     let s = slot(&doc.id);
-    let guard = s.lock().await;
+    let guard = s.live.lock().await;
     let status = guard.as_ref().map(|l| l.wf.state.header.status);
     let finished = guard.as_ref().is_none_or(|l| l.wf.state.header.finished);
     drop(guard);

@@ -43,7 +43,7 @@ pub(super) async fn recover_one(
     parent: &Execution,
 ) -> Result<(), ServiceError> {
     let s = slot(wf_id);
-    let mut guard = s.lock().await;
+    let mut guard = s.live.lock().await;
     *guard = None;
     if !refresh(ctx, wf_id, &mut guard).await? {
         return Ok(());

@@ -137,7 +137,7 @@ pub async fn start(ctx: &Ctx, exec: &Execution) -> Result<(), ServiceError> {
         arm_timeout(ctx, &wf_id, t.saturating_mul(1000));
     }
     let s = slot(&wf_id);
-    let mut guard = s.lock().await;
+    let mut guard = s.live.lock().await;
     *guard = Some(Live {
         version: 0,
         wf,

@@ -2,7 +2,6 @@
 //! the store, compare-and-set commits of the header and writes of the changed records.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use serde_json::{json, Value};
@@ -25,7 +24,17 @@ pub(super) struct Live {
     pub(super) doc: WorkflowDoc,
 }
 
-pub(super) type Slot = Arc<tokio::sync::Mutex<Option<Live>>>;
+/// One workflow's place in this process: its lock with the cached state, and the events
+/// waiting for that lock (see [`process`]).
+#[derive(Default)]
+pub(super) struct SlotState {
+    /// The lock; holds the workflow in memory.
+    pub(super) live: tokio::sync::Mutex<Option<Live>>,
+    /// Events waiting for the lock, applied together by its next holder.
+    queued: Mutex<Vec<Queued>>,
+}
+
+pub(super) type Slot = Arc<SlotState>;
 
 /// Per-workflow locks (and cached state) of this process.
 static LOCKS: LazyLock<Mutex<HashMap<String, Slot>>> = LazyLock::new(Default::default);
@@ -267,16 +276,9 @@ pub(super) async fn step(
 
 /// An event waiting for its workflow's lock, and where to tell how it went.
 struct Queued {
-    ticket: u64,
     decide: Box<Decide>,
     done: tokio::sync::oneshot::Sender<Result<(), String>>,
 }
-
-/// Events waiting for their workflow's lock, by workflow id.
-static QUEUED: LazyLock<Mutex<HashMap<String, Vec<Queued>>>> = LazyLock::new(Default::default);
-
-/// Numbers the queued events.
-static TICKETS: AtomicU64 = AtomicU64::new(0);
 
 /// Applies `first` and the events the commands lead to, under the workflow's lock.
 ///
@@ -289,25 +291,17 @@ pub(super) async fn process(
     wf_id: &str,
     first: Box<Decide>,
 ) -> Result<(), ServiceError> {
-    let ticket = TICKETS.fetch_add(1, Ordering::Relaxed);
     let (done, outcome) = tokio::sync::oneshot::channel();
-    QUEUED
+    let s = slot(wf_id);
+    s.queued
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .entry(wf_id.to_string())
-        .or_default()
         .push(Queued {
-            ticket,
             decide: first,
             done,
         });
-    let s = slot(wf_id);
-    let mut guard = s.lock().await;
-    let batch = QUEUED
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(wf_id)
-        .unwrap_or_default();
+    let mut guard = s.live.lock().await;
+    let batch = std::mem::take(&mut *s.queued.lock().unwrap_or_else(|p| p.into_inner()));
     if batch.is_empty() {
         // An earlier holder of the lock took this event with its batch.
         drop(guard);
@@ -325,8 +319,9 @@ pub(super) async fn process(
     let res = apply_batch(ctx, wf_id, &mut guard, &decides).await;
     drop(decides);
     drop(guard);
+    // Our own event is in the batch too; its receiver is simply not read.
     let shared = res.as_ref().map(|_| ()).map_err(ToString::to_string);
-    for q in batch.into_iter().filter(|q| q.ticket != ticket) {
+    for q in batch {
         let _ = q.done.send(shared.clone());
     }
     res
@@ -397,7 +392,7 @@ mod tests {
         let wf_id = doc.id.clone();
 
         let s = slot(&wf_id);
-        let held = s.lock().await;
+        let held = s.live.lock().await;
         let mut waiting = Vec::new();
         for item in 0..3 {
             let (ctx, wf_id) = (ctx.clone(), wf_id.clone());
@@ -412,13 +407,7 @@ mod tests {
             }));
         }
         // All three wait behind the lock before it is let go.
-        while QUEUED
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&wf_id)
-            .map_or(0, Vec::len)
-            < 3
-        {
+        while s.queued.lock().unwrap_or_else(|p| p.into_inner()).len() < 3 {
             tokio::task::yield_now().await;
         }
         drop(held);
