@@ -94,7 +94,7 @@ impl Notifier {
     }
 
     /// [`Notifier::completed`]; `seen_before`: the completion may have been handled already (a
-    /// redelivered message), so the action trigger is looked for before it is written. A first
+    /// redelivered message), so each trigger instance is looked for before it is written. A first
     /// delivery skips that read; a duplicate publish then rewrites the same instance, which the
     /// rules engine's derived ids make harmless.
     async fn emit(&self, exec: &Execution, seen_before: bool) -> Result<(), ServiceError> {
@@ -136,29 +136,15 @@ impl Notifier {
             "parameters": params,
             "result": exec.result.clone().unwrap_or(Value::Null),
         });
-        let trigger_id = derived_id(&exec.id, "actiontrigger");
-        let handoff = dispatch::Handoff::NoWait;
-        let dispatched = if seen_before {
-            dispatch::dispatch_once(
-                &self.ctx,
-                trigger_id,
+        let dispatched = self
+            .trigger(
+                derived_id(&exec.id, "actiontrigger"),
                 ACTION_TRIGGER,
                 payload,
                 trace_tag.clone(),
-                handoff,
+                seen_before,
             )
-            .await
-        } else {
-            dispatch::dispatch_as(
-                &self.ctx,
-                Some(trigger_id),
-                ACTION_TRIGGER,
-                payload,
-                trace_tag.clone(),
-                handoff,
-            )
-            .await
-        };
+            .await;
         if let Err(e) = dispatched {
             match e {
                 ServiceError::NotFound { .. } => {
@@ -173,8 +159,15 @@ impl Notifier {
             .cloned()
             .and_then(|n| serde_json::from_value::<Notify>(n).ok())
         {
-            self.notify(exec, &notify, &action_ref, &runner_ref, trace_tag)
-                .await?;
+            self.notify(
+                exec,
+                &notify,
+                &action_ref,
+                &runner_ref,
+                trace_tag,
+                seen_before,
+            )
+            .await?;
         }
         self.retry(exec, &action_ref).await?;
         let mut patch = JsonMap::new();
@@ -200,6 +193,7 @@ impl Notifier {
         action_ref: &str,
         runner_ref: &str,
         trace_tag: Option<String>,
+        seen_before: bool,
     ) -> Result<(), ServiceError> {
         let mut subs: Vec<&NotifySubSchema> = notify.on_complete.iter().collect();
         match exec.status {
@@ -236,18 +230,43 @@ impl Notifier {
                     "message": message,
                     "data": data,
                 });
-                dispatch::dispatch_once(
-                    &self.ctx,
+                self.trigger(
                     derived_id(&exec.id, &format!("notify:{n}:{r}")),
                     NOTIFY_TRIGGER,
                     payload,
                     trace_tag.clone(),
-                    dispatch::Handoff::NoWait,
+                    seen_before,
                 )
                 .await?;
             }
         }
         Ok(())
+    }
+
+    /// Dispatches one of a completion's triggers under its derived `id`, looking for it first
+    /// only when the completion may have been handled before (see [`Notifier::emit`]).
+    async fn trigger(
+        &self,
+        id: String,
+        trigger_ref: &str,
+        payload: Value,
+        trace_tag: Option<String>,
+        seen_before: bool,
+    ) -> Result<crate::model::TriggerInstance, ServiceError> {
+        let handoff = dispatch::Handoff::NoWait;
+        if seen_before {
+            dispatch::dispatch_once(&self.ctx, id, trigger_ref, payload, trace_tag, handoff).await
+        } else {
+            dispatch::dispatch_as(
+                &self.ctx,
+                Some(id),
+                trigger_ref,
+                payload,
+                trace_tag,
+                handoff,
+            )
+            .await
+        }
     }
 
     /// StackStorm's `action.retry`: re-run as a new execution, with `context.policies.retry`.
