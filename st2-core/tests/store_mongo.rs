@@ -211,6 +211,101 @@ async fn cas_across_two_handles_has_one_winner() {
     drop_db(&a).await;
 }
 
+/// Every write stamps a fresh revision; a compare-and-set updates the revision it read, reads
+/// again when another write came in between, and takes up documents written without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn compare_and_set_updates_the_revision_it_read() {
+    let db = db_name("rev", 0);
+    let store = open(&db).await;
+    let coll = Collection::Executions;
+    store
+        .put(coll, json!({"id": "e1", "status": "requested"}))
+        .await
+        .expect("put");
+    let first = raw(&store, coll, "e1")
+        .await
+        .get_i64("_rev")
+        .expect("a put stamps _rev");
+    assert!(
+        store
+            .compare_and_set(
+                coll,
+                "e1",
+                "status",
+                &[json!("running")],
+                patch(json!({"x": 1}))
+            )
+            .await
+            .expect("cas")
+            .is_none(),
+        "the field does not match"
+    );
+    assert_eq!(
+        raw(&store, coll, "e1").await.get_i64("_rev").ok(),
+        Some(first)
+    );
+
+    // Writers of other fields race each compare-and-set: every one still lands, on the
+    // document as the writes before it left it.
+    let store = Arc::new(store);
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let s = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            s.compare_and_set(
+                coll,
+                "e1",
+                "status",
+                &[json!("requested")],
+                patch(json!({format!("f{i}"): i})),
+            )
+            .await
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        let after = t
+            .await
+            .expect("join")
+            .expect("cas")
+            .expect("status still matches");
+        assert_eq!(after[format!("f{i}")], json!(i), "{after}");
+    }
+    let stored = store.get(coll, "e1").await.expect("get").expect("exists");
+    for i in 0..24 {
+        assert_eq!(stored[format!("f{i}")], json!(i), "lost f{i}: {stored}");
+    }
+    assert!(
+        stored.get("_rev").is_none(),
+        "the stamp never reaches the caller"
+    );
+    assert_ne!(
+        raw(&store, coll, "e1").await.get_i64("_rev").ok(),
+        Some(first)
+    );
+
+    // A document written without a revision (by an older version) is taken up.
+    store
+        .database()
+        .collection::<Document>(coll.name())
+        .insert_one(doc! {"_id": "old", "id": "old", "status": "requested"})
+        .await
+        .expect("raw insert");
+    let after = store
+        .compare_and_set(
+            coll,
+            "old",
+            "status",
+            &[json!("requested")],
+            patch(json!({"status": "scheduled"})),
+        )
+        .await
+        .expect("cas")
+        .expect("matches");
+    assert_eq!(after["status"], "scheduled");
+    assert!(raw(&store, coll, "old").await.get_i64("_rev").is_ok());
+    drop_db(&store).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_megabyte_result_round_trips() {
     let db = db_name("big", 0);

@@ -13,6 +13,7 @@ use mongodb::bson::{doc, Bson, Document};
 use serde_json::Value;
 
 use super::codec::{path, to_bson};
+use super::REVISION;
 use crate::store::{Filter, Query};
 
 /// A filter no document matches.
@@ -150,11 +151,36 @@ pub fn filter(query: &Query) -> Document {
     )
 }
 
-/// The filter `field equals one of expected` on the document with this id (compare-and-set).
-pub fn cas_filter(id: &str, field: &str, expected: &[Value]) -> Document {
-    // `_id` at the top level, where every server's planner sees a point lookup (a MongoDB-wire
-    // server scanned the whole collection for `_id` nested in an `$and`).
-    doc! {"_id": id, "$and": [is_in(field, expected)]}
+/// The filter `field equals one of expected` on the document with this id (compare-and-set),
+/// and, with `rev`, on that revision of it (`None`: a document written without one).
+///
+/// Every condition is a top-level field when it can be: a MongoDB-wire server's planner sees a
+/// point lookup on `_id` then, where it scanned the whole collection for a filter with an
+/// `$and` beside `_id`. A top-level field compared with scalars needs no `$and`: its "not an
+/// array" guard goes on the same field.
+pub fn cas_filter(id: &str, rev: Option<Option<i64>>, field: &str, expected: &[Value]) -> Document {
+    let mut out = doc! {"_id": id};
+    match rev {
+        Some(Some(r)) => {
+            out.insert(REVISION, r);
+        }
+        Some(None) => {
+            out.insert(REVISION, doc! {"$exists": false});
+        }
+        None => {}
+    }
+    let p = path(field);
+    let scalars = !expected.is_empty()
+        && expected
+            .iter()
+            .all(|v| matches!(v, Value::Bool(_) | Value::Number(_) | Value::String(_)));
+    if scalars && p != "_id" && p != REVISION && !p.contains('.') {
+        let values: Vec<Bson> = expected.iter().map(to_bson).collect();
+        out.insert(p, doc! {"$in": values, "$not": {"$type": "array"}});
+    } else {
+        out.insert("$and", vec![is_in(field, expected)]);
+    }
+    out
 }
 
 /// The sort document of a query: its field, ties broken by id in the same direction.
@@ -191,5 +217,18 @@ mod tests {
         assert_eq!(eq("id", &Value::from(1)), nothing());
         let q = Query::all().is_in("id", vec![Value::from("a"), Value::from(1)]);
         assert_eq!(filter(&q), doc! {"_id": {"$in": ["a"]}});
+    }
+
+    #[test]
+    fn cas_filters_stay_top_level_for_scalars() {
+        let f = cas_filter("x", Some(Some(7)), "status", &[Value::from("a")]);
+        assert_eq!(
+            f,
+            doc! {"_id": "x", "_rev": 7_i64, "status": {"$in": ["a"], "$not": {"$type": "array"}}}
+        );
+        let f = cas_filter("x", Some(None), "status", &[Value::Null]);
+        assert_eq!(f.get_document("_rev").ok(), Some(&doc! {"$exists": false}));
+        assert!(f.contains_key("$and"), "null needs the general form: {f}");
+        assert!(!cas_filter("x", None, "status", &[Value::from(1)]).contains_key("_rev"));
     }
 }

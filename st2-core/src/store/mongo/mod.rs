@@ -4,7 +4,7 @@
 //! - one collection per [`Collection`] (same names as the embedded tables); a document is the
 //!   JSON document converted to BSON in its field order (see [`codec`] for numbers and the
 //!   escaping of field names), plus the backend's own top-level fields: `_id` (the document's
-//!   `id`, which stays in the document too), `_chunked` and `_expire_at`. These never reach the
+//!   `id`, which stays in the document too), `_rev`, `_chunked` and `_expire_at`. These never reach the
 //!   caller;
 //! - an index per [`Collection::indexed_fields`], and a TTL index on `_expire_at` for tokens
 //!   (`expiry`) and key-value pairs (`expire_timestamp`), so MongoDB deletes them when they
@@ -23,8 +23,13 @@
 //! first, then runs the batch in a multi-document transaction when the server supports them
 //! (a replica set or mongos; retried on transient errors). On a standalone server it falls back
 //! to ordered writes: an invalid batch still writes nothing, but a failure of the server in the
-//! middle of a batch can leave its first writes applied. [`Store::compare_and_set`] is one
-//! `find_one_and_update` whose filter holds the expected values.
+//! middle of a batch can leave its first writes applied. Every document carries a revision stamp
+//! (`_rev`, fresh on each write): [`Store::compare_and_set`] reads the document, then updates
+//! that revision if its field holds an expected value, reading again when someone else wrote
+//! in between. The pre-image comes from the read, not from a `findAndModify`: a MongoDB-wire
+//! test server scanned the whole collection for each of those, and on MongoDB itself the read
+//! is a primary-key lookup. For the same reason a put or delete of a document that names no
+//! chunks is a plain `replace_one`/`delete_one`; only one that does reads what it replaces.
 
 mod codec;
 mod filter;
@@ -59,6 +64,26 @@ const CHUNK_SIZE: usize = 4 << 20;
 
 /// How many times a batch is retried after a transient transaction error (write conflict).
 const TXN_ATTEMPTS: u32 = 10;
+
+/// The backend's revision stamp of a document: a fresh random number on every write, so a
+/// compare-and-set can update "the document exactly as it read it".
+pub(crate) const REVISION: &str = "_rev";
+
+/// How many times a compare-and-set re-reads a document that others keep changing.
+const CAS_ATTEMPTS: u32 = 1_000;
+
+/// A fresh revision stamp.
+fn revision() -> i64 {
+    // 63 random bits: never negative, so it reads back as the same BSON int64.
+    (uuid::Uuid::new_v4().as_u64_pair().0 >> 1) as i64
+}
+
+/// A filter on this id when the document names no chunks: a write with it needs no pre-image
+/// to clean up after (a MongoDB-wire test server scanned its collection for every
+/// `findAndModify`; this filter is a point lookup everywhere).
+fn unchunked(id: &str) -> Document {
+    doc! {"_id": id, "_chunked": {"$exists": false}}
+}
 
 /// The MongoDB store. Cloning is cheap: clones share the driver's connection pool.
 #[derive(Clone, Debug)]
@@ -332,7 +357,7 @@ impl MongoStore {
                     .as_deref()
                     .map(|g| enc.chunk_docs(&id, g))
                     .unwrap_or_default();
-                let mut stored = doc! {"_id": id.as_str()};
+                let mut stored = doc! {"_id": id.as_str(), REVISION: revision()};
                 if let Some(g) = &gen {
                     let map: Document = enc
                         .chunked
@@ -447,6 +472,61 @@ impl MongoStore {
         }
     }
 
+    /// Applies `$set`/`$unset` to the document if its `field` is one of `expected`, as one
+    /// update of the revision it read: returns that revision (the pre-image), or `None` when the
+    /// document is missing or the field does not match. A document changed between the read and
+    /// the update is read again.
+    #[allow(clippy::too_many_arguments)]
+    async fn update_revision(
+        &self,
+        collection: Collection,
+        id: &str,
+        field: &str,
+        expected: &[Value],
+        mut set: Document,
+        unset: Document,
+        what: &str,
+    ) -> Result<Option<Document>> {
+        let target = self.coll(collection);
+        let read = || async {
+            target
+                .find_one(doc! {"_id": id})
+                .await
+                .map_err(backend(what))
+        };
+        let mut current = read().await?;
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(before) = current else {
+                return Ok(None);
+            };
+            let rev = before.get_i64(REVISION).ok();
+            set.insert(REVISION, revision());
+            let mut update = doc! {"$set": set.clone()};
+            if !unset.is_empty() {
+                update.insert("$unset", unset.clone());
+            }
+            let cond = filter::cas_filter(id, Some(rev), field, expected);
+            let done = target
+                .update_one(cond, update)
+                .await
+                .map_err(backend(what))?;
+            if done.matched_count == 1 {
+                return Ok(Some(before));
+            }
+            current = read().await?;
+            // The same revision: nothing changed, so the field did not match.
+            if current
+                .as_ref()
+                .is_some_and(|d| d.get_i64(REVISION).ok() == rev)
+            {
+                return Ok(None);
+            }
+        }
+        Err(StoreError::Backend(format!(
+            "{what}: the document kept changing ({CAS_ATTEMPTS} attempts)"
+        )))
+    }
+
     /// Runs the writes in order (inside `session`'s transaction when given); returns the chunk
     /// generations of the documents replaced or deleted.
     async fn run_ops(
@@ -456,33 +536,70 @@ impl MongoStore {
     ) -> std::result::Result<Vec<(Collection, String, Option<String>)>, MongoError> {
         let mut stale = Vec::new();
         for op in ops {
-            let (collection, old) = match op {
-                Op::Put {
-                    collection,
-                    id,
-                    doc,
-                    ..
-                } => {
-                    let target = self.coll(*collection);
-                    let mut act = target
-                        .find_one_and_replace(doc! {"_id": id.as_str()}, doc)
-                        .upsert(true)
-                        .return_document(ReturnDocument::Before)
-                        .projection(doc! {"_chunked": 1});
-                    if let Some(s) = session.as_deref_mut() {
-                        act = act.session(s);
+            let (collection, id) = match op {
+                Op::Put { collection, id, .. } | Op::Delete { collection, id } => (*collection, id),
+            };
+            let target = self.coll(collection);
+            let old = match session.as_deref_mut() {
+                // Most documents name no chunks: write those without reading what they replace.
+                // A put answered "duplicate key" met a document that names chunks (or lost an
+                // insert race); a delete that deleted nothing met one or none: both go on to the
+                // statement that returns what it replaced.
+                None => {
+                    let done = match op {
+                        Op::Put { doc, .. } => {
+                            match target.replace_one(unchunked(id), doc).upsert(true).await {
+                                Ok(_) => true,
+                                Err(e) if is_duplicate_key(&e) => false,
+                                Err(e) => return Err(e),
+                            }
+                        }
+                        Op::Delete { .. } => {
+                            target.delete_one(unchunked(id)).await?.deleted_count == 1
+                        }
+                    };
+                    if done {
+                        continue;
                     }
-                    (*collection, act.await?)
+                    match op {
+                        Op::Put { doc, .. } => {
+                            target
+                                .find_one_and_replace(doc! {"_id": id.as_str()}, doc)
+                                .upsert(true)
+                                .return_document(ReturnDocument::Before)
+                                .projection(doc! {"_chunked": 1})
+                                .await?
+                        }
+                        Op::Delete { .. } => {
+                            target
+                                .find_one_and_delete(doc! {"_id": id.as_str()})
+                                .projection(doc! {"_chunked": 1})
+                                .await?
+                        }
+                    }
                 }
-                Op::Delete { collection, id } => {
-                    let target = self.coll(*collection);
-                    let mut act = target
-                        .find_one_and_delete(doc! {"_id": id.as_str()})
-                        .projection(doc! {"_chunked": 1});
-                    if let Some(s) = session.as_deref_mut() {
-                        act = act.session(s);
+                // In a transaction: read the chunk map, then write; a concurrent writer makes
+                // the transaction conflict and retry, so the read stays exact.
+                Some(s) => {
+                    let by_id = doc! {"_id": id.as_str()};
+                    let old = target
+                        .find_one(by_id.clone())
+                        .projection(doc! {"_chunked": 1})
+                        .session(&mut *s)
+                        .await?;
+                    match op {
+                        Op::Put { doc, .. } => {
+                            target
+                                .replace_one(by_id, doc)
+                                .upsert(true)
+                                .session(s)
+                                .await?;
+                        }
+                        Op::Delete { .. } => {
+                            target.delete_one(by_id).session(s).await?;
+                        }
                     }
-                    (*collection, act.await?)
+                    old
                 }
             };
             if let Some(old) = old {
@@ -685,11 +802,10 @@ impl Store for MongoStore {
             return Ok(None);
         }
         let what = format!("compare-and-set on {collection:?} document {id:?}");
-        let cond = filter::cas_filter(id, field, expected);
         if patch.is_empty() {
             let found = self
                 .coll(collection)
-                .find_one(cond)
+                .find_one(filter::cas_filter(id, None, field, expected))
                 .await
                 .map_err(backend(&what))?;
             return match found {
@@ -734,16 +850,9 @@ impl Store for MongoStore {
                 }
             }
         }
-        let mut update = doc! {"$set": set};
-        if !unset.is_empty() {
-            update.insert("$unset", unset);
-        }
         let before = self
-            .coll(collection)
-            .find_one_and_update(cond, update)
-            .return_document(ReturnDocument::Before)
-            .await
-            .map_err(backend(&what));
+            .update_revision(collection, id, field, expected, set, unset, &what)
+            .await;
         let before = match before {
             Ok(Some(b)) => b,
             other => {
@@ -767,13 +876,23 @@ impl Store for MongoStore {
     }
 
     /// Deletes in one statement, so "existed" is exact even under concurrent deletes.
+    /// (A document named by chunks goes through a second statement that returns them.)
     async fn delete(&self, collection: Collection, id: &str) -> Result<bool> {
-        let old = self
-            .coll(collection)
+        let what = || format!("cannot delete {collection:?} {id:?}");
+        let target = self.coll(collection);
+        // A document that names no chunks leaves nothing to clean up after.
+        let plain = target
+            .delete_one(unchunked(id))
+            .await
+            .map_err(backend(what()))?;
+        if plain.deleted_count == 1 {
+            return Ok(true);
+        }
+        let old = target
             .find_one_and_delete(doc! {"_id": id})
             .projection(doc! {"_chunked": 1})
             .await
-            .map_err(backend(format!("cannot delete {collection:?} {id:?}")))?;
+            .map_err(backend(what()))?;
         let Some(old) = old else { return Ok(false) };
         let mut gens: Vec<String> = generations(&old).into_iter().map(|g| g.1).collect();
         gens.sort();
