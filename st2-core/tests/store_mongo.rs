@@ -306,6 +306,57 @@ async fn compare_and_set_updates_the_revision_it_read() {
     drop_db(&store).await;
 }
 
+/// Batches replace and delete documents that name chunks, with and without transactions: the
+/// chunks they named are gone after, and the new values read back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batches_over_chunked_documents_drop_their_chunks() {
+    use st2_core::store::Write;
+    for (n, transactions) in [(0, true), (1, false)] {
+        let db = db_name("batchchunks", n);
+        let store = open(&db)
+            .await
+            .with_chunk_threshold(1024)
+            .with_transactions(transactions);
+        let coll = Collection::Executions;
+        let put = |id: &str, size: usize| Write::Put {
+            collection: coll,
+            doc: json!({"id": id, "status": "succeeded", "result": "r".repeat(size)}),
+        };
+        store
+            .apply(vec![put("a", 4096), put("b", 4096)])
+            .await
+            .expect("big batch");
+        assert!(
+            chunk_count(&store, coll).await > 0,
+            "the large values are in chunks"
+        );
+        // A batch meeting a document that names chunks (and one that does not exist yet).
+        store
+            .apply(vec![put("c", 10), put("a", 10)])
+            .await
+            .expect("small over big");
+        let a = store.get(coll, "a").await.expect("get").expect("a");
+        assert_eq!(a["result"], json!("r".repeat(10)));
+        store
+            .apply(vec![
+                put("d", 10),
+                Write::Delete {
+                    collection: coll,
+                    id: "b".into(),
+                },
+            ])
+            .await
+            .expect("delete in a batch");
+        assert!(store.get(coll, "b").await.expect("get").is_none());
+        assert_eq!(
+            chunk_count(&store, coll).await,
+            0,
+            "no chunk outlives its document (transactions {transactions})"
+        );
+        drop_db(&store).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_megabyte_result_round_trips() {
     let db = db_name("big", 0);

@@ -175,7 +175,7 @@ impl Notifier {
         // `None`: a concurrent delivery marked it first; what it emitted had the same ids.
         self.ctx
             .store
-            .compare_and_set_text(
+            .set_if(
                 crate::store::Collection::Executions,
                 &exec.id,
                 "notified",

@@ -179,7 +179,7 @@ impl RulesEngine {
             patch.insert("status".into(), json!("processed"));
             self.ctx
                 .store
-                .compare_and_set_text(TI, &ti.id, "status", &pending, patch)
+                .set_if(TI, &ti.id, "status", &pending, patch)
                 .await?;
             return Ok(());
         }
@@ -190,9 +190,7 @@ impl RulesEngine {
         // enforcements have ids derived from the instance and the rule, so it creates none twice.
         // The trace (for its tag) is read while the claim is written.
         let (claimed, trace) = tokio::join!(
-            self.ctx
-                .store
-                .compare_and_set_text(TI, &ti.id, "status", &pending, patch),
+            self.ctx.store.set_if(TI, &ti.id, "status", &pending, patch),
             async {
                 match &trace_id {
                     Some(id) => repo::<Trace>(&*self.ctx.store).get(id).await,
@@ -200,7 +198,7 @@ impl RulesEngine {
                 }
             }
         );
-        if claimed?.is_none() {
+        if !claimed? {
             return Ok(()); // already processed
         }
         let outcome = self
@@ -217,7 +215,7 @@ impl RulesEngine {
         );
         self.ctx
             .store
-            .compare_and_set_text(TI, &ti.id, "status", &[json!("processing")], patch)
+            .set_if(TI, &ti.id, "status", &[json!("processing")], patch)
             .await?;
         outcome
     }

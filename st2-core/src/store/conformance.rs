@@ -58,6 +58,7 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("compare_and_set_race", |s| {
         Box::pin(compare_and_set_race(s))
     }),
+    ("set_if_basics", |s| Box::pin(set_if_basics(s))),
     ("insert_new_race", |s| Box::pin(insert_new_race(s))),
 ];
 
@@ -1390,6 +1391,113 @@ pub async fn compare_and_set_basics(store: Arc<dyn Store>) {
     assert_eq!(got.expect("cas"), None, "taken lease");
     let got = s.get(coll, "free").await.expect("get").expect("exists");
     assert_eq!(got["lease_owner"], "a");
+}
+
+/// [`Store::set_if`] agrees with [`Store::compare_and_set`]: merges on a match (a field in
+/// chunks or not, a missing field as null), changes nothing otherwise, creates nothing; of
+/// racing callers exactly one wins.
+pub async fn set_if_basics(store: Arc<dyn Store>) {
+    let s = &*store;
+    let coll = Collection::Executions;
+    save(s, execution("ex", ExecutionStatus::Requested)).await;
+    let p = patch(json!({"status": "scheduled", "lease_owner": "w1"}));
+    assert!(s
+        .set_if(
+            coll,
+            "ex",
+            "status",
+            &[json!("delayed"), json!("requested")],
+            p
+        )
+        .await
+        .expect("set_if"));
+    let doc = s.get(coll, "ex").await.expect("get").expect("exists");
+    assert_eq!(
+        (doc["status"].clone(), doc["lease_owner"].clone()),
+        (json!("scheduled"), json!("w1"))
+    );
+    assert_eq!(
+        doc["parameters"],
+        json!({"cmd": "date"}),
+        "untouched fields are kept"
+    );
+
+    let p = patch(json!({"status": "running"}));
+    assert!(!s
+        .set_if(coll, "ex", "status", &[json!("requested")], p)
+        .await
+        .expect("set_if"));
+    assert_eq!(
+        s.get(coll, "ex").await.expect("get"),
+        Some(doc),
+        "a mismatch changes nothing"
+    );
+    let p = patch(json!({"status": "running"}));
+    assert!(!s
+        .set_if(coll, "nope", "status", &[json!("requested")], p)
+        .await
+        .expect("set_if"));
+    assert!(
+        s.get(coll, "nope").await.expect("get").is_none(),
+        "set_if creates nothing"
+    );
+    let p = patch(json!({"status": "running"}));
+    assert!(!s
+        .set_if(coll, "ex", "status", &[], p)
+        .await
+        .expect("set_if"));
+
+    // A large value, then a small one in its place (a backend that chunks must let go of it).
+    let big = json!({"stdout": "x".repeat(3 << 20)});
+    let p = patch(json!({"result": big}));
+    assert!(s
+        .set_if(coll, "ex", "status", &[json!("scheduled")], p)
+        .await
+        .expect("set_if"));
+    assert_eq!(
+        s.get(coll, "ex").await.expect("get").expect("exists")["result"],
+        big
+    );
+    let p = patch(json!({"result": {"ok": true}, "status": "running"}));
+    assert!(s
+        .set_if(coll, "ex", "status", &[json!("scheduled")], p)
+        .await
+        .expect("set_if"));
+    let doc = s.get(coll, "ex").await.expect("get").expect("exists");
+    assert_eq!(
+        (doc["result"].clone(), doc["status"].clone()),
+        (json!({"ok": true}), json!("running"))
+    );
+
+    // A missing field equals null.
+    save(s, execution("free", ExecutionStatus::Scheduled)).await;
+    let take = |owner: &str| patch(json!({"lease_owner": owner}));
+    assert!(s
+        .set_if(coll, "free", "lease_owner", &[Value::Null], take("a"))
+        .await
+        .expect("set_if"));
+    assert!(!s
+        .set_if(coll, "free", "lease_owner", &[Value::Null], take("b"))
+        .await
+        .expect("set_if"));
+
+    // Racing callers: one winner.
+    save(s, execution("race", ExecutionStatus::Requested)).await;
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let st = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let p = patch(json!({"status": "scheduled", "lease_owner": format!("w{i}")}));
+            st.set_if(coll, "race", "status", &[json!("requested")], p)
+                .await
+                .expect("set_if")
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        wins += usize::from(t.await.expect("join"));
+    }
+    assert_eq!(wins, 1, "exactly one racing set_if wins");
 }
 
 /// 32 tasks race one execution from `requested` to `scheduled`: exactly one wins.

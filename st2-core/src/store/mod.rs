@@ -93,6 +93,22 @@ pub trait Store: Send + Sync + 'static {
             .map(|doc| doc.to_string()))
     }
 
+    /// [`Store::compare_and_set`] for callers that only need to know whether they won: `true`
+    /// when the patch was merged. A backend may skip reading the document.
+    async fn set_if(
+        &self,
+        collection: Collection,
+        id: &str,
+        field: &str,
+        expected: &[Value],
+        patch: JsonMap,
+    ) -> Result<bool> {
+        Ok(self
+            .compare_and_set_text(collection, id, field, expected, patch)
+            .await?
+            .is_some())
+    }
+
     /// Inserts `doc` only if no document with its `id` exists, atomically: of two racing
     /// inserts of the same id exactly one returns `true`. A document that exists is left as is.
     async fn insert_new(&self, collection: Collection, doc: Value) -> Result<bool>;
