@@ -31,13 +31,45 @@ fn strict_prefixes(p: &str) -> impl Iterator<Item = &str> {
     p.match_indices('.').map(move |(i, _)| &p[..i])
 }
 
-/// ANDs conditions (no wrapper for one).
+/// ANDs conditions (no wrapper for one). Conditions on distinct fields, or distinct operators
+/// of one field, are merged into one document (`{f: {$in: .., $not: ..}, g: ..}`), which means
+/// the same as their `$and`; other combinations keep the `$and`. (The merged form is also what a
+/// MongoDB-wire test server plans as a point lookup when `_id` is among the fields: it scanned
+/// the whole collection for any filter with an `$and`.)
 fn all_of(mut parts: Vec<Document>) -> Document {
     match parts.len() {
         0 => Document::new(),
         1 => parts.pop().expect("one part"),
-        _ => doc! {"$and": parts},
+        _ => merged(&parts).unwrap_or_else(|| doc! {"$and": parts}),
     }
+}
+
+/// The conditions as one document, if none of them clash (see [`all_of`]).
+fn merged(parts: &[Document]) -> Option<Document> {
+    let is_ops = |d: &Document| !d.is_empty() && d.keys().all(|k| k.starts_with('$'));
+    let mut out = Document::new();
+    // A top-level operator (`$nor`, `$or`) is one more condition beside the fields; twice, it
+    // clashes like a field would.
+    for (k, v) in parts.iter().flatten() {
+        match out.get_mut(k) {
+            None => {
+                out.insert(k.clone(), v.clone());
+            }
+            Some(Bson::Document(have)) if is_ops(have) => match v {
+                Bson::Document(add) if is_ops(add) => {
+                    for (op, arg) in add {
+                        if have.contains_key(op) {
+                            return None;
+                        }
+                        have.insert(op.clone(), arg.clone());
+                    }
+                }
+                _ => return None,
+            },
+            Some(_) => return None,
+        }
+    }
+    Some(out)
 }
 
 /// `field == v` under the reference semantics.
@@ -152,35 +184,16 @@ pub fn filter(query: &Query) -> Document {
 }
 
 /// The filter `field equals one of expected` on the document with this id (compare-and-set),
-/// and, with `rev`, on that revision of it (`None`: a document written without one).
-///
-/// Every condition is a top-level field when it can be: a MongoDB-wire server's planner sees a
-/// point lookup on `_id` then, where it scanned the whole collection for a filter with an
-/// `$and` beside `_id`. A top-level field compared with scalars needs no `$and`: its "not an
-/// array" guard goes on the same field.
+/// and, with `rev`, on that revision of it (`Some(None)`: a document written without one).
 pub fn cas_filter(id: &str, rev: Option<Option<i64>>, field: &str, expected: &[Value]) -> Document {
-    let mut out = doc! {"_id": id};
+    let mut parts = vec![doc! {"_id": id}];
     match rev {
-        Some(Some(r)) => {
-            out.insert(REVISION, r);
-        }
-        Some(None) => {
-            out.insert(REVISION, doc! {"$exists": false});
-        }
+        Some(Some(r)) => parts.push(doc! {REVISION: r}),
+        Some(None) => parts.push(doc! {REVISION: {"$exists": false}}),
         None => {}
     }
-    let p = path(field);
-    let scalars = !expected.is_empty()
-        && expected
-            .iter()
-            .all(|v| matches!(v, Value::Bool(_) | Value::Number(_) | Value::String(_)));
-    if scalars && p != "_id" && p != REVISION && !p.contains('.') {
-        let values: Vec<Bson> = expected.iter().map(to_bson).collect();
-        out.insert(p, doc! {"$in": values, "$not": {"$type": "array"}});
-    } else {
-        out.insert("$and", vec![is_in(field, expected)]);
-    }
-    out
+    parts.push(is_in(field, expected));
+    all_of(parts)
 }
 
 /// The sort document of a query: its field, ties broken by id in the same direction.
@@ -220,6 +233,19 @@ mod tests {
     }
 
     #[test]
+    fn conditions_merge_unless_they_clash() {
+        let q = Query::all().eq("status", "a").eq("n", 1);
+        assert_eq!(
+            filter(&q),
+            doc! {"status": {"$eq": "a", "$not": {"$type": "array"}},
+            "n": {"$eq": 1_i64, "$not": {"$type": "array"}}}
+        );
+        // The same operator twice on one field stays an `$and`.
+        let q = Query::all().eq("status", "a").eq("status", "b");
+        assert!(filter(&q).contains_key("$and"));
+    }
+
+    #[test]
     fn cas_filters_stay_top_level_for_scalars() {
         let f = cas_filter("x", Some(Some(7)), "status", &[Value::from("a")]);
         assert_eq!(
@@ -228,7 +254,7 @@ mod tests {
         );
         let f = cas_filter("x", Some(None), "status", &[Value::Null]);
         assert_eq!(f.get_document("_rev").ok(), Some(&doc! {"$exists": false}));
-        assert!(f.contains_key("$and"), "null needs the general form: {f}");
+        assert!(f.contains_key("$or"), "null needs the general form: {f}");
         assert!(!cas_filter("x", None, "status", &[Value::from(1)]).contains_key("_rev"));
     }
 }
