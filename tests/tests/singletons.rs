@@ -292,3 +292,109 @@ async fn crashed_timers_leader_no_missed_and_no_duplicate_tick() {
     ctx_b.shutdown.cancel();
     base.shutdown().await;
 }
+
+/// A DateTimer planned by the leader comes due while no engine is active (the leader is cut off
+/// before the instant, the standby comes up after it): the new leader fires it once, late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn date_timer_due_while_no_engine_is_active_fires_once_late() {
+    let ttl = Duration::from_millis(600);
+    let date = chrono::Utc::now() + chrono::TimeDelta::milliseconds(2500);
+    let rule = format!(
+        "name: once\nenabled: true\ntrigger:\n  type: core.st2.DateTimer\n  parameters:\n    \
+         timezone: UTC\n    date: \"{}\"\naction:\n  ref: core.noop\n",
+        date.format("%Y-%m-%d %H:%M:%S")
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let pack = dir.path().join("packs").join("date_timer");
+    std::fs::create_dir_all(pack.join("rules")).expect("mkdir");
+    std::fs::write(
+        pack.join("pack.yaml"),
+        "ref: date_timer\nname: date_timer\ndescription: t\nauthor: t\nversion: 0.1.0\n",
+    )
+    .expect("write");
+    std::fs::write(pack.join("rules").join("once.yaml"), rule).expect("write");
+    let mut cfg = Config::default();
+    cfg.system.data_dir = dir.path().to_path_buf();
+    cfg.content.system_packs_base_path = Some(bundled_packs());
+    let roles: Vec<String> = ["rulesengine", "scheduler", "actionrunner", "notifier"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let base = Platform::start(&cfg, &roles).await.expect("platform");
+    let log: FireLog = Default::default();
+    let node = |name: &str, down: Arc<AtomicBool>| {
+        let mut ctx = base.ctx.clone();
+        ctx.node_id = name.into();
+        ctx.shutdown = CancellationToken::new();
+        ctx.coordination.lease_ttl = ttl;
+        ctx.store = Arc::new(NodeStore {
+            inner: base.ctx.store.clone(),
+            node: name.into(),
+            down,
+            log: log.clone(),
+        });
+        ctx
+    };
+    let records = || async {
+        base.ctx
+            .store
+            .find(Collection::TimerFires, &Query::all())
+            .await
+            .expect("fire records")
+    };
+    let a_down = Arc::new(AtomicBool::new(false));
+    let ctx_a = node("node-a", a_down.clone());
+    let gc = GarbageCollectorConfig::default();
+    let timers = vec!["timersengine".to_string()];
+    let _a = Platform::start_roles(ctx_a.clone(), &timers, &gc)
+        .await
+        .expect("a");
+    // The leader plans the date, then is cut off before it.
+    let t0 = Instant::now();
+    while records().await.is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "the leader planned nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a_down.store(true, Ordering::SeqCst);
+    let due = (date - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(due + Duration::from_millis(300)).await;
+    assert_eq!(
+        timer_fires(&base).await,
+        0,
+        "nobody fired while no engine was active"
+    );
+
+    let ctx_b = node("node-b", Arc::new(AtomicBool::new(false)));
+    let _b = Platform::start_roles(ctx_b.clone(), &timers, &gc)
+        .await
+        .expect("b");
+    let t0 = Instant::now();
+    while timer_fires(&base).await == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "the due date was not fired late"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(timer_fires(&base).await, 1, "fired once");
+    let planned_ms = date.timestamp_millis() / 1000 * 1000;
+    let fired: Vec<_> = log
+        .lock()
+        .expect("log")
+        .iter()
+        .filter(|f| f.0 == "node-b")
+        .map(|f| f.1)
+        .collect();
+    assert!(
+        fired.contains(&planned_ms),
+        "node-b fired the planned instant: {fired:?}"
+    );
+
+    ctx_a.shutdown.cancel();
+    ctx_b.shutdown.cancel();
+    base.shutdown().await;
+}

@@ -13,8 +13,11 @@
 //! a recorded fire resumes from it: interval timers keep the previous engine's phase, and the
 //! latest tick missed since that fire is fired once, at once, if it is at most
 //! `[coordination] timer_catchup_window` late (earlier missed ticks are coalesced into it,
-//! like a cron misfire grace). A timer never fired before starts as StackStorm's does.
-//! A tick whose record was created by an engine that died before dispatching it is lost.
+//! like a cron misfire grace). A timer never fired before starts as StackStorm's does, except a
+//! DateTimer that an engine had planned (a `#planned` record, written when it was scheduled)
+//! and whose instant passed while no engine was active: it fires once, late, within the same
+//! window. A tick whose record was created by an engine that died before dispatching it is
+//! lost.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,7 +31,8 @@ use super::{dispatch, Ctx, ServiceError};
 use crate::model::Trigger;
 use crate::store::{repo, Collection, Query, Write};
 use crate::timers::{
-    timer_payload, trace_tag, trigger_key, SystemClock, TimerEngine, TimerFire, TIMER_TRIGGER_TYPES,
+    timer_payload, trace_tag, trigger_key, SystemClock, TimerEngine, TimerFire, TimerSpec,
+    DATE_TIMER, TIMER_TRIGGER_TYPES,
 };
 
 /// Fire records kept per timer (the latest anchors a catch-up; one more covers a lagging
@@ -111,7 +115,10 @@ impl TimersService {
             }
             match self.engine.add(t.clone()) {
                 Ok(next) => {
-                    tracing::info!(trigger = %t.trigger_ref, next = ?next, "timer scheduled")
+                    tracing::info!(trigger = %t.trigger_ref, next = ?next, "timer scheduled");
+                    if t.trigger_type == DATE_TIMER {
+                        self.plan_date(&t, next).await;
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(trigger = %t.trigger_ref, error = %e, "timer not scheduled")
@@ -145,6 +152,65 @@ impl TimersService {
             }
         }
     }
+}
+
+impl TimersService {
+    /// A DateTimer scheduled for later is recorded as planned; one already past that an engine
+    /// had planned (it stopped, or lost its lease, before the instant) fires now, if it is at
+    /// most `[coordination] timer_catchup_window` late. A DateTimer that nobody planned before
+    /// its instant never fires, as in StackStorm.
+    async fn plan_date(&self, t: &Trigger, next: Option<DateTime<Utc>>) {
+        let key = trigger_key(t);
+        if let Some(at) = next {
+            let record = json!({
+                "id": planned_id(&key, at),
+                "trigger": format!("{key}{PLANNED}"),
+                "scheduled_at": at.timestamp_millis(),
+                "node": self.ctx.node_id,
+            });
+            if let Err(e) = self
+                .ctx
+                .store
+                .insert_new(Collection::TimerFires, record)
+                .await
+            {
+                tracing::warn!(trigger = %key, error = %e, "date timer plan not recorded");
+            }
+            return;
+        }
+        let Ok(TimerSpec::Date(date)) = self.engine.spec(t) else {
+            return;
+        };
+        let window = TimeDelta::from_std(self.ctx.coordination.timer_catchup_window)
+            .unwrap_or(TimeDelta::MAX);
+        let now = Utc::now();
+        if date.at > now || now - date.at > window {
+            return;
+        }
+        match self
+            .ctx
+            .store
+            .get(Collection::TimerFires, &planned_id(&key, date.at))
+            .await
+        {
+            Ok(Some(_)) => {
+                tracing::info!(trigger = %t.trigger_ref, date = %date.at,
+                    "date timer planned by an engine that stopped before it: firing it late");
+                fire_once(&self.ctx, t, date.at, timer_payload(t, now)).await;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(trigger = %key, error = %e, "cannot read date timer plan"),
+        }
+    }
+}
+
+/// What a plan record's `trigger` field adds to the trigger's key (so plans are never taken
+/// for fires).
+const PLANNED: &str = "#planned";
+
+/// The id of the plan record of a DateTimer `trigger` firing at `at`.
+fn planned_id(trigger: &str, at: DateTime<Utc>) -> String {
+    format!("{}{PLANNED}", record_id(trigger, at))
 }
 
 /// The id of the fire record of `trigger`'s tick planned at `at`.

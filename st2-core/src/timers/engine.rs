@@ -109,6 +109,16 @@ impl TimerEngine {
         Ok(self.add_spec(trigger, spec))
     }
 
+    /// The schedule of a timer trigger, as [`TimerEngine::add`] parses it (naive dates and cron
+    /// in the engine's local time zone).
+    pub fn spec(&self, trigger: &Trigger) -> Result<TimerSpec, TimerError> {
+        TimerSpec::from_trigger_in(
+            &trigger.trigger_type,
+            &trigger.parameters,
+            self.inner.config.local_timezone,
+        )
+    }
+
     /// Adds (or replaces) a trigger with an already parsed schedule.
     pub fn add_spec(&self, trigger: Trigger, spec: TimerSpec) -> Option<DateTime<Utc>> {
         let now = self.inner.clock.now();
