@@ -165,6 +165,10 @@ pub struct CoordinationConfig {
     /// How late a timer tick missed during a failover may be and still be fired once by the
     /// new timers engine (default 300).
     pub timer_catchup_window: Duration,
+    /// Age after which a trigger instance still `pending` or an execution still `requested` is
+    /// taken as never published (its process died between storing and publishing it) and the
+    /// watchdog publishes it again (default 60).
+    pub republish_after: Duration,
 }
 
 impl Default for CoordinationConfig {
@@ -174,6 +178,7 @@ impl Default for CoordinationConfig {
             heartbeat_ttl: Duration::from_secs(5),
             watchdog_interval: Duration::from_secs(2),
             timer_catchup_window: Duration::from_secs(300),
+            republish_after: Duration::from_secs(60),
         }
     }
 }
@@ -377,6 +382,7 @@ impl Config {
                     "heartbeat_ttl" => self.coordination.heartbeat_ttl = d,
                     "watchdog_interval" => self.coordination.watchdog_interval = d,
                     "timer_catchup_window" => self.coordination.timer_catchup_window = d,
+                    "republish_after" => self.coordination.republish_after = d,
                     _ => tracing::warn!(section, key, "unknown config key ignored"),
                 }
             }

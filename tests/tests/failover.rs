@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use st2_core::config::{Config, GarbageCollectorConfig};
-use st2_core::model::{Execution, ExecutionStatus, JsonMap};
+use st2_core::model::{Execution, ExecutionStatus, JsonMap, TriggerInstance};
 use st2_core::platform::Platform;
 use st2_core::services::executions::{self, ExecutionRequest};
 use st2_core::services::lease::Lease;
@@ -482,5 +482,92 @@ async fn a_completion_handled_again_emits_nothing_new() {
     assert_eq!(instances().await, 1, "still one action trigger instance");
     assert_eq!(retries_of(&ctx, &e.id).await.len(), 1, "still one retry");
     assert!(get(&ctx, &e.id).await.notified, "marked once emitted");
+    p.shutdown().await;
+}
+
+/// What a process stored but died before publishing is published again by the watchdog once
+/// `republish_after` has passed: a `pending` trigger instance reaches its rule, a `requested`
+/// execution runs. (Nothing here starts with the `all` role, so no start-up re-claim helps.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_but_unpublished_work_is_published_again() {
+    let rule = "name: on_kv\nenabled: true\ntrigger:\n  type: core.st2.key_value_pair.create\n\
+                action:\n  ref: core.noop\n";
+    let (p, _dir) = platform(
+        &["rulesengine", "scheduler", "actionrunner", "notifier"],
+        &[("rules/on_kv.yaml", rule)],
+        |c| {
+            c.coordination.watchdog_interval = Duration::from_millis(100);
+            c.coordination.republish_after = Duration::from_millis(500);
+        },
+    )
+    .await;
+    let ctx = &p.ctx;
+    let long_ago = (chrono::Utc::now() - chrono::TimeDelta::seconds(60)).to_rfc3339();
+    // As a process leaves it when it dies between its store write and its publish.
+    let ti = TriggerInstance {
+        id: "unpublished-ti".into(),
+        trigger: "core.st2.key_value_pair.create".into(),
+        payload: json!({"object": {"name": "k", "value": "v"}}),
+        occurrence_time: long_ago.clone(),
+        status: "pending".into(),
+        preprocessing: None,
+    };
+    repo::<TriggerInstance>(&*ctx.store)
+        .save(ti)
+        .await
+        .expect("store ti");
+    let done = request(ctx, "core.noop", json!({})).await;
+    let done = wait_exec(ctx, &done.id, Duration::from_secs(10), |e| {
+        e.status == ExecutionStatus::Succeeded
+    })
+    .await;
+    let mut stuck = done.clone();
+    stuck.id = "unpublished-exec".into();
+    stuck.liveaction.id = stuck.id.clone();
+    stuck.status = ExecutionStatus::Requested;
+    stuck.start_timestamp = long_ago;
+    stuck.end_timestamp = None;
+    stuck.elapsed_seconds = None;
+    stuck.result = None;
+    stuck.log = vec![];
+    stuck.notified = false;
+    stuck.lease_owner = None;
+    repo::<Execution>(&*ctx.store)
+        .save(stuck)
+        .await
+        .expect("store execution");
+
+    wait_exec(ctx, "unpublished-exec", Duration::from_secs(10), |e| {
+        e.status == ExecutionStatus::Succeeded
+    })
+    .await;
+    let t0 = Instant::now();
+    loop {
+        let ti = repo::<TriggerInstance>(&*ctx.store)
+            .get("unpublished-ti")
+            .await
+            .expect("get ti")
+            .expect("ti");
+        let fired: Vec<Execution> = repo::<Execution>(&*ctx.store)
+            .find(&Query::all())
+            .await
+            .expect("executions")
+            .into_iter()
+            .filter(|e| {
+                e.trigger_instance.as_ref().and_then(|t| t.get("id"))
+                    == Some(&json!("unpublished-ti"))
+            })
+            .collect();
+        if ti.status == "processed" && fired.len() == 1 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "trigger instance {} with {} executions",
+            ti.status,
+            fired.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     p.shutdown().await;
 }

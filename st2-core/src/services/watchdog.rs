@@ -15,6 +15,12 @@
 //! Orquesta workflow executions whose workflow state is stored are left alone: the workflow
 //! engine continues them from that state (as at a restart, see `workflows::recover`).
 //!
+//! The same sweep publishes again what a dead process stored but never published: trigger
+//! instances still `pending`, and executions still `requested`, `[coordination]
+//! republish_after` after they were created (the oldest [`REPUBLISH_BATCH`] of each per sweep).
+//! Handling them is idempotent (claims by compare-and-set, ids derived from the instance), so
+//! one that was only slow to be consumed is at worst looked at twice.
+//!
 //! This module does not run actions and does not decide retries.
 
 use std::collections::HashMap;
@@ -27,8 +33,13 @@ use tokio_util::sync::CancellationToken;
 use super::executions::transition;
 use super::lease::Lease;
 use super::{Ctx, ServiceError};
-use crate::model::{Execution, ExecutionStatus, JsonMap};
+use crate::bus::names;
+use crate::model::{Execution, ExecutionStatus, JsonMap, TriggerInstance};
 use crate::store::{repo, Query};
+
+/// At most this many stale trigger instances, and as many stale executions, are published
+/// again per sweep.
+pub const REPUBLISH_BATCH: u64 = 100;
 
 /// Statuses in which an execution needs its runner alive.
 pub const OWNED: [ExecutionStatus; 3] = [
@@ -142,6 +153,13 @@ impl Watchdog {
                     Ok(n) => tracing::info!(count = n, "executions of dead runners abandoned"),
                     Err(e) => tracing::warn!(error = %e, "watchdog sweep failed"),
                 }
+                match self.republish_stale().await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(count = n, "stored but unpublished work published again")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "republish sweep failed"),
+                }
             }
         })
     }
@@ -173,6 +191,52 @@ impl Watchdog {
             if abandon(&self.ctx, &e, &owner).await? {
                 n += 1;
             }
+        }
+        Ok(n)
+    }
+}
+
+impl Watchdog {
+    /// One pass: publishes again the trigger instances still `pending` and the executions
+    /// still `requested` longer than `[coordination] republish_after`. Returns how many.
+    pub async fn republish_stale(&self) -> Result<usize, ServiceError> {
+        let age = chrono::TimeDelta::from_std(self.ctx.coordination.republish_after)
+            .unwrap_or(chrono::TimeDelta::MAX);
+        let cutoff = chrono::Utc::now() - age;
+        let stale = |ts: &str| {
+            chrono::DateTime::parse_from_rfc3339(ts)
+                .is_ok_and(|t| t.with_timezone(&chrono::Utc) < cutoff)
+        };
+        let oldest = |status: &str, by: &str| {
+            Query::all()
+                .eq("status", status)
+                .sort(by, false)
+                .page(0, Some(REPUBLISH_BATCH))
+        };
+        let mut n = 0;
+        let tis = repo::<TriggerInstance>(&*self.ctx.store)
+            .find(&oldest("pending", "occurrence_time"))
+            .await?;
+        for ti in tis.into_iter().filter(|t| stale(&t.occurrence_time)) {
+            tracing::info!(trigger_instance = %ti.id, "pending too long: published again");
+            let msg = json!({"trigger_instance": ti});
+            self.ctx
+                .bus
+                .publish_json(
+                    names::TRIGGER_INSTANCES_DISPATCH,
+                    names::RK_TRIGGER_INSTANCE,
+                    &msg,
+                )
+                .await?;
+            n += 1;
+        }
+        let execs = repo::<Execution>(&*self.ctx.store)
+            .find(&oldest("requested", "start_timestamp"))
+            .await?;
+        for e in execs.into_iter().filter(|e| stale(&e.start_timestamp)) {
+            tracing::info!(execution = %e.id, "requested too long: published again");
+            super::executions::publish(&self.ctx, &e, names::RK_UPDATE).await?;
+            n += 1;
         }
         Ok(n)
     }
