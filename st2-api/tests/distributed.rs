@@ -42,9 +42,9 @@ action:\n  ref: core.noop\n";
 const DRAIN: Duration = Duration::from_secs(240);
 
 /// Webhooks of the broker-outage test, and the posts before which the two outages start.
-/// The issue's figure is 1,000; the MongoDB-wire test server's compare-and-set scans its
-/// collection (about 7 a second at 3,000 documents), so the suite runs fewer. Raise them
-/// against a real `mongod`.
+/// The issue's figure is 1,000; the MongoDB-wire test server (Python, one core) carries about
+/// 15 executions a second with a release build and fewer with the tests' debug build, so the
+/// suite runs fewer (1,000 + 500 took over four minutes). Raise them against a real `mongod`.
 const OUTAGE_WEBHOOKS: usize = 300;
 const OUTAGES_AT: [usize; 2] = [80, 200];
 /// Webhooks of the rules-engine kill test (the issue's figure: 500), and how many
