@@ -171,6 +171,55 @@ impl Store for NodeStore {
     }
 }
 
+/// A platform running every role but the timers engine, over a temp data dir holding the pack
+/// `pack` with one rule file.
+async fn platform_with_rule(
+    pack_ref: &str,
+    file: &str,
+    rule: &str,
+) -> (Platform, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let pack = dir.path().join("packs").join(pack_ref);
+    std::fs::create_dir_all(pack.join("rules")).expect("mkdir");
+    std::fs::write(
+        pack.join("pack.yaml"),
+        format!("ref: {pack_ref}\nname: {pack_ref}\ndescription: t\nauthor: t\nversion: 0.1.0\n"),
+    )
+    .expect("write");
+    std::fs::write(pack.join("rules").join(file), rule).expect("write");
+    let mut cfg = Config::default();
+    cfg.system.data_dir = dir.path().to_path_buf();
+    cfg.content.system_packs_base_path = Some(bundled_packs());
+    let roles: Vec<String> = ["rulesengine", "scheduler", "actionrunner", "notifier"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let base = Platform::start(&cfg, &roles).await.expect("platform");
+    (base, dir)
+}
+
+/// The context of another "process" `name` over `base`'s store, seen through a [`NodeStore`]
+/// (cut off while `down`), with lease TTL `ttl`.
+fn node_ctx(
+    base: &Platform,
+    name: &str,
+    down: Arc<AtomicBool>,
+    ttl: Duration,
+    log: &FireLog,
+) -> st2_core::services::Ctx {
+    let mut ctx = base.ctx.clone();
+    ctx.node_id = name.into();
+    ctx.shutdown = CancellationToken::new();
+    ctx.coordination.lease_ttl = ttl;
+    ctx.store = Arc::new(NodeStore {
+        inner: base.ctx.store.clone(),
+        node: name.into(),
+        down,
+        log: log.clone(),
+    });
+    ctx
+}
+
 const RULE_2S: &str = "name: every_two\nenabled: true\ntrigger:\n  type: core.st2.IntervalTimer\n  parameters:\n    unit: seconds\n    delta: 2\naction:\n  ref: core.noop\n";
 
 /// The timers leader is cut off from the store just before a tick (as if it crashed: its lease
@@ -182,37 +231,9 @@ const RULE_2S: &str = "name: every_two\nenabled: true\ntrigger:\n  type: core.st
 async fn crashed_timers_leader_no_missed_and_no_duplicate_tick() {
     const INTERVAL_MS: i64 = 2000;
     let ttl = Duration::from_millis(900);
-    let dir = tempfile::tempdir().expect("tmp");
-    let pack = dir.path().join("packs").join("crash_timer");
-    std::fs::create_dir_all(pack.join("rules")).expect("mkdir");
-    std::fs::write(
-        pack.join("pack.yaml"),
-        "ref: crash_timer\nname: crash_timer\ndescription: t\nauthor: t\nversion: 0.1.0\n",
-    )
-    .expect("write");
-    std::fs::write(pack.join("rules").join("every.yaml"), RULE_2S).expect("write");
-    let mut cfg = Config::default();
-    cfg.system.data_dir = dir.path().to_path_buf();
-    cfg.content.system_packs_base_path = Some(bundled_packs());
-    let roles: Vec<String> = ["rulesengine", "scheduler", "actionrunner", "notifier"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let base = Platform::start(&cfg, &roles).await.expect("platform");
+    let (base, _dir) = platform_with_rule("crash_timer", "every.yaml", RULE_2S).await;
     let log: FireLog = Default::default();
-    let node = |name: &str, down: Arc<AtomicBool>| {
-        let mut ctx = base.ctx.clone();
-        ctx.node_id = name.into();
-        ctx.shutdown = CancellationToken::new();
-        ctx.coordination.lease_ttl = ttl;
-        ctx.store = Arc::new(NodeStore {
-            inner: base.ctx.store.clone(),
-            node: name.into(),
-            down,
-            log: log.clone(),
-        });
-        ctx
-    };
+    let node = |name: &str, down: Arc<AtomicBool>| node_ctx(&base, name, down, ttl, &log);
     let a_down = Arc::new(AtomicBool::new(false));
     let ctx_a = node("node-a", a_down.clone());
     let ctx_b = node("node-b", Arc::new(AtomicBool::new(false)));
@@ -304,37 +325,9 @@ async fn date_timer_due_while_no_engine_is_active_fires_once_late() {
          timezone: UTC\n    date: \"{}\"\naction:\n  ref: core.noop\n",
         date.format("%Y-%m-%d %H:%M:%S")
     );
-    let dir = tempfile::tempdir().expect("tmp");
-    let pack = dir.path().join("packs").join("date_timer");
-    std::fs::create_dir_all(pack.join("rules")).expect("mkdir");
-    std::fs::write(
-        pack.join("pack.yaml"),
-        "ref: date_timer\nname: date_timer\ndescription: t\nauthor: t\nversion: 0.1.0\n",
-    )
-    .expect("write");
-    std::fs::write(pack.join("rules").join("once.yaml"), rule).expect("write");
-    let mut cfg = Config::default();
-    cfg.system.data_dir = dir.path().to_path_buf();
-    cfg.content.system_packs_base_path = Some(bundled_packs());
-    let roles: Vec<String> = ["rulesengine", "scheduler", "actionrunner", "notifier"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let base = Platform::start(&cfg, &roles).await.expect("platform");
+    let (base, _dir) = platform_with_rule("date_timer", "once.yaml", &rule).await;
     let log: FireLog = Default::default();
-    let node = |name: &str, down: Arc<AtomicBool>| {
-        let mut ctx = base.ctx.clone();
-        ctx.node_id = name.into();
-        ctx.shutdown = CancellationToken::new();
-        ctx.coordination.lease_ttl = ttl;
-        ctx.store = Arc::new(NodeStore {
-            inner: base.ctx.store.clone(),
-            node: name.into(),
-            down,
-            log: log.clone(),
-        });
-        ctx
-    };
+    let node = |name: &str, down: Arc<AtomicBool>| node_ctx(&base, name, down, ttl, &log);
     let records = || async {
         base.ctx
             .store

@@ -51,6 +51,20 @@ pub enum Handoff {
     NoWait,
 }
 
+/// Publishes a stored trigger instance to the rules engine again (a re-claim: it was stored
+/// but maybe never published, or its processing never finished).
+pub async fn republish(ctx: &Ctx, ti: &TriggerInstance) -> Result<(), ServiceError> {
+    let msg = json!({"trigger_instance": ti});
+    ctx.bus
+        .publish_json(
+            names::TRIGGER_INSTANCES_DISPATCH,
+            names::RK_TRIGGER_INSTANCE,
+            &msg,
+        )
+        .await?;
+    Ok(())
+}
+
 /// Stores a trigger instance for `trigger_ref` with `payload` and publishes it to the rules
 /// engine, waiting for room ([`Handoff::Wait`]). The payload is validated against the trigger
 /// type's `payload_schema`.

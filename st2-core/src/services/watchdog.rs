@@ -219,15 +219,7 @@ impl Watchdog {
             .await?;
         for ti in tis.into_iter().filter(|t| stale(&t.occurrence_time)) {
             tracing::info!(trigger_instance = %ti.id, "pending too long: published again");
-            let msg = json!({"trigger_instance": ti});
-            self.ctx
-                .bus
-                .publish_json(
-                    names::TRIGGER_INSTANCES_DISPATCH,
-                    names::RK_TRIGGER_INSTANCE,
-                    &msg,
-                )
-                .await?;
+            super::dispatch::republish(&self.ctx, &ti).await?;
             n += 1;
         }
         let execs = repo::<Execution>(&*self.ctx.store)

@@ -468,14 +468,7 @@ pub async fn reclaim_on_start(ctx: &Ctx) -> Result<usize, ServiceError> {
         .find(&Query::all().is_in("status", vec![json!("pending"), json!("processing")]))
         .await?
     {
-        let msg = json!({"trigger_instance": ti});
-        ctx.bus
-            .publish_json(
-                names::TRIGGER_INSTANCES_DISPATCH,
-                names::RK_TRIGGER_INSTANCE,
-                &msg,
-            )
-            .await?;
+        super::dispatch::republish(ctx, &ti).await?;
         n += 1;
     }
     Ok(n)
