@@ -571,3 +571,68 @@ async fn stored_but_unpublished_work_is_published_again() {
     }
     p.shutdown().await;
 }
+
+/// A rate limit holds across two schedulers: of 12 executions requested at once, exactly the
+/// limit is scheduled within the interval (rate slots taken in the store), the others are
+/// canceled as the policy says; a second pass after the interval schedules again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_holds_across_two_schedulers() {
+    let policy =
+        "name: three_per_window\nresource_ref: core.local\npolicy_type: action.ratelimit\n\
+                  parameters:\n  limit: 3\n  interval: 4\n  action: cancel\n";
+    let (base, _dir) = platform(
+        &["actionrunner", "notifier"],
+        &[("policies/rate.yaml", policy)],
+        |_| {},
+    )
+    .await;
+    let (a, stop_a) = node(&base, "sched-a", &["scheduler"]).await;
+    let (b, stop_b) = node(&base, "sched-b", &["scheduler"]).await;
+    let burst = |n: usize| {
+        let ctx = base.ctx.clone();
+        async move {
+            // Requested all at once, so that the two schedulers decide side by side.
+            let mut requests = Vec::new();
+            for _ in 0..n {
+                let ctx = ctx.clone();
+                requests.push(tokio::spawn(async move {
+                    request(&ctx, "core.local", json!({"cmd": "true"})).await.id
+                }));
+            }
+            let mut ids = Vec::new();
+            for r in requests {
+                ids.push(r.await.expect("request task"));
+            }
+            let mut succeeded = 0;
+            for id in &ids {
+                let e = wait_exec(&ctx, id, Duration::from_secs(30), |e| {
+                    e.status.is_completed()
+                })
+                .await;
+                match e.status {
+                    ExecutionStatus::Succeeded => succeeded += 1,
+                    ExecutionStatus::Canceled => {}
+                    other => panic!("execution {id} ended {other}: {:?}", e.result),
+                }
+            }
+            succeeded
+        }
+    };
+    let t0 = Instant::now();
+    let first = burst(12).await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "the burst outlived the window: the count below means nothing"
+    );
+    assert_eq!(
+        first, 3,
+        "exactly the limit is scheduled in one window across two schedulers"
+    );
+    tokio::time::sleep(Duration::from_millis(4200)).await;
+    assert_eq!(burst(1).await, 1, "a new window schedules again");
+    stop_a.cancel();
+    stop_b.cancel();
+    a.shutdown().await;
+    b.shutdown().await;
+    base.shutdown().await;
+}

@@ -15,6 +15,15 @@
 //! between claim and schedule): so an `abandoned` execution frees its slot even if the
 //! completion message is lost. A `paused` workflow keeps its slot.
 //!
+//! Rate limits (`action.ratelimit`: at most `limit` executions scheduled per `interval`) use
+//! the same collection: `limit` slots `{id: "<policy ref>@rate#<n>", execution, rate_at}`,
+//! where `rate_at` is when the slot was last taken (ms). A slot is free once `rate_at` is more
+//! than `interval` ago; taking it is a compare-and-set from the `rate_at` read, so of racing
+//! schedulers one wins, and at most `limit` executions are scheduled in any `interval`, across
+//! every scheduler. A completion leaves a rate slot taken (the window counts scheduled
+//! executions, finished or not); a claim for an execution that is then not scheduled is given
+//! back ([`unclaim`]).
+//!
 //! This module decides nothing about policies; the scheduler calls it.
 
 use serde_json::{json, Value};
@@ -89,6 +98,69 @@ pub async fn claim(
         }
     }
     Ok(None)
+}
+
+/// Takes one of the `limit` rate slots of `group` for `exec_id` (see the module docs); the
+/// slot's id, or `None` when each was taken less than `interval` ago. Claiming again for the
+/// same execution returns the slot it holds.
+pub async fn claim_rate(
+    ctx: &Ctx,
+    group: &str,
+    limit: u64,
+    interval: chrono::TimeDelta,
+    exec_id: &str,
+) -> Result<Option<String>, ServiceError> {
+    let store = &*ctx.store;
+    let now = chrono::Utc::now().timestamp_millis();
+    let free_before = now.saturating_sub(interval.num_milliseconds());
+    let taken = |id: &str| json!({"id": id, "group": group, "execution": exec_id, "node": ctx.node_id, "rate_at": now});
+    for n in 0..limit {
+        let id = format!("{group}#{n}");
+        let Some(doc) = store.get(Collection::ConcurrencySlots, &id).await? else {
+            if store
+                .insert_new(Collection::ConcurrencySlots, taken(&id))
+                .await?
+            {
+                return Ok(Some(id));
+            }
+            continue; // lost the race for a new slot
+        };
+        if doc.get("execution").and_then(Value::as_str) == Some(exec_id) {
+            return Ok(Some(id));
+        }
+        let at = doc.get("rate_at").cloned().unwrap_or(Value::Null);
+        if at.as_i64().is_some_and(|t| t >= free_before) {
+            continue;
+        }
+        let Value::Object(patch) = taken(&id) else {
+            continue;
+        };
+        if store
+            .set_if(Collection::ConcurrencySlots, &id, "rate_at", &[at], patch)
+            .await?
+        {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
+}
+
+/// Gives back a slot claimed for `exec_id` that was then not scheduled: a concurrency slot
+/// becomes free, a rate slot counts no more in its window.
+pub async fn unclaim(ctx: &Ctx, id: &str, exec_id: &str) -> Result<bool, ServiceError> {
+    let mut patch = JsonMap::new();
+    patch.insert("execution".into(), Value::Null);
+    patch.insert("rate_at".into(), Value::Null);
+    Ok(ctx
+        .store
+        .set_if(
+            Collection::ConcurrencySlots,
+            id,
+            "execution",
+            &[json!(exec_id)],
+            patch,
+        )
+        .await?)
 }
 
 /// Releases every slot `exec_id` holds; returns how many.

@@ -3,9 +3,9 @@
 //! and on a short sweep.
 //!
 //! Concurrency policies claim slots in the store ([`super::concurrency`]), so they hold across
-//! any number of schedulers; a completion releases its execution's slots. The rate limit
-//! counts recent executions under a lock of this process only: it is exact with one
-//! scheduler, approximate with several.
+//! any number of schedulers; a completion releases its execution's slots. Rate limits take
+//! rate slots in the store the same way (see [`super::concurrency`]), so they hold across
+//! schedulers too.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,16 +35,12 @@ pub enum Decision {
 /// The scheduler service.
 pub struct Scheduler {
     ctx: Ctx,
-    lock: tokio::sync::Mutex<()>,
 }
 
 impl Scheduler {
     /// A scheduler over the shared context.
     pub fn new(ctx: Ctx) -> Arc<Self> {
-        Arc::new(Self {
-            ctx,
-            lock: tokio::sync::Mutex::new(()),
-        })
+        Arc::new(Self { ctx })
     }
 
     /// Subscribes, then consumes `requested` executions and completions in a task until the bus
@@ -82,8 +78,7 @@ impl Scheduler {
                 d = req.next() => {
                     let Some(d) = d else { break };
                     let Ok(d) = d else { continue };
-                    // Executions are scheduled concurrently; those of actions with policies
-                    // take the policy lock inside `schedule`.
+                    // Executions are scheduled concurrently: policies count in the store.
                     let Ok(permit) = Arc::clone(&slots).acquire_owned().await else { break };
                     let me = Arc::clone(&self);
                     tokio::spawn(async move {
@@ -245,21 +240,13 @@ impl Scheduler {
             advance(&self.ctx, &exec, ExecutionStatus::Scheduled, JsonMap::new()).await?;
             return Ok(());
         }
-        // The rate limit counts executions: one decision at a time in this process. The
-        // concurrency policies need no lock: their slots are claimed in the store.
-        let rate_limited = policies.iter().any(|p| p.policy_type == "action.ratelimit");
-        let _one_at_a_time = if rate_limited {
-            Some(self.lock.lock().await)
-        } else {
-            None
-        };
         let Some(exec) = self.schedulable(id).await? else {
             return Ok(());
         };
         let mut decision = Decision::Schedule;
         let mut claimed = Vec::new();
         for p in policies.iter() {
-            match self.apply(p, &exec, &action_ref, &mut claimed).await? {
+            match self.apply(p, &exec, &mut claimed).await? {
                 Decision::Schedule => {}
                 other => {
                     decision = other;
@@ -289,7 +276,7 @@ impl Scheduler {
         // another scheduler that raced us and scheduled it holds the very same slot: keep it.
         if !scheduled && !claimed.is_empty() && !self.holds_slot(id).await? {
             for slot in claimed {
-                super::concurrency::release_slot(&self.ctx, &slot, &exec.id).await?;
+                super::concurrency::unclaim(&self.ctx, &slot, &exec.id).await?;
             }
         }
         Ok(())
@@ -309,12 +296,11 @@ impl Scheduler {
             }))
     }
 
-    /// One policy's decision; a concurrency slot it claims is pushed onto `claimed`.
+    /// One policy's decision; a concurrency or rate slot it claims is pushed onto `claimed`.
     async fn apply(
         &self,
         p: &Policy,
         exec: &Execution,
-        action_ref: &str,
         claimed: &mut Vec<String>,
     ) -> Result<Decision, ServiceError> {
         let over = |action: Option<&Value>, what: String| match action.and_then(Value::as_str) {
@@ -374,56 +360,29 @@ impl Scheduler {
                 }
             }
             "action.ratelimit" => {
-                let limit = p
-                    .parameters
-                    .get("limit")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(u64::MAX);
+                let Some(limit) = p.parameters.get("limit").and_then(Value::as_u64) else {
+                    return Ok(Decision::Schedule);
+                };
                 let interval = p
                     .parameters
                     .get("interval")
                     .and_then(Value::as_f64)
                     .unwrap_or(60.0);
-                let since =
-                    chrono::Utc::now() - chrono::Duration::milliseconds((interval * 1000.0) as i64);
-                let recent: Vec<Execution> = repo::<Execution>(&*self.ctx.store)
-                    .find(
-                        &Query::all().eq("action.ref", action_ref).is_in(
-                            "status",
-                            [
-                                "scheduled",
-                                "running",
-                                "succeeded",
-                                "failed",
-                                "timeout",
-                                "canceling",
-                            ]
-                            .iter()
-                            .map(|s| json!(s))
-                            .collect(),
-                        ),
-                    )
-                    .await?;
-                let started = recent
-                    .iter()
-                    .filter(|e| e.id != exec.id)
-                    .filter_map(|e| {
-                        e.log
-                            .iter()
-                            .find(|l| l.get("status") == Some(&json!("scheduled")))
-                    })
-                    .filter_map(|l| l.get("timestamp").and_then(Value::as_str))
-                    .filter_map(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                    .filter(|t| *t >= since)
-                    .count() as u64;
-                if started >= limit {
-                    return Ok(over(
-                        p.parameters.get("action"),
-                        format!(
-                            "rate limit {limit}/{interval}s of policy {} reached",
-                            p.policy_ref
-                        ),
-                    ));
+                let window = chrono::TimeDelta::milliseconds((interval * 1000.0) as i64);
+                let group = format!("{}@rate", p.policy_ref);
+                match super::concurrency::claim_rate(&self.ctx, &group, limit, window, &exec.id)
+                    .await?
+                {
+                    Some(slot) => claimed.push(slot),
+                    None => {
+                        return Ok(over(
+                            p.parameters.get("action"),
+                            format!(
+                                "rate limit {limit}/{interval}s of policy {} reached",
+                                p.policy_ref
+                            ),
+                        ))
+                    }
                 }
             }
             _ => {} // retry is applied when an execution ends (see the worker)
