@@ -636,3 +636,51 @@ async fn rate_limit_holds_across_two_schedulers() {
     b.shutdown().await;
     base.shutdown().await;
 }
+
+/// A trigger instance dispatched twice under one derived id (a duplicated first delivery) is
+/// created once: the second dispatch leaves the instance and its trace, with what the rules
+/// engine added to it, as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_first_dispatch_keeps_the_trace() {
+    use st2_core::model::{derived_id, Trace, TraceComponent};
+    use st2_core::services::dispatch::{self, Handoff};
+    let (p, _dir) = platform(&["notifier"], &[], |_| {}).await;
+    let ctx = &p.ctx;
+    let id = derived_id("some-execution", "test");
+    let payload = || json!({"object": {"name": "k", "value": "v"}});
+    let kv = "core.st2.key_value_pair.create";
+    let first = dispatch::dispatch_as(ctx, Some(id.clone()), kv, payload(), None, Handoff::Wait)
+        .await
+        .expect("first dispatch");
+    // The rules engine records a rule in the instance's trace.
+    let traces = repo::<Trace>(&*ctx.store);
+    let trace_id = derived_id(&id, "trace");
+    let mut trace = traces
+        .get(&trace_id)
+        .await
+        .expect("get")
+        .expect("trace stored");
+    trace.rules.push(TraceComponent {
+        object_id: "rule-1".into(),
+        component_ref: "ft.rule".into(),
+        updated_at: "2026-01-01T00:00:00Z".into(),
+        caused_by: json!({}),
+    });
+    traces.save(trace).await.expect("save trace");
+
+    let second = dispatch::dispatch_as(ctx, Some(id.clone()), kv, payload(), None, Handoff::Wait)
+        .await
+        .expect("second dispatch");
+    assert_eq!(
+        second.occurrence_time, first.occurrence_time,
+        "the stored instance is kept"
+    );
+    let trace = traces.get(&trace_id).await.expect("get").expect("trace");
+    assert_eq!(
+        trace.rules.len(),
+        1,
+        "the rule recorded in the trace is kept: {trace:?}"
+    );
+    assert_eq!(trace.trigger_instances.len(), 1, "{trace:?}");
+    p.shutdown().await;
+}

@@ -91,9 +91,9 @@ pub async fn dispatch_with(
 /// [`dispatch_with`] under an id the caller derives from what caused it (see
 /// [`crate::model::derived_id`]), so that dispatching twice (a redelivered message, a consumer
 /// that crashed half-way) stores one instance: when the id is already stored, that instance is
-/// returned and nothing is written or published (one still `pending` is re-claimed at start-up
-/// like any instance stored but not handed on). Two concurrent calls may both write it, under
-/// the same id; the rules engine's claim processes it once.
+/// returned and nothing is written or published (one still `pending` is published again by the
+/// watchdog's republish sweep, like any instance stored but not handed on). Of two concurrent
+/// calls one creates it (see [`dispatch_as`]).
 pub async fn dispatch_once(
     ctx: &Ctx,
     id: String,
@@ -109,9 +109,11 @@ pub async fn dispatch_once(
 }
 
 /// Stores and publishes one instance, under `id` when given, without looking for it first:
-/// for a caller that knows it is the first to ask (a message delivered for the first time). A
-/// second write under the same id replaces the first (its trace too, whose id derives from
-/// it), and the rules engine's derived ids keep a second processing from acting twice.
+/// for a caller that knows it is the first to ask (a message delivered for the first time).
+/// The instance is created only if absent; when a duplicate got there first, the stored
+/// instance is returned and nothing is written or published (the first dispatch hands it on,
+/// or the watchdog's republish sweep does if that one died). Without `id`, the instance and
+/// its trace are one batch.
 pub async fn dispatch_as(
     ctx: &Ctx,
     id: Option<String>,
@@ -166,7 +168,8 @@ pub async fn dispatch_as(
         tracing::debug!(trigger = %trigger.trigger_ref, outcome = r.outcome, step = r.step, reason = %r.reason, "trigger instance preprocessed");
     }
     let now = now_iso();
-    // A derived instance's own trace gets a derived id too, so a second write replaces it.
+    let derived = id.is_some();
+    // A derived instance's own trace gets a derived id too.
     let trace_id = id
         .as_deref()
         .map(|i| crate::model::derived_id(i, "trace"))
@@ -211,9 +214,25 @@ pub async fn dispatch_as(
         },
     };
     let w_trace = Repo::<Trace>::to_write(&mut trace)?;
-    let mut writes = vec![w_ti, w_trace];
+    let mut writes = vec![w_trace];
     writes.extend(state_writes);
-    ctx.store.apply(writes).await?;
+    match (derived, w_ti) {
+        // Under a derived id the instance is created only if absent, before its trace: a
+        // second first-delivery (a duplicated message) finds it, and leaves the instance, its
+        // trace and what the rules engine added to that trace as they are.
+        (true, Write::Put { collection, doc }) => {
+            if !ctx.store.insert_new(collection, doc).await? {
+                drop(preprocess_guard);
+                let stored = repo::<TriggerInstance>(&*ctx.store).get(&ti.id).await?;
+                return Ok(stored.unwrap_or(ti));
+            }
+            ctx.store.apply(writes).await?;
+        }
+        (_, w_ti) => {
+            writes.insert(0, w_ti);
+            ctx.store.apply(writes).await?;
+        }
+    }
     drop(preprocess_guard);
     if verdict != Verdict::Accept {
         return Ok(ti); // stored with its record; never reaches the rules engine

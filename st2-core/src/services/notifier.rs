@@ -95,8 +95,8 @@ impl Notifier {
 
     /// [`Notifier::completed`]; `seen_before`: the completion may have been handled already (a
     /// redelivered message), so each trigger instance is looked for before it is written. A first
-    /// delivery skips that read; a duplicate publish then rewrites the same instance, which the
-    /// rules engine's derived ids make harmless.
+    /// delivery skips that read; a duplicate publish then finds the instance when it tries to
+    /// create it, and leaves it as it is.
     async fn emit(&self, exec: &Execution, seen_before: bool) -> Result<(), ServiceError> {
         if exec.notified {
             return Ok(());
