@@ -955,7 +955,7 @@ impl Store for MongoStore {
     }
 
     /// Deletes in one statement, so "existed" is exact even under concurrent deletes.
-    /// (A document named by chunks goes through a second statement that returns them.)
+    /// (A document that names chunks takes a second statement, which returns them.)
     async fn delete(&self, collection: Collection, id: &str) -> Result<bool> {
         let what = || format!("cannot delete {collection:?} {id:?}");
         let target = self.coll(collection);
