@@ -88,32 +88,12 @@ pub async fn dispatch_with(
     dispatch_as(ctx, None, trigger_ref, payload, trace_tag, handoff).await
 }
 
-/// [`dispatch_with`] under an id the caller derives from what caused it (see
-/// [`crate::model::derived_id`]), so that dispatching twice (a redelivered message, a consumer
-/// that crashed half-way) stores one instance: when the id is already stored, that instance is
-/// returned and nothing is written or published (one still `pending` is published again by the
-/// watchdog's republish sweep, like any instance stored but not handed on). Of two concurrent
-/// calls one creates it (see [`dispatch_as`]).
-pub async fn dispatch_once(
-    ctx: &Ctx,
-    id: String,
-    trigger_ref: &str,
-    payload: Value,
-    trace_tag: Option<String>,
-    handoff: Handoff,
-) -> Result<TriggerInstance, ServiceError> {
-    if let Some(existing) = repo::<TriggerInstance>(&*ctx.store).get(&id).await? {
-        return Ok(existing);
-    }
-    dispatch_as(ctx, Some(id), trigger_ref, payload, trace_tag, handoff).await
-}
-
-/// Stores and publishes one instance, under `id` when given, without looking for it first:
-/// for a caller that knows it is the first to ask (a message delivered for the first time).
-/// The instance is created only if absent; when a duplicate got there first, the stored
-/// instance is returned and nothing is written or published (the first dispatch hands it on,
-/// or the watchdog's republish sweep does if that one died). Without `id`, the instance and
-/// its trace are one batch.
+/// Stores and publishes one instance, under `id` when given: an id the caller derives from what
+/// caused it (see [`crate::model::derived_id`]), so that dispatching twice (a redelivered or
+/// duplicated message, a consumer that crashed half-way) stores one instance. It is created
+/// only if absent; when it is already stored, that instance is returned and nothing is written
+/// or published (the first dispatch handed it on, or the watchdog's republish sweep does if
+/// that one died). Without `id`, the instance and its trace are one batch.
 pub async fn dispatch_as(
     ctx: &Ctx,
     id: Option<String>,

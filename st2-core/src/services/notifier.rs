@@ -70,7 +70,7 @@ impl Notifier {
         // `st2.liveaction.status`), so the notifier's queue holds one message per execution,
         // not one per status change.
         let res = match executions::from_status_message(&self.ctx, d.message()).await {
-            Ok(Some(e)) if e.status.is_completed() => self.emit(&e, d.redelivered()).await,
+            Ok(Some(e)) if e.status.is_completed() => self.completed(&e).await,
             Ok(_) => Ok(()),
             Err(e) => Err(e),
         };
@@ -90,14 +90,6 @@ impl Notifier {
     /// delivery seen twice (a crash before the ack, a redelivery) stores nothing new. The
     /// execution is marked `notified` after them, so a crash in between loses nothing.
     pub async fn completed(&self, exec: &Execution) -> Result<(), ServiceError> {
-        self.emit(exec, true).await
-    }
-
-    /// [`Notifier::completed`]; `seen_before`: the completion may have been handled already (a
-    /// redelivered message), so each trigger instance is looked for before it is written. A first
-    /// delivery skips that read; a duplicate publish then finds the instance when it tries to
-    /// create it, and leaves it as it is.
-    async fn emit(&self, exec: &Execution, seen_before: bool) -> Result<(), ServiceError> {
         if exec.notified {
             return Ok(());
         }
@@ -142,7 +134,6 @@ impl Notifier {
                 ACTION_TRIGGER,
                 payload,
                 trace_tag.clone(),
-                seen_before,
             )
             .await;
         if let Err(e) = dispatched {
@@ -159,15 +150,8 @@ impl Notifier {
             .cloned()
             .and_then(|n| serde_json::from_value::<Notify>(n).ok())
         {
-            self.notify(
-                exec,
-                &notify,
-                &action_ref,
-                &runner_ref,
-                trace_tag,
-                seen_before,
-            )
-            .await?;
+            self.notify(exec, &notify, &action_ref, &runner_ref, trace_tag)
+                .await?;
         }
         self.retry(exec, &action_ref).await?;
         let mut patch = JsonMap::new();
@@ -193,7 +177,6 @@ impl Notifier {
         action_ref: &str,
         runner_ref: &str,
         trace_tag: Option<String>,
-        seen_before: bool,
     ) -> Result<(), ServiceError> {
         let mut subs: Vec<&NotifySubSchema> = notify.on_complete.iter().collect();
         match exec.status {
@@ -235,7 +218,6 @@ impl Notifier {
                     NOTIFY_TRIGGER,
                     payload,
                     trace_tag.clone(),
-                    seen_before,
                 )
                 .await?;
             }
@@ -243,30 +225,26 @@ impl Notifier {
         Ok(())
     }
 
-    /// Dispatches one of a completion's triggers under its derived `id`, looking for it first
-    /// only when the completion may have been handled before (see [`Notifier::emit`]).
+    /// Dispatches one of a completion's triggers under its derived `id`: created only if
+    /// absent, so a completion handled again (redelivered, or duplicated) stores and publishes
+    /// nothing new.
     async fn trigger(
         &self,
         id: String,
         trigger_ref: &str,
         payload: Value,
         trace_tag: Option<String>,
-        seen_before: bool,
     ) -> Result<crate::model::TriggerInstance, ServiceError> {
         let handoff = dispatch::Handoff::NoWait;
-        if seen_before {
-            dispatch::dispatch_once(&self.ctx, id, trigger_ref, payload, trace_tag, handoff).await
-        } else {
-            dispatch::dispatch_as(
-                &self.ctx,
-                Some(id),
-                trigger_ref,
-                payload,
-                trace_tag,
-                handoff,
-            )
-            .await
-        }
+        dispatch::dispatch_as(
+            &self.ctx,
+            Some(id),
+            trigger_ref,
+            payload,
+            trace_tag,
+            handoff,
+        )
+        .await
     }
 
     /// StackStorm's `action.retry`: re-run as a new execution, with `context.policies.retry`.
