@@ -29,7 +29,7 @@
 //! in between. The pre-image comes from the read, not from a `findAndModify`: a MongoDB-wire
 //! test server scanned the whole collection for each of those, and on MongoDB itself the read
 //! is a primary-key lookup. For the same reason a put or delete of a document that names no
-//! chunks is a plain `replace_one`/`delete_one`; only one that does reads what it replaces.
+//! chunks is one `replace_one`/`delete_one`; only one that does reads its chunk map first.
 
 mod codec;
 mod filter;
@@ -42,7 +42,7 @@ use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{doc, Binary, Bson, DateTime, Document};
 use mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT;
 use mongodb::error::{Error as MongoError, TRANSIENT_TRANSACTION_ERROR};
-use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
+use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, ClientSession, Cursor, Database, IndexModel};
 use serde_json::Value;
 
@@ -537,109 +537,90 @@ impl MongoStore {
     ) -> std::result::Result<Vec<(Collection, String, Option<String>)>, MongoError> {
         let mut stale = Vec::new();
         for op in ops {
-            let (collection, id) = match op {
-                Op::Put { collection, id, .. } | Op::Delete { collection, id } => (*collection, id),
-            };
-            let target = self.coll(collection);
-            let old = match session.as_deref_mut() {
-                // Most documents name no chunks: write those without reading what they replace.
-                // A put answered "duplicate key" met a document that names chunks (or lost an
-                // insert race); a delete that deleted nothing met one or none: both go on to the
-                // statement that returns what it replaced.
-                None => {
-                    let done = match op {
-                        Op::Put { doc, .. } => {
-                            match target.replace_one(unchunked(id), doc).upsert(true).await {
-                                Ok(_) => true,
-                                Err(e) if is_duplicate_key(&e) => false,
-                                Err(e) => return Err(e),
-                            }
-                        }
-                        Op::Delete { .. } => {
-                            target.delete_one(unchunked(id)).await?.deleted_count == 1
-                        }
-                    };
-                    if done {
-                        continue;
-                    }
-                    match op {
-                        Op::Put { doc, .. } => {
-                            target
-                                .find_one_and_replace(doc! {"_id": id.as_str()}, doc)
-                                .upsert(true)
-                                .return_document(ReturnDocument::Before)
-                                .projection(doc! {"_chunked": 1})
-                                .await?
-                        }
-                        Op::Delete { .. } => {
-                            target
-                                .find_one_and_delete(doc! {"_id": id.as_str()})
-                                .projection(doc! {"_chunked": 1})
-                                .await?
-                        }
-                    }
-                }
-                // In a transaction, first the same unread write of a put; a put that meets a
-                // document naming chunks fails the transaction, which is run again `careful`:
-                // each write reads the chunk map first (a concurrent writer makes the
-                // transaction conflict and retry, so the read stays exact).
-                Some(s) if !careful => {
-                    if let Op::Put { doc, .. } = op {
-                        target
-                            .replace_one(unchunked(id), doc)
-                            .upsert(true)
-                            .session(s)
-                            .await?;
-                        continue;
-                    }
-                    let by_id = doc! {"_id": id.as_str()};
-                    if target
-                        .delete_one(unchunked(id))
-                        .session(&mut *s)
-                        .await?
-                        .deleted_count
-                        == 1
-                    {
-                        continue;
-                    }
-                    let old = target
-                        .find_one(by_id.clone())
-                        .projection(doc! {"_chunked": 1})
-                        .session(&mut *s)
-                        .await?;
-                    target.delete_one(by_id).session(s).await?;
-                    old
-                }
-                Some(s) => {
-                    let by_id = doc! {"_id": id.as_str()};
-                    let old = target
-                        .find_one(by_id.clone())
-                        .projection(doc! {"_chunked": 1})
-                        .session(&mut *s)
-                        .await?;
-                    match op {
-                        Op::Put { doc, .. } => {
-                            target
-                                .replace_one(by_id, doc)
-                                .upsert(true)
-                                .session(s)
-                                .await?;
-                        }
-                        Op::Delete { .. } => {
-                            target.delete_one(by_id).session(s).await?;
-                        }
-                    }
-                    old
-                }
-            };
-            if let Some(old) = old {
-                let mut gens: Vec<String> = generations(&old).into_iter().map(|g| g.1).collect();
-                gens.sort();
-                gens.dedup();
-                stale.extend(gens.into_iter().map(|g| (collection, g, None)));
-            }
+            stale.extend(self.write_op(op, session.as_deref_mut(), careful).await?.1);
         }
         Ok(stale)
+    }
+
+    /// One put or delete: whether the document existed, and the chunk generations it named.
+    ///
+    /// Most documents name no chunks: unless `careful`, the write goes to the document only if
+    /// it names none, without reading it first. Otherwise (or when that write did not apply)
+    /// the chunk map is read, then the document written by id. Outside a transaction a write
+    /// in between can at worst leave unreferenced chunks behind; inside one it makes the
+    /// transaction conflict. A put that meets a document naming chunks fails with "duplicate
+    /// key": outside a transaction it goes on to the reading path, inside one the error
+    /// aborts the transaction, which is run again `careful`.
+    async fn write_op(
+        &self,
+        op: &Op,
+        mut session: Option<&mut ClientSession>,
+        careful: bool,
+    ) -> std::result::Result<(bool, Vec<(Collection, String, Option<String>)>), MongoError> {
+        let (collection, id) = match op {
+            Op::Put { collection, id, .. } | Op::Delete { collection, id } => (*collection, id),
+        };
+        let target = self.coll(collection);
+        if !careful {
+            let done = match op {
+                Op::Put { doc, .. } => {
+                    let mut act = target.replace_one(unchunked(id), doc).upsert(true);
+                    if let Some(s) = session.as_deref_mut() {
+                        act = act.session(s);
+                    }
+                    match act.await {
+                        Ok(_) => true,
+                        Err(e) if is_duplicate_key(&e) && session.is_none() => false,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Op::Delete { .. } => {
+                    let mut act = target.delete_one(unchunked(id));
+                    if let Some(s) = session.as_deref_mut() {
+                        act = act.session(s);
+                    }
+                    act.await?.deleted_count == 1
+                }
+            };
+            if done {
+                return Ok((true, Vec::new()));
+            }
+        }
+        let by_id = doc! {"_id": id.as_str()};
+        let mut read = target
+            .find_one(by_id.clone())
+            .projection(doc! {"_chunked": 1});
+        if let Some(s) = session.as_deref_mut() {
+            read = read.session(s);
+        }
+        let old = read.await?;
+        let existed = match op {
+            Op::Put { doc, .. } => {
+                let mut act = target.replace_one(by_id, doc).upsert(true);
+                if let Some(s) = session.as_deref_mut() {
+                    act = act.session(s);
+                }
+                act.await?;
+                old.is_some()
+            }
+            Op::Delete { .. } => {
+                let mut act = target.delete_one(by_id);
+                if let Some(s) = session.as_deref_mut() {
+                    act = act.session(s);
+                }
+                act.await?.deleted_count == 1
+            }
+        };
+        let mut gens: Vec<String> = old
+            .iter()
+            .flat_map(|o| generations(o).into_iter().map(|g| g.1))
+            .collect();
+        gens.sort();
+        gens.dedup();
+        Ok((
+            existed,
+            gens.into_iter().map(|g| (collection, g, None)).collect(),
+        ))
     }
 
     /// Runs the writes in one transaction, retrying it on transient errors.
@@ -954,31 +935,19 @@ impl Store for MongoStore {
             .is_some())
     }
 
-    /// Deletes in one statement, so "existed" is exact even under concurrent deletes.
-    /// (A document that names chunks takes a second statement, which returns them.)
+    /// "Existed" is exact even under concurrent deletes: it is what the delete itself
+    /// answered.
     async fn delete(&self, collection: Collection, id: &str) -> Result<bool> {
-        let what = || format!("cannot delete {collection:?} {id:?}");
-        let target = self.coll(collection);
-        // A document that names no chunks leaves nothing to clean up after.
-        let plain = target
-            .delete_one(unchunked(id))
+        let op = Op::Delete {
+            collection,
+            id: id.to_string(),
+        };
+        let (existed, stale) = self
+            .write_op(&op, None, false)
             .await
-            .map_err(backend(what()))?;
-        if plain.deleted_count == 1 {
-            return Ok(true);
-        }
-        let old = target
-            .find_one_and_delete(doc! {"_id": id})
-            .projection(doc! {"_chunked": 1})
-            .await
-            .map_err(backend(what()))?;
-        let Some(old) = old else { return Ok(false) };
-        let mut gens: Vec<String> = generations(&old).into_iter().map(|g| g.1).collect();
-        gens.sort();
-        gens.dedup();
-        self.drop_chunks(gens.into_iter().map(|g| (collection, g, None)).collect())
-            .await;
-        Ok(true)
+            .map_err(backend(format!("cannot delete {collection:?} {id:?}")))?;
+        self.drop_chunks(stale).await;
+        Ok(existed)
     }
 }
 
