@@ -113,7 +113,11 @@ pub async fn claim_rate(
     let store = &*ctx.store;
     let now = chrono::Utc::now().timestamp_millis();
     let free_before = now.saturating_sub(interval.num_milliseconds());
-    let taken = |id: &str| json!({"id": id, "group": group, "execution": exec_id, "node": ctx.node_id, "rate_at": now});
+    let taken = |id: &str| {
+        let mut doc = slot_doc(ctx, id, group, exec_id);
+        doc["rate_at"] = json!(now);
+        doc
+    };
     for n in 0..limit {
         let id = format!("{group}#{n}");
         let Some(doc) = store.get(Collection::ConcurrencySlots, &id).await? else {
@@ -148,19 +152,7 @@ pub async fn claim_rate(
 /// Gives back a slot claimed for `exec_id` that was then not scheduled: a concurrency slot
 /// becomes free, a rate slot counts no more in its window.
 pub async fn unclaim(ctx: &Ctx, id: &str, exec_id: &str) -> Result<bool, ServiceError> {
-    let mut patch = JsonMap::new();
-    patch.insert("execution".into(), Value::Null);
-    patch.insert("rate_at".into(), Value::Null);
-    Ok(ctx
-        .store
-        .set_if(
-            Collection::ConcurrencySlots,
-            id,
-            "execution",
-            &[json!(exec_id)],
-            patch,
-        )
-        .await?)
+    free(ctx, id, exec_id, true).await
 }
 
 /// Releases every slot `exec_id` holds; returns how many.
@@ -184,21 +176,29 @@ pub async fn release(ctx: &Ctx, exec_id: &str) -> Result<usize, ServiceError> {
     Ok(n)
 }
 
-/// Releases the slot `id` if `exec_id` still holds it.
+/// Releases the slot `id` if `exec_id` still holds it (a rate slot stays counted in its
+/// window).
 pub async fn release_slot(ctx: &Ctx, id: &str, exec_id: &str) -> Result<bool, ServiceError> {
+    free(ctx, id, exec_id, false).await
+}
+
+/// Frees slot `id` if `exec_id` holds it; with `window`, its rate window too.
+async fn free(ctx: &Ctx, id: &str, exec_id: &str, window: bool) -> Result<bool, ServiceError> {
     let mut patch = JsonMap::new();
     patch.insert("execution".into(), Value::Null);
+    if window {
+        patch.insert("rate_at".into(), Value::Null);
+    }
     Ok(ctx
         .store
-        .compare_and_set(
+        .set_if(
             Collection::ConcurrencySlots,
             id,
             "execution",
             &[json!(exec_id)],
             patch,
         )
-        .await?
-        .is_some())
+        .await?)
 }
 
 /// How many slots of `group` are held now (for tests and operators).
