@@ -605,7 +605,7 @@ impl MongoStore {
             }
             Op::Delete { .. } => {
                 let mut act = target.delete_one(by_id);
-                if let Some(s) = session.as_deref_mut() {
+                if let Some(s) = session {
                     act = act.session(s);
                 }
                 act.await?.deleted_count == 1
