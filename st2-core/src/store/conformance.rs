@@ -788,6 +788,13 @@ pub async fn eq_objects_and_arrays(store: Arc<dyn Store>) {
         (Query::all().eq("trigger_types", json!([])), &[]),
         (Query::all().eq("trigger_types", "[\"demo.a\"]"), &[]),
         (Query::all().eq("trigger_types", "demo.a"), &[]),
+        // A scalar comparison never reaches into an array.
+        (
+            Query::all().is_in("trigger_types", vec![json!("demo.a"), json!("x")]),
+            &[],
+        ),
+        (Query::all().prefix("trigger_types", "demo"), &[]),
+        (Query::all().prefix("trigger_types", ""), &[]),
     ];
     for (q, want) in cases {
         assert_eq!(id_set(s, coll, q).await, strs(want), "find {q:?}");

@@ -3,7 +3,8 @@
 //! The reference semantics are [`Query::matches`]: a dotted path walks objects only, a missing
 //! field equals `null`, and a value equals another only as a whole JSON value. MongoDB's own
 //! operators walk into arrays (`{tags: "x"}` matches `tags: ["x", "y"]`), so every condition
-//! adds "not an array" guards on the path's prefixes (and on the field itself for scalars);
+//! adds "not an array" guards on the path's prefixes, and a scalar comparison "has no element
+//! `0`" on the field itself (a separate condition, so an index on the field serves the query);
 //! `Eq(null)` is written as "not (a non-null value reached through objects only)".
 //! One difference remains: objects compare with their key order (MongoDB's rule), where
 //! [`Query::matches`] ignores it; documents are stored in their serialisation order, so a query
@@ -24,6 +25,16 @@ fn nothing() -> Document {
 /// `path` is not an array (or is missing).
 fn not_array(p: &str) -> Document {
     doc! {p: {"$not": {"$type": "array"}}}
+}
+
+/// The field at `p`, compared with a scalar, is not an array: it has no element `0`. For a
+/// scalar comparison this means the same as [`not_array`] (an empty array equals no scalar, an
+/// object equals none either), but it is a condition on another field, so the comparison
+/// itself stays a plain `{p: {$eq|$in|$gte..: v}}` that an index on `p` serves. (A
+/// MongoDB-wire test server scanned the whole collection when the comparison and a `$not`
+/// shared one operator document.)
+fn scalar_not_array(p: &str) -> Document {
+    doc! {format!("{p}.0"): {"$exists": false}}
 }
 
 /// The strict prefixes of a stored path: `a`, `a.b` for `a.b.c`.
@@ -100,7 +111,7 @@ fn eq(field: &str, v: &Value) -> Document {
         }
         _ => {
             parts.insert(0, doc! {p.as_str(): {"$eq": to_bson(v)}});
-            parts.push(not_array(&p));
+            parts.push(scalar_not_array(&p));
             all_of(parts)
         }
     }
@@ -131,7 +142,7 @@ fn is_in(field: &str, vs: &[Value]) -> Document {
         let mut parts =
             vec![doc! {p.as_str(): {"$in": vs.iter().map(to_bson).collect::<Vec<_>>()}}];
         parts.extend(strict_prefixes(&p).map(not_array));
-        parts.push(not_array(&p));
+        parts.push(scalar_not_array(&p));
         return all_of(parts);
     }
     doc! {"$or": vs.iter().map(|v| eq(field, v)).collect::<Vec<_>>()}
@@ -164,7 +175,7 @@ fn prefix(field: &str, prefix: &str) -> Document {
     }
     let mut parts = vec![doc! {p.as_str(): range}];
     parts.extend(strict_prefixes(&p).map(not_array));
-    parts.push(not_array(&p));
+    parts.push(scalar_not_array(&p));
     all_of(parts)
 }
 
@@ -237,8 +248,8 @@ mod tests {
         let q = Query::all().eq("status", "a").eq("n", 1);
         assert_eq!(
             filter(&q),
-            doc! {"status": {"$eq": "a", "$not": {"$type": "array"}},
-            "n": {"$eq": 1_i64, "$not": {"$type": "array"}}}
+            doc! {"status": {"$eq": "a"}, "status.0": {"$exists": false},
+            "n": {"$eq": 1_i64}, "n.0": {"$exists": false}}
         );
         // The same operator twice on one field stays an `$and`.
         let q = Query::all().eq("status", "a").eq("status", "b");
@@ -250,7 +261,7 @@ mod tests {
         let f = cas_filter("x", Some(Some(7)), "status", &[Value::from("a")]);
         assert_eq!(
             f,
-            doc! {"_id": "x", "_rev": 7_i64, "status": {"$in": ["a"], "$not": {"$type": "array"}}}
+            doc! {"_id": "x", "_rev": 7_i64, "status": {"$in": ["a"]}, "status.0": {"$exists": false}}
         );
         let f = cas_filter("x", Some(None), "status", &[Value::Null]);
         assert_eq!(f.get_document("_rev").ok(), Some(&doc! {"$exists": false}));
