@@ -42,6 +42,8 @@ use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{doc, Binary, Bson, DateTime, Document};
 use mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT;
 use mongodb::error::{Error as MongoError, TRANSIENT_TRANSACTION_ERROR};
+use mongodb::event::command::CommandEvent;
+use mongodb::event::EventHandler;
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, ClientSession, Cursor, Database, IndexModel};
 use serde_json::Value;
@@ -49,6 +51,27 @@ use serde_json::Value;
 use super::{Collection, Query, Result, Store, StoreError, Write};
 use crate::model::JsonMap;
 use codec::{doc_size, field_size, from_bson, object_to_doc, unescape_key};
+
+/// Tracing target of the commands sent to the server (logged at `trace` level only when
+/// that target is enabled at connect time, e.g. `RUST_LOG=st2::mongo::command=trace`).
+pub const COMMAND_LOG: &str = "st2::mongo::command";
+
+/// Logs one command sent to the server: its name, collection and filter.
+fn log_command(event: CommandEvent) {
+    if let CommandEvent::Started(s) = event {
+        let target = s
+            .command
+            .get(&s.command_name)
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let detail = ["filter", "q", "updates", "deletes", "documents"]
+            .iter()
+            .find_map(|k| s.command.get(*k).map(|v| format!("{k}: {v}")))
+            .unwrap_or_default();
+        let detail: String = detail.chars().take(300).collect();
+        tracing::trace!(target: COMMAND_LOG, "{} {target} {detail}", s.command_name);
+    }
+}
 
 /// Database used when the URL names none.
 pub const DEFAULT_DATABASE: &str = "st2";
@@ -62,8 +85,20 @@ const DOC_LIMIT: usize = 8 << 20;
 /// Bytes of JSON text per chunk document.
 const CHUNK_SIZE: usize = 4 << 20;
 
-/// How many times a batch is retried after a transient transaction error (write conflict).
-const TXN_ATTEMPTS: u32 = 10;
+/// How long a batch keeps being retried after transient transaction errors (write conflicts),
+/// as the drivers' `withTransaction` helpers do (they allow 120 s): several processes that
+/// start together register the same packs and conflict for seconds, not milliseconds.
+const TXN_RETRY_BUDGET: Duration = Duration::from_secs(60);
+
+/// How many times a commit whose result is unknown is sent again.
+const COMMIT_ATTEMPTS: u32 = 10;
+
+/// The pause before retry number `attempt` of a conflicting transaction: exponential from
+/// 2 ms, capped at 200 ms, with full jitter so the conflicting writers spread out.
+fn conflict_backoff(attempt: u32) -> Duration {
+    let cap = (2u64 << attempt.min(7)).min(200);
+    Duration::from_millis(rand::random::<u64>() % cap + 1)
+}
 
 /// The backend's revision stamp of a document: a fresh random number on every write, so a
 /// compare-and-set can update "the document exactly as it read it".
@@ -221,6 +256,9 @@ impl MongoStore {
         }
         if opts.server_selection_timeout.is_none() {
             opts.server_selection_timeout = Some(Duration::from_secs(10));
+        }
+        if tracing::enabled!(target: COMMAND_LOG, tracing::Level::TRACE) {
+            opts.command_event_handler = Some(EventHandler::callback(log_command));
         }
         let client = Client::with_options(opts).map_err(backend("invalid MongoDB options"))?;
         let db = client.database(db_name);
@@ -629,6 +667,7 @@ impl MongoStore {
         ops: &[Op],
     ) -> std::result::Result<Vec<(Collection, String, Option<String>)>, MongoError> {
         let mut session = self.client.start_session().await?;
+        let started = std::time::Instant::now();
         let mut attempt = 0;
         let mut careful = false;
         loop {
@@ -642,8 +681,10 @@ impl MongoStore {
                         careful = true;
                         continue;
                     }
-                    if e.contains_label(TRANSIENT_TRANSACTION_ERROR) && attempt < TXN_ATTEMPTS {
-                        tokio::time::sleep(Duration::from_millis(2 * u64::from(attempt))).await;
+                    if e.contains_label(TRANSIENT_TRANSACTION_ERROR)
+                        && started.elapsed() < TXN_RETRY_BUDGET
+                    {
+                        tokio::time::sleep(conflict_backoff(attempt)).await;
                         continue;
                     }
                     return Err(e);
@@ -656,14 +697,15 @@ impl MongoStore {
                     Ok(()) => return Ok(stale),
                     Err(e)
                         if e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT)
-                            && commits < TXN_ATTEMPTS => {}
+                            && commits < COMMIT_ATTEMPTS => {}
                     Err(e) if e.contains_label(TRANSIENT_TRANSACTION_ERROR) => break,
                     Err(e) => return Err(e),
                 }
             }
-            if attempt >= TXN_ATTEMPTS {
+            if started.elapsed() >= TXN_RETRY_BUDGET {
                 return Err(MongoError::custom("transaction kept conflicting"));
             }
+            tokio::time::sleep(conflict_backoff(attempt)).await;
         }
     }
 }
