@@ -416,3 +416,26 @@ fn duplicate_messages_change_state_once() {
     );
     c.block_on(bus.close()).expect("close");
 }
+
+/// Services of a deployment that come up at the same moment all start (each registers the
+/// packs into the one database: their batches conflict and are retried, none dies), and
+/// together they run a webhook's execution.
+#[test]
+fn services_started_together_all_come_up() {
+    let _shared = broker_shared();
+    let mut c = Cluster::new("together", &[("noop.yaml", NOOP_RULE)]);
+    // One service first (the database then holds every pack: the others' registrations
+    // rewrite the same documents), then the rest at once.
+    let api = c.start("api", "api");
+    c.start_together(&[
+        ("engine", "rulesengine,scheduler,notifier"),
+        ("runner-1", "actionrunner"),
+        ("runner-2", "actionrunner"),
+        ("timers", "timersengine,garbagecollector"),
+    ]);
+    let addr = c.nodes[api].addr.clone();
+    let report = post_stream(&addr, "dist", 0..5, 2, &|_| {});
+    assert_eq!(report.accepted, 5, "{report:?}");
+    c.wait_until("every execution to finish", DRAIN, |c| settled(c, 5));
+    assert_exactly_once(&c, 5);
+}

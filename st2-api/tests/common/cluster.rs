@@ -207,55 +207,66 @@ impl Cluster {
 
     /// Starts `st2d --roles <roles>` and waits until it listens; returns its index.
     pub fn start(&mut self, name: &str, roles: &str) -> usize {
+        self.start_together(&[(name, roles)])[0]
+    }
+
+    /// Starts one `st2d` per `(name, roles)` at the same time (as a deployment's services
+    /// come up), then waits until every one listens; returns their indexes.
+    pub fn start_together(&mut self, nodes: &[(&str, &str)]) -> Vec<usize> {
         use std::os::unix::process::CommandExt as _;
-        let log = self
-            .dir
-            .path()
-            .join(format!("{name}-{}.log", self.nodes.len()));
-        let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_st2d"))
-            .arg("--data-dir")
-            .arg(self.dir.path())
-            .arg("--bind")
-            .arg("127.0.0.1:0")
-            .arg("--roles")
-            .arg(roles)
-            .env("ST2_DATABASE__URL", &self.mongo_url)
-            .env("ST2_MESSAGING__URL", &self.amqp_url)
-            .env("ST2_AUTH__ENABLE", "false")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(file))
-            .process_group(0)
-            .spawn()
-            .expect("spawn st2d");
-        let mut node = Node {
-            name: name.to_string(),
-            roles: roles.to_string(),
-            child,
-            addr: String::new(),
-            log,
-            killed: false,
-        };
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            let text = std::fs::read_to_string(&node.log).unwrap_or_default();
-            if let Some(rest) = text.split("listening on http://").nth(1) {
-                node.addr = rest.split('/').next().unwrap_or_default().to_string();
-                break;
-            }
-            if let Ok(Some(status)) = node.child.try_wait() {
-                panic!("st2d {name} exited at start ({status}):\n{text}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "st2d {name} did not listen within {START_TIMEOUT:?}:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        let first = self.nodes.len();
+        for (name, roles) in nodes {
+            let log = self
+                .dir
+                .path()
+                .join(format!("{name}-{}.log", self.nodes.len()));
+            let file = std::fs::File::create(&log).expect("log file");
+            let child = Command::new(env!("CARGO_BIN_EXE_st2d"))
+                .arg("--data-dir")
+                .arg(self.dir.path())
+                .arg("--bind")
+                .arg("127.0.0.1:0")
+                .arg("--roles")
+                .arg(roles)
+                .env("ST2_DATABASE__URL", &self.mongo_url)
+                .env("ST2_MESSAGING__URL", &self.amqp_url)
+                .env("ST2_AUTH__ENABLE", "false")
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(file))
+                .process_group(0)
+                .spawn()
+                .expect("spawn st2d");
+            self.nodes.push(Node {
+                name: name.to_string(),
+                roles: roles.to_string(),
+                child,
+                addr: String::new(),
+                log,
+                killed: false,
+            });
         }
-        self.nodes.push(node);
-        self.nodes.len() - 1
+        let deadline = Instant::now() + START_TIMEOUT;
+        for node in &mut self.nodes[first..] {
+            loop {
+                let text = std::fs::read_to_string(&node.log).unwrap_or_default();
+                if let Some(rest) = text.split("listening on http://").nth(1) {
+                    node.addr = rest.split('/').next().unwrap_or_default().to_string();
+                    break;
+                }
+                if let Ok(Some(status)) = node.child.try_wait() {
+                    panic!("st2d {} exited at start ({status}):\n{text}", node.name);
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "st2d {} did not listen within {START_TIMEOUT:?}:\n{text}",
+                    node.name
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        (first..self.nodes.len()).collect()
     }
 
     /// Runs a store future on the cluster's runtime.
