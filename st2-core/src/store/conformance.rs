@@ -795,6 +795,11 @@ pub async fn eq_objects_and_arrays(store: Arc<dyn Store>) {
         ),
         (Query::all().prefix("trigger_types", "demo"), &[]),
         (Query::all().prefix("trigger_types", ""), &[]),
+        (Query::all().eq("trigger_types", Value::Null), &[]),
+        (
+            Query::all().is_in("trigger_types", vec![Value::Null, json!("demo.b")]),
+            &[],
+        ),
     ];
     for (q, want) in cases {
         assert_eq!(id_set(s, coll, q).await, strs(want), "find {q:?}");

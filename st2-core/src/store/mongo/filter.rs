@@ -95,6 +95,11 @@ fn eq(field: &str, v: &Value) -> Document {
     }
     let mut parts: Vec<Document> = strict_prefixes(&p).map(not_array).collect();
     match v {
+        // A top-level field is null or missing: one plain condition (see [`is_in`]).
+        Value::Null if !p.contains('.') => all_of(vec![
+            doc! {p.as_str(): {"$eq": Bson::Null}},
+            scalar_not_array(&p),
+        ]),
         Value::Null => {
             parts.push(doc! {"$or": [
                 {p.as_str(): {"$type": "array"}},
@@ -135,9 +140,14 @@ fn is_in(field: &str, vs: &[Value]) -> Document {
             doc! {"_id": {"$in": ids}}
         };
     }
-    let scalars = vs
-        .iter()
-        .all(|v| matches!(v, Value::Bool(_) | Value::Number(_) | Value::String(_)));
+    // `null` among scalars, on a top-level field, is "null or missing" in MongoDB's `$in` as in
+    // the reference semantics (through a dotted path it is not: MongoDB's path walks arrays).
+    let top_level = !p.contains('.');
+    let scalars = vs.iter().all(|v| match v {
+        Value::Bool(_) | Value::Number(_) | Value::String(_) => true,
+        Value::Null => top_level,
+        _ => false,
+    });
     if scalars {
         let mut parts =
             vec![doc! {p.as_str(): {"$in": vs.iter().map(to_bson).collect::<Vec<_>>()}}];
@@ -265,6 +275,10 @@ mod tests {
         );
         let f = cas_filter("x", Some(None), "status", &[Value::Null]);
         assert_eq!(f.get_document("_rev").ok(), Some(&doc! {"$exists": false}));
+        // On a top-level field, null is one more `$in` value; through a dotted path it needs
+        // the general form.
+        assert_eq!(f.get_document("status").ok(), Some(&doc! {"$in": [Bson::Null]}));
+        let f = cas_filter("x", None, "a.b", &[Value::Null, Value::from(false)]);
         assert!(f.contains_key("$or"), "null needs the general form: {f}");
         assert!(!cas_filter("x", None, "status", &[Value::from(1)]).contains_key("_rev"));
     }
