@@ -592,7 +592,7 @@ async fn post(client: &reqwest::Client, addr: &str, i: usize) -> anyhow::Result<
     Ok(())
 }
 
-/// Waits until `n` executions succeeded (bounded); the time it took.
+/// Waits until `n` executions succeeded (bounded).
 async fn drain(c: &Cluster, n: usize) -> anyhow::Result<()> {
     let deadline = Instant::now() + DRAIN_CAP;
     while c.finished().await? < n as u64 {
@@ -602,7 +602,10 @@ async fn drain(c: &Cluster, n: usize) -> anyhow::Result<()> {
                 c.finished().await?
             );
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The count reads every succeeded execution on the test server: poll gently, so the
+        // benchmark's own load stays small (the figures come from the executions' timestamps,
+        // not from when this loop notices).
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     Ok(())
 }
