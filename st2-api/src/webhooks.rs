@@ -10,7 +10,7 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 
 use st2_core::model::Trigger;
-use st2_core::services::dispatch;
+use st2_core::services::dispatch::{self, TraceTag};
 use st2_core::store::{repo, Query};
 
 use crate::error::ApiError;
@@ -126,7 +126,7 @@ pub async fn post(
             .and_then(Value::as_str)
             .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "Trigger not specified"))?;
         let payload = obj.get("payload").cloned().unwrap_or_else(|| json!({}));
-        dispatch::dispatch(ctx, trigger, payload, trace_tag).await?;
+        dispatch::dispatch(ctx, trigger, payload, trace_tag.map(TraceTag::Join)).await?;
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
     let trigger = find_webhook(&state, &url).await?.ok_or_else(|| {
@@ -148,13 +148,14 @@ pub async fn post(
     }
     let payload = json!({"headers": hdrs, "headers_lower": lower, "body": body});
     // StackStorm's default tag for a webhook: `webhook-<url>-<uuid4 hex>`.
-    let trace_tag = trace_tag.unwrap_or_else(|| {
-        format!(
+    let trace_tag = match trace_tag {
+        Some(t) => TraceTag::Join(t),
+        None => TraceTag::New(format!(
             "webhook-{}-{}",
             normalise(&url),
             uuid::Uuid::new_v4().simple()
-        )
-    });
+        )),
+    };
     dispatch::dispatch(ctx, &trigger.trigger_ref, payload, Some(trace_tag)).await?;
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }

@@ -11,7 +11,7 @@ use tower::ServiceExt;
 
 use st2_api::{service, AppState};
 use st2_core::config::Config;
-use st2_core::model::{Execution, ExecutionStatus, RuleEnforcement, TriggerInstance};
+use st2_core::model::{Execution, ExecutionStatus, RuleEnforcement, Trace, TriggerInstance};
 use st2_core::platform::Platform;
 use st2_core::store::{repo, Query};
 use st2_tests::{bundled_packs, copy_dir, fixture_pack};
@@ -198,6 +198,46 @@ async fn webhook_rule_action_actiontrigger_chain() {
         );
         assert!(!t.payload.to_string().contains(&h.token), "{}", t.payload);
     }
+    h.platform.shutdown().await;
+}
+
+/// A webhook with an `St2-Trace-Tag` header joins the trace with that tag; one without gets a
+/// trace of its own, tagged `webhook-<url>-<uuid>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_trace_tags_join_or_start_traces() {
+    let h = start().await;
+    let hook = |tag: Option<&str>| {
+        let mut req = Request::post("/api/v1/webhooks/e2e")
+            .header("content-type", "application/json")
+            .header("x-auth-token", &h.token);
+        if let Some(t) = tag {
+            req = req.header("St2-Trace-Tag", t);
+        }
+        req.body(Body::from(json!({"level": "info"}).to_string()))
+            .expect("request")
+    };
+    for tag in [Some("shared-tag"), Some("shared-tag"), None, None] {
+        let resp = h.app.clone().oneshot(hook(tag)).await.expect("response");
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    }
+    let store = &*h.platform.ctx.store;
+    let traces: Vec<Trace> = repo::<Trace>(store).find(&Query::all()).await.expect("q");
+    let shared: Vec<&Trace> = traces
+        .iter()
+        .filter(|t| t.trace_tag == "shared-tag")
+        .collect();
+    assert_eq!(shared.len(), 1, "{traces:?}");
+    assert_eq!(shared[0].trigger_instances.len(), 2, "{:?}", shared[0]);
+    let own: Vec<&Trace> = traces
+        .iter()
+        .filter(|t| t.trace_tag.starts_with("webhook-e2e-"))
+        .collect();
+    assert_eq!(own.len(), 2, "{traces:?}");
+    assert_ne!(own[0].trace_tag, own[1].trace_tag);
+    assert!(
+        own.iter().all(|t| t.trigger_instances.len() == 1),
+        "{own:?}"
+    );
     h.platform.shutdown().await;
 }
 

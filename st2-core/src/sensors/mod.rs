@@ -81,7 +81,14 @@ pub(crate) async fn dispatch(
         payload
     };
     loop {
-        match dispatch_service::dispatch(ctx, trigger, payload.clone(), trace_tag.clone()).await {
+        match dispatch_service::dispatch(
+            ctx,
+            trigger,
+            payload.clone(),
+            trace_tag.clone().map(dispatch_service::TraceTag::Join),
+        )
+        .await
+        {
             Ok(_) => return,
             Err(ServiceError::Busy(_)) if !ctx.shutdown.is_cancelled() => {
                 tokio::time::sleep(BUSY_RETRY).await;

@@ -40,6 +40,26 @@ pub async fn resolve_trigger(
     Ok((r.trigger.clone(), r.trigger_type.clone()))
 }
 
+/// The trace a dispatched instance belongs to (StackStorm's trace tag).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TraceTag {
+    /// A tag given from outside (a client's `St2-Trace-Tag` header, a sensor, a timer, an
+    /// execution's trace context): the instance joins the trace with that tag, or starts it.
+    Join(String),
+    /// A tag the caller just made unique (e.g. a webhook's `webhook-<url>-<uuid>`): the
+    /// instance starts its trace without looking for one.
+    New(String),
+}
+
+impl TraceTag {
+    /// The tag itself.
+    pub fn tag(&self) -> &str {
+        match self {
+            Self::Join(t) | Self::New(t) => t,
+        }
+    }
+}
+
 /// How a dispatch hands the stored trigger instance to the rules engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handoff {
@@ -72,7 +92,7 @@ pub async fn dispatch(
     ctx: &Ctx,
     trigger_ref: &str,
     payload: Value,
-    trace_tag: Option<String>,
+    trace_tag: Option<TraceTag>,
 ) -> Result<TriggerInstance, ServiceError> {
     dispatch_with(ctx, trigger_ref, payload, trace_tag, Handoff::Wait).await
 }
@@ -82,7 +102,7 @@ pub async fn dispatch_with(
     ctx: &Ctx,
     trigger_ref: &str,
     payload: Value,
-    trace_tag: Option<String>,
+    trace_tag: Option<TraceTag>,
     handoff: Handoff,
 ) -> Result<TriggerInstance, ServiceError> {
     dispatch_as(ctx, None, trigger_ref, payload, trace_tag, handoff).await
@@ -99,7 +119,7 @@ pub async fn dispatch_as(
     id: Option<String>,
     trigger_ref: &str,
     payload: Value,
-    trace_tag: Option<String>,
+    trace_tag: Option<TraceTag>,
     handoff: Handoff,
 ) -> Result<TriggerInstance, ServiceError> {
     if handoff == Handoff::Wait && ctx.deferred.is_over_high_water() {
@@ -172,12 +192,12 @@ pub async fn dispatch_as(
     // One trace per tag: a tagged event (e.g. the action trigger of an execution that a traced
     // rule started) joins the trace that tag already has.
     let existing = match &trace_tag {
-        Some(tag) => {
+        Some(TraceTag::Join(tag)) => {
             repo::<Trace>(&*ctx.store)
                 .find_one(crate::store::Query::all().eq("trace_tag", tag.as_str()))
                 .await?
         }
-        None => None,
+        Some(TraceTag::New(_)) | None => None,
     };
     let mut trace = match existing {
         Some(mut t) => {
@@ -186,7 +206,10 @@ pub async fn dispatch_as(
         }
         None => Trace {
             id: trace_id,
-            trace_tag: trace_tag.unwrap_or_else(|| format!("trigger_instance-{}", ti.id)),
+            trace_tag: match trace_tag {
+                Some(TraceTag::Join(t) | TraceTag::New(t)) => t,
+                None => format!("trigger_instance-{}", ti.id),
+            },
             trigger_instances: vec![component],
             rules: Vec::new(),
             action_executions: Vec::new(),
@@ -243,7 +266,7 @@ pub struct Dispatch {
     /// Payload.
     pub payload: Value,
     /// Trace tag.
-    pub trace_tag: Option<String>,
+    pub trace_tag: Option<TraceTag>,
 }
 
 /// Dispatches several instances from one source, in order, as [`dispatch`] does each, but

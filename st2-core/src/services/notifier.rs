@@ -241,7 +241,7 @@ impl Notifier {
             Some(id),
             trigger_ref,
             payload,
-            trace_tag,
+            trace_tag.map(dispatch::TraceTag::Join),
             handoff,
         )
         .await

@@ -254,7 +254,14 @@ async fn fire_once(ctx: &Ctx, trigger: &Trigger, scheduled_at: DateTime<Utc>, pa
         }
     }
     let tag = trace_tag(trigger);
-    if let Err(e) = dispatch::dispatch(ctx, &trigger.trigger_ref, payload, Some(tag)).await {
+    if let Err(e) = dispatch::dispatch(
+        ctx,
+        &trigger.trigger_ref,
+        payload,
+        Some(dispatch::TraceTag::Join(tag)),
+    )
+    .await
+    {
         tracing::warn!(trigger = %trigger.trigger_ref, error = %e, "timer dispatch failed");
     }
     if let Err(e) = prune(ctx, &key).await {

@@ -15,7 +15,7 @@ use crate::model::Trigger;
 use crate::runners::datastore::serve_call;
 use crate::runners::DatastoreAccess;
 use crate::services::context::SYSTEM_USER;
-use crate::services::dispatch::Dispatch;
+use crate::services::dispatch::{Dispatch, TraceTag};
 use crate::services::Ctx;
 
 /// The triggers a sensor follows, by trigger id (or ref when it has none).
@@ -122,7 +122,7 @@ fn as_dispatch(msg: &Value) -> Option<Dispatch> {
         trace_tag: params
             .get("trace_tag")
             .and_then(Value::as_str)
-            .map(String::from),
+            .map(|t| TraceTag::Join(t.to_string())),
     })
 }
 

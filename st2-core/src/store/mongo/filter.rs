@@ -277,7 +277,10 @@ mod tests {
         assert_eq!(f.get_document("_rev").ok(), Some(&doc! {"$exists": false}));
         // On a top-level field, null is one more `$in` value; through a dotted path it needs
         // the general form.
-        assert_eq!(f.get_document("status").ok(), Some(&doc! {"$in": [Bson::Null]}));
+        assert_eq!(
+            f.get_document("status").ok(),
+            Some(&doc! {"$in": [Bson::Null]})
+        );
         let f = cas_filter("x", None, "a.b", &[Value::Null, Value::from(false)]);
         assert!(f.contains_key("$or"), "null needs the general form: {f}");
         assert!(!cas_filter("x", None, "status", &[Value::from(1)]).contains_key("_rev"));
