@@ -565,3 +565,64 @@ async fn config_with_a_mongodb_url_opens_the_mongo_store() {
     );
     drop_db(&direct).await;
 }
+
+/// A handle updates a document it wrote moments ago without reading it first; another
+/// handle's write in between is still seen (the stale update matches nothing, the document is
+/// read), and a field in chunks is always read back whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn compare_and_set_after_its_own_write_still_sees_other_writers() {
+    let db = db_name("recent", 0);
+    let a = open(&db).await.with_chunk_threshold(256);
+    let b = open(&db).await;
+    let coll = Collection::Executions;
+    let cas = |s: &MongoStore, from: &str, p: Value| {
+        let s = s.clone();
+        let from = json!(from);
+        async move {
+            s.compare_and_set(coll, "e1", "status", &[from], patch(p))
+                .await
+                .expect("cas")
+        }
+    };
+    assert!(a
+        .insert_new(coll, json!({"id": "e1", "status": "requested", "n": 0}))
+        .await
+        .expect("insert"));
+    let doc = cas(&a, "requested", json!({"status": "scheduled", "by": "a"}))
+        .await
+        .expect("a moves it on");
+    assert_eq!(
+        (doc["n"].clone(), doc["by"].clone()),
+        (json!(0), json!("a"))
+    );
+    cas(&b, "scheduled", json!({"status": "running", "n": 1}))
+        .await
+        .expect("b moves it on");
+    assert!(
+        cas(&a, "scheduled", json!({"status": "failed"}))
+            .await
+            .is_none(),
+        "a's last write is stale: the document is running"
+    );
+    let doc = cas(&a, "running", json!({"status": "succeeded"}))
+        .await
+        .expect("a sees b's write");
+    assert_eq!(doc["n"], 1, "{doc}");
+    assert_eq!(doc["by"], "a", "{doc}");
+
+    // A patch that goes to chunks, then another: the second returns the chunked field whole.
+    let big = "x".repeat(1_000);
+    cas(&a, "succeeded", json!({"status": "s1", "result": big}))
+        .await
+        .expect("chunked patch");
+    let doc = cas(&a, "s1", json!({"status": "s2"}))
+        .await
+        .expect("after the chunked patch");
+    assert_eq!(doc["result"], json!(big));
+    // A delete in between: the remembered document is gone with it.
+    assert!(a.delete(coll, "e1").await.expect("delete"));
+    assert!(cas(&a, "s2", json!({"status": "s3"})).await.is_none());
+    let stored = a.get(coll, "e1").await.expect("get");
+    assert!(stored.is_none(), "{stored:?}");
+    a.database().drop().await.expect("drop");
+}

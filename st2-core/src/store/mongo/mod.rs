@@ -129,6 +129,53 @@ pub struct MongoStore {
     transactions: bool,
     /// Size above which a top-level field goes to chunks.
     chunk_threshold: usize,
+    /// The documents (as stored, with their revision) this handle wrote last, for a short
+    /// while: see [`MongoStore::update_revision`].
+    recent: Recent,
+}
+
+/// How many recently written documents a handle remembers, and for how long.
+const RECENT_CAPACITY: u64 = 1_000;
+const RECENT_TTL: Duration = Duration::from_secs(5);
+
+/// Recently written documents by collection and id (see [`MongoStore::update_revision`]).
+#[derive(Clone)]
+struct Recent(moka::sync::Cache<(Collection, String), Document>);
+
+impl std::fmt::Debug for Recent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Recent({} documents)", self.0.entry_count())
+    }
+}
+
+impl Recent {
+    fn new() -> Self {
+        Self(
+            moka::sync::Cache::builder()
+                .max_capacity(RECENT_CAPACITY)
+                .time_to_live(RECENT_TTL)
+                .build(),
+        )
+    }
+
+    /// Remembers a document just written, if it names no chunks (a chunked one is always read).
+    fn remember(&self, c: Collection, id: &str, stored: Document) {
+        if stored.contains_key("_chunked") {
+            self.forget(c, id);
+        } else {
+            self.0.insert((c, id.to_string()), stored);
+        }
+    }
+
+    /// Takes the remembered document out (the caller writes it, or drops it as stale).
+    fn take(&self, c: Collection, id: &str) -> Option<Document> {
+        self.0.remove(&(c, id.to_string()))
+    }
+
+    /// Forgets the document (written by a path that does not track its revision).
+    fn forget(&self, c: Collection, id: &str) {
+        self.0.invalidate(&(c, id.to_string()));
+    }
 }
 
 /// Maps a driver error to [`StoreError::Backend`] with context.
@@ -274,6 +321,7 @@ impl MongoStore {
             db,
             transactions,
             chunk_threshold: DEFAULT_CHUNK_THRESHOLD,
+            recent: Recent::new(),
         };
         store.create_indexes().await?;
         tracing::debug!(database = db_name, transactions, "opened MongoDB store");
@@ -514,6 +562,11 @@ impl MongoStore {
     /// update of the revision it read: returns that revision (the pre-image), or `None` when the
     /// document is missing or the field does not match. A document changed between the read and
     /// the update is read again.
+    ///
+    /// The first attempt skips the read when this handle wrote the document moments ago: it
+    /// updates the revision it wrote (a status change right after the one before it, as the
+    /// scheduler after the rules engine, or a runner's `running` then `succeeded`). If someone
+    /// else wrote since, that update matches nothing and the document is read as usual.
     #[allow(clippy::too_many_arguments)]
     async fn update_revision(
         &self,
@@ -532,7 +585,10 @@ impl MongoStore {
                 .await
                 .map_err(backend(what))
         };
-        let mut current = read().await?;
+        let mut current = match self.recent.take(collection, id) {
+            Some(known) => Some(known),
+            None => read().await?,
+        };
         for _ in 0..CAS_ATTEMPTS {
             let Some(before) = current else {
                 return Ok(None);
@@ -549,6 +605,19 @@ impl MongoStore {
                 .await
                 .map_err(backend(what))?;
             if done.matched_count == 1 {
+                let names_chunks = |d: &Document| d.keys().any(|k| k.starts_with("_chunked"));
+                if names_chunks(&before) || names_chunks(&set) {
+                    self.recent.forget(collection, id);
+                } else {
+                    let mut after = before.clone();
+                    for (k, v) in &set {
+                        after.insert(k.clone(), v.clone());
+                    }
+                    for k in unset.keys() {
+                        after.remove(k);
+                    }
+                    self.recent.remember(collection, id, after);
+                }
                 return Ok(Some(before));
             }
             current = read().await?;
@@ -768,6 +837,10 @@ impl Store for MongoStore {
         if ops.is_empty() {
             return Ok(());
         }
+        for op in &ops {
+            let (Op::Put { collection, id, .. } | Op::Delete { collection, id }) = op;
+            self.recent.forget(*collection, id);
+        }
         // Chunks first: invisible until a document names their generation.
         let mut fresh = Vec::new();
         for op in &ops {
@@ -826,7 +899,10 @@ impl Store for MongoStore {
                 .map_err(backend(format!("cannot write chunks of {collection:?}")))?;
         }
         match self.coll(collection).insert_one(&doc).await {
-            Ok(_) => Ok(true),
+            Ok(_) => {
+                self.recent.remember(collection, &id, doc);
+                Ok(true)
+            }
             Err(e) => {
                 if let Some(g) = gen {
                     self.drop_chunks(vec![(collection, g, None)]).await;
@@ -943,6 +1019,7 @@ impl Store for MongoStore {
         expected: &[Value],
         patch: JsonMap,
     ) -> Result<bool> {
+        self.recent.forget(collection, id);
         let small = self
             .encode(collection, &patch)
             .ok()
@@ -980,6 +1057,7 @@ impl Store for MongoStore {
     /// "Existed" is exact even under concurrent deletes: it is what the delete itself
     /// answered.
     async fn delete(&self, collection: Collection, id: &str) -> Result<bool> {
+        self.recent.forget(collection, id);
         let op = Op::Delete {
             collection,
             id: id.to_string(),
