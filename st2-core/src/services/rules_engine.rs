@@ -183,26 +183,18 @@ impl RulesEngine {
                 .await?;
             return Ok(());
         }
-        let mut patch = JsonMap::new();
-        patch.insert("status".into(), json!("processing"));
-        // A redelivered instance still `processing` (we crashed mid-way, or a duplicate of the
-        // message is being processed concurrently) is processed again: executions and
-        // enforcements have ids derived from the instance and the rule, so it creates none twice.
-        // The trace (for its tag) is read while the claim is written.
-        let (claimed, trace) = tokio::join!(
-            self.ctx.store.set_if(TI, &ti.id, "status", &pending, patch),
-            async {
-                match &trace_id {
-                    Some(id) => repo::<Trace>(&*self.ctx.store).get(id).await,
-                    None => Ok(None),
-                }
-            }
-        );
-        if !claimed? {
-            return Ok(()); // already processed
-        }
+        // The instance goes from `pending` to `processed` in one write, after its enforcements
+        // (StackStorm's intermediate `processing` is not written: nobody waits on it, and it
+        // cost a write per instance). A redelivered instance (we crashed mid-way, or a duplicate
+        // of the message is processed concurrently) is processed again: executions and
+        // enforcements have ids derived from the instance and the rule, so it creates none
+        // twice, and the trace records only what was created.
+        let trace = match &trace_id {
+            Some(id) => repo::<Trace>(&*self.ctx.store).get(id).await?,
+            None => None,
+        };
         let outcome = self
-            .enforce(&ti, &set, result, render_ctx, (trace_id.as_deref(), trace?))
+            .enforce(&ti, &set, result, render_ctx, (trace_id.as_deref(), trace))
             .await;
         let mut patch = JsonMap::new();
         patch.insert(
@@ -215,7 +207,7 @@ impl RulesEngine {
         );
         self.ctx
             .store
-            .set_if(TI, &ti.id, "status", &[json!("processing")], patch)
+            .set_if(TI, &ti.id, "status", &pending, patch)
             .await?;
         outcome
     }
