@@ -175,6 +175,7 @@ async fn conformance_checks_with_everything_chunked() {
         "get_by_ref_and_id",
         "apply_is_atomic",
         "compare_and_set_race",
+        "append_basics",
     ];
     for (n, name) in chosen.iter().enumerate() {
         let (_, check) = conformance::CHECKS

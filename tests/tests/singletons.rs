@@ -157,6 +157,10 @@ impl Store for NodeStore {
             .compare_and_set(c, id, field, expected, patch)
             .await
     }
+    async fn append(&self, c: Collection, id: &str, values: JsonMap) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.append(c, id, values).await
+    }
     async fn insert_new(&self, c: Collection, doc: Value) -> Result<bool, StoreError> {
         self.check()?;
         let planned = doc.get("scheduled_at").and_then(Value::as_i64);

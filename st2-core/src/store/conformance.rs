@@ -60,6 +60,8 @@ pub const CHECKS: &[(&str, Check)] = &[
     }),
     ("set_if_basics", |s| Box::pin(set_if_basics(s))),
     ("insert_new_race", |s| Box::pin(insert_new_race(s))),
+    ("append_basics", |s| Box::pin(append_basics(s))),
+    ("append_race", |s| Box::pin(append_race(s))),
 ];
 
 /// Runs every check of [`CHECKS`], each on a fresh store from `make`. Panics naming the first
@@ -1403,6 +1405,92 @@ pub async fn compare_and_set_basics(store: Arc<dyn Store>) {
     assert_eq!(got.expect("cas"), None, "taken lease");
     let got = s.get(coll, "free").await.expect("get").expect("exists");
     assert_eq!(got["lease_owner"], "a");
+}
+
+/// `append` adds items at the end of array fields (a missing or null one starts empty),
+/// leaves the other fields alone, and refuses what is not an array without writing anything.
+pub async fn append_basics(store: Arc<dyn Store>) {
+    let s = &*store;
+    let coll = Collection::Traces;
+    let items = |v: Value| v.as_object().cloned().unwrap_or_default();
+    assert!(
+        !s.append(coll, "none", items(json!({"rules": [1]})))
+            .await
+            .expect("append"),
+        "a missing document is not created"
+    );
+    assert!(s.get(coll, "none").await.expect("get").is_none());
+    let long = "y".repeat(200);
+    s.put(
+        coll,
+        json!({"id": "t1", "trace_tag": "tag", "trigger_instances": [{"object_id": "a"}],
+            "rules": null, "note": long, "n": 5}),
+    )
+    .await
+    .expect("put");
+    assert!(s
+        .append(
+            coll,
+            "t1",
+            items(
+                json!({"trigger_instances": [{"object_id": "b"}, {"object_id": "c"}],
+                "rules": ["r"], "action_executions": ["e"]})
+            )
+        )
+        .await
+        .expect("append"));
+    let want = json!({"id": "t1", "trace_tag": "tag",
+        "trigger_instances": [{"object_id": "a"}, {"object_id": "b"}, {"object_id": "c"}],
+        "rules": ["r"], "note": long, "n": 5, "action_executions": ["e"]});
+    assert_eq!(s.get(coll, "t1").await.expect("get"), Some(want.clone()));
+    for bad in [json!({"n": [1]}), json!({"rules": "not a list"})] {
+        assert!(
+            s.append(coll, "t1", items(bad.clone())).await.is_err(),
+            "{bad} is refused"
+        );
+    }
+    assert_eq!(
+        s.get(coll, "t1").await.expect("get"),
+        Some(want),
+        "unchanged"
+    );
+    // Found by its other fields as before.
+    assert_eq!(
+        id_set(s, coll, &Query::all().eq("trace_tag", "tag")).await,
+        strs(&["t1"])
+    );
+}
+
+/// Appends racing on one document all land, each once.
+pub async fn append_race(store: Arc<dyn Store>) {
+    let coll = Collection::Traces;
+    store
+        .put(coll, json!({"id": "t", "trace_tag": "race", "rules": []}))
+        .await
+        .expect("put");
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let s = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let items = json!({"rules": [i]})
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            s.append(coll, "t", items).await.expect("append")
+        }));
+    }
+    for t in tasks {
+        assert!(t.await.expect("task"));
+    }
+    let doc = store.get(coll, "t").await.expect("get").expect("exists");
+    let mut got: Vec<i64> = doc["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .filter_map(Value::as_i64)
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, (0..24).collect::<Vec<_>>());
 }
 
 /// [`Store::set_if`] agrees with [`Store::compare_and_set`]: merges on a match (a field in

@@ -761,6 +761,33 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn append(&self, collection: Collection, id: &str, values: JsonMap) -> Result<bool> {
+        // Read, append and write back inside the one write transaction: atomic.
+        let id = id.to_string();
+        let table = collection.name();
+        self.write(move |tx| {
+            let what = || format!("cannot append to {collection:?} document {id:?}");
+            let text: Option<String> = tx
+                .prepare_cached(&format!("SELECT doc FROM \"{table}\" WHERE id = ?"))
+                .and_then(|mut st| st.query_row([&id], |row| row.get(0)).optional())
+                .map_err(backend(what()))?;
+            let Some(text) = text else {
+                return Ok(false);
+            };
+            let mut doc = match decode(collection, &text)? {
+                Value::Object(m) => m,
+                _ => return Err(StoreError::Backend(what())),
+            };
+            super::append_to(collection, &mut doc, values)?;
+            let text = Value::Object(doc).to_string();
+            tx.prepare_cached(&format!("UPDATE \"{table}\" SET doc = ?2 WHERE id = ?1"))
+                .and_then(|mut st| st.execute([&id, &text]))
+                .map_err(backend(what()))?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn insert_new(&self, collection: Collection, doc: Value) -> Result<bool> {
         let Op::Put { id, text, .. } = prepare(Write::Put { collection, doc })? else {
             unreachable!("a put prepares into a put")

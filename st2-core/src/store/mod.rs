@@ -109,6 +109,12 @@ pub trait Store: Send + Sync + 'static {
             .is_some())
     }
 
+    /// Appends to array fields of the document with this id: each entry of `values` names a
+    /// top-level field and holds an array whose items go at its end (a missing or `null` field
+    /// starts empty). Appends racing on one document all land. Returns `false` when the
+    /// document is missing; a field that holds something other than an array is an error.
+    async fn append(&self, collection: Collection, id: &str, values: JsonMap) -> Result<bool>;
+
     /// Inserts `doc` only if no document with its `id` exists, atomically: of two racing
     /// inserts of the same id exactly one returns `true`. A document that exists is left as is.
     async fn insert_new(&self, collection: Collection, doc: Value) -> Result<bool>;
@@ -157,6 +163,30 @@ pub(crate) fn checked_document(collection: Collection, doc: &Value) -> Result<(&
         Some(Value::String(id)) if !id.is_empty() => Ok((obj, id.clone())),
         _ => Err(invalid("document has no non-empty string `id`")),
     }
+}
+
+/// Appends `values` (field → array of items) to the array fields of `doc` (see
+/// [`Store::append`]).
+pub(crate) fn append_to(collection: Collection, doc: &mut JsonMap, values: JsonMap) -> Result<()> {
+    for (field, items) in values {
+        let Value::Array(items) = items else {
+            return Err(StoreError::InvalidDocument {
+                collection,
+                reason: format!("append to {field:?}: the items are not an array"),
+            });
+        };
+        match doc.entry(field.clone()).or_insert(Value::Null) {
+            v @ Value::Null => *v = Value::Array(items),
+            Value::Array(have) => have.extend(items),
+            _ => {
+                return Err(StoreError::InvalidDocument {
+                    collection,
+                    reason: format!("append to {field:?}: the field is not an array"),
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Typed repository over a trait object store.

@@ -1408,6 +1408,18 @@ impl Store for CountingStore {
         r
     }
 
+    async fn append(
+        &self,
+        collection: Collection,
+        id: &str,
+        values: JsonMap,
+    ) -> st2_core::store::Result<bool> {
+        let t = Instant::now();
+        let r = self.inner.append(collection, id, values).await;
+        self.note(t);
+        r
+    }
+
     async fn insert_new(
         &self,
         collection: Collection,

@@ -881,6 +881,49 @@ impl Store for MongoStore {
         }
     }
 
+    /// One `$push` when no appended field is in chunks (the server refuses one that is not an
+    /// array or missing). A document that does not take it (a field in chunks or `null`, or one grown past the
+    /// server's document limit) is read, appended to and written back by compare-and-set on its
+    /// id: that path is not atomic against a concurrent append.
+    async fn append(&self, collection: Collection, id: &str, values: JsonMap) -> Result<bool> {
+        self.recent.forget(collection, id);
+        if let Some((field, _)) = values.iter().find(|(_, v)| !v.is_array()) {
+            return Err(StoreError::InvalidDocument {
+                collection,
+                reason: format!("append to {field:?}: the items are not an array"),
+            });
+        }
+        let what = format!("cannot append to {collection:?} document {id:?}");
+        let mut cond = doc! {"_id": id};
+        let mut push = Document::new();
+        for (k, v) in object_to_doc(&values, true) {
+            cond.insert(format!("_chunked.{k}"), doc! {"$exists": false});
+            push.insert(k, doc! {"$each": v});
+        }
+        let update = doc! {"$push": push, "$set": {REVISION: revision()}};
+        match self.coll(collection).update_one(cond, update).await {
+            Ok(done) if done.matched_count == 1 => return Ok(true),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(collection = collection.name(), id, error = %e, "append by $push refused; rewriting the document")
+            }
+        }
+        let Some(Value::Object(mut doc)) = self.get(collection, id).await? else {
+            return Ok(false);
+        };
+        let fields: Vec<String> = values.keys().cloned().collect();
+        crate::store::append_to(collection, &mut doc, values)?;
+        let patch: JsonMap = fields
+            .into_iter()
+            .filter_map(|f| doc.remove(&f).map(|v| (f, v)))
+            .collect();
+        let done = self
+            .compare_and_set_text(collection, id, "id", &[Value::from(id)], patch)
+            .await
+            .map_err(|e| StoreError::Backend(format!("{what}: {e}")))?;
+        Ok(done.is_some())
+    }
+
     async fn insert_new(&self, collection: Collection, doc: Value) -> Result<bool> {
         let Op::Put {
             id,
