@@ -149,7 +149,7 @@ async fn webhook_rule_action_actiontrigger_chain() {
         second.result
     );
     assert_eq!(
-        second.result.expect("result")["stdout"],
+        second.result.clone().expect("result")["stdout"],
         "second after first hello"
     );
 
@@ -198,11 +198,43 @@ async fn webhook_rule_action_actiontrigger_chain() {
         );
         assert!(!t.payload.to_string().contains(&h.token), "{}", t.payload);
     }
+    // One trace holds the chain: the webhook's instance, both rules, both executions, and
+    // the action trigger instances of both executions.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let trace = loop {
+        let traces: Vec<Trace> = repo::<Trace>(store).find(&Query::all()).await.expect("q");
+        let chain = traces.into_iter().find(|t| !t.rules.is_empty());
+        match chain {
+            Some(t) if t.trigger_instances.len() >= 3 => break t,
+            other => assert!(Instant::now() < deadline, "trace of the chain: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(trace.trace_tag.starts_with("webhook-e2e-"), "{trace:?}");
+    let ids = |c: &[st2_core::model::TraceComponent]| {
+        c.iter().map(|x| x.object_id.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(&trace.action_executions),
+        vec![first.id.clone(), second.id.clone()]
+    );
+    assert_eq!(trace.rules.len(), 2, "{trace:?}");
+    assert_eq!(trace.trigger_instances.len(), 3, "{trace:?}");
+    let instance_of = |e: &Execution| e.trigger_instance.as_ref().map(|t| t["id"].clone());
+    assert_eq!(
+        Some(json!(trace.trigger_instances[0].object_id)),
+        instance_of(&first)
+    );
+    assert_eq!(
+        Some(json!(trace.trigger_instances[1].object_id)),
+        instance_of(&second),
+        "the second rule fired on the first execution's action trigger"
+    );
     h.platform.shutdown().await;
 }
 
-/// A webhook with an `St2-Trace-Tag` header joins the trace with that tag; one without gets a
-/// trace of its own, tagged `webhook-<url>-<uuid>`.
+/// A webhook with an `St2-Trace-Tag` header joins the trace with that tag (concurrent joins
+/// all land); one without gets a trace of its own, tagged `webhook-<url>-<uuid>`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_trace_tags_join_or_start_traces() {
     let h = start().await;
@@ -220,6 +252,14 @@ async fn webhook_trace_tags_join_or_start_traces() {
         let resp = h.app.clone().oneshot(hook(tag)).await.expect("response");
         assert_eq!(resp.status(), StatusCode::ACCEPTED);
     }
+    // Joins racing on one trace all land.
+    let racing: Vec<_> = (0..16)
+        .map(|_| tokio::spawn(h.app.clone().oneshot(hook(Some("shared-tag")))))
+        .collect();
+    for r in racing {
+        let resp = r.await.expect("task").expect("response");
+        assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    }
     let store = &*h.platform.ctx.store;
     let traces: Vec<Trace> = repo::<Trace>(store).find(&Query::all()).await.expect("q");
     let shared: Vec<&Trace> = traces
@@ -227,7 +267,7 @@ async fn webhook_trace_tags_join_or_start_traces() {
         .filter(|t| t.trace_tag == "shared-tag")
         .collect();
     assert_eq!(shared.len(), 1, "{traces:?}");
-    assert_eq!(shared[0].trigger_instances.len(), 2, "{:?}", shared[0]);
+    assert_eq!(shared[0].trigger_instances.len(), 18, "{:?}", shared[0]);
     let own: Vec<&Trace> = traces
         .iter()
         .filter(|t| t.trace_tag.starts_with("webhook-e2e-"))

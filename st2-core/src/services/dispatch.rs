@@ -13,7 +13,7 @@ use super::preprocess::Verdict;
 use super::{now_iso, Ctx, ServiceError};
 use crate::bus::names;
 use crate::model::{Trace, TraceComponent, Trigger, TriggerInstance, TriggerType};
-use crate::store::{repo, Repo, Write};
+use crate::store::{repo, Collection, Repo, Write};
 
 /// Largest payload accepted, serialised (StackStorm has none; a bound keeps memory bounded).
 pub const MAX_PAYLOAD_BYTES: usize = 4 * 1024 * 1024;
@@ -46,6 +46,14 @@ pub enum TraceTag {
     /// A tag given from outside (a client's `St2-Trace-Tag` header, a sensor, a timer, an
     /// execution's trace context): the instance joins the trace with that tag, or starts it.
     Join(String),
+    /// The trace with this id, known to the caller (an execution's `trace_context`): the
+    /// instance joins it without looking it up, or starts a trace with `tag` if it is gone.
+    Known {
+        /// The trace's id.
+        id: String,
+        /// Its tag.
+        tag: String,
+    },
     /// A tag the caller just made unique (e.g. a webhook's `webhook-<url>-<uuid>`): the
     /// instance starts its trace without looking for one.
     New(String),
@@ -55,7 +63,7 @@ impl TraceTag {
     /// The tag itself.
     pub fn tag(&self) -> &str {
         match self {
-            Self::Join(t) | Self::New(t) => t,
+            Self::Join(t) | Self::New(t) | Self::Known { tag: t, .. } => t,
         }
     }
 }
@@ -190,35 +198,32 @@ pub async fn dispatch_as(
         caused_by: json!({}),
     };
     // One trace per tag: a tagged event (e.g. the action trigger of an execution that a traced
-    // rule started) joins the trace that tag already has.
-    let existing = match &trace_tag {
-        Some(TraceTag::Join(tag)) => {
-            repo::<Trace>(&*ctx.store)
-                .find_one(crate::store::Query::all().eq("trace_tag", tag.as_str()))
-                .await?
-        }
+    // rule started) joins the trace that tag already has, by appending to it once the instance
+    // is stored (appends racing on one trace all land).
+    let joined = match &trace_tag {
+        Some(TraceTag::Join(tag)) => repo::<Trace>(&*ctx.store)
+            .find_one(crate::store::Query::all().eq("trace_tag", tag.as_str()))
+            .await?
+            .map(|t| t.id),
+        Some(TraceTag::Known { id, .. }) => Some(id.clone()),
         Some(TraceTag::New(_)) | None => None,
     };
-    let mut trace = match existing {
-        Some(mut t) => {
-            t.trigger_instances.push(component);
-            t
-        }
-        None => Trace {
-            id: trace_id,
-            trace_tag: match trace_tag {
-                Some(TraceTag::Join(t) | TraceTag::New(t)) => t,
-                None => format!("trigger_instance-{}", ti.id),
-            },
-            trigger_instances: vec![component],
-            rules: Vec::new(),
-            action_executions: Vec::new(),
-            start_timestamp: now,
-        },
+    let tag = match trace_tag {
+        Some(TraceTag::Join(t) | TraceTag::New(t) | TraceTag::Known { tag: t, .. }) => t,
+        None => format!("trigger_instance-{}", ti.id),
     };
-    let w_trace = Repo::<Trace>::to_write(&mut trace)?;
-    let mut writes = vec![w_trace];
-    writes.extend(state_writes);
+    let mut trace = Trace {
+        id: trace_id,
+        trace_tag: tag,
+        trigger_instances: vec![component],
+        rules: Vec::new(),
+        action_executions: Vec::new(),
+        start_timestamp: now,
+    };
+    let mut writes = state_writes;
+    if joined.is_none() {
+        writes.insert(0, Repo::<Trace>::to_write(&mut trace)?);
+    }
     match (derived, w_ti) {
         // Under a derived id the instance is created only if absent, before its trace: a
         // second first-delivery (a duplicated message) finds it, and leaves the instance, its
@@ -236,11 +241,26 @@ pub async fn dispatch_as(
             ctx.store.apply(writes).await?;
         }
     }
+    if let Some(id) = joined {
+        let mut items = crate::model::JsonMap::new();
+        items.insert(
+            "trigger_instances".into(),
+            serde_json::to_value(&trace.trigger_instances)
+                .map_err(|e| ServiceError::Invalid(format!("trace component: {e}")))?,
+        );
+        if ctx.store.append(Collection::Traces, &id, items).await? {
+            trace.id = id;
+        } else {
+            // The trace is gone (garbage-collected): this instance starts it again.
+            let w = Repo::<Trace>::to_write(&mut trace)?;
+            ctx.store.apply(vec![w]).await?;
+        }
+    }
     drop(preprocess_guard);
     if verdict != Verdict::Accept {
         return Ok(ti); // stored with its record; never reaches the rules engine
     }
-    let msg = json!({"trigger_instance": ti, "trace_id": trace.id});
+    let msg = json!({"trigger_instance": ti, "trace_id": trace.id, "trace_tag": trace.trace_tag});
     let (x, rk) = (
         names::TRIGGER_INSTANCES_DISPATCH,
         names::RK_TRIGGER_INSTANCE,
@@ -396,7 +416,8 @@ async fn flush(
         return;
     }
     for (i, ti, trace) in batch {
-        let msg = json!({"trigger_instance": ti, "trace_id": trace.id});
+        let msg =
+            json!({"trigger_instance": ti, "trace_id": trace.id, "trace_tag": trace.trace_tag});
         out[i] = match ctx
             .bus
             .publish_json(

@@ -112,12 +112,18 @@ impl Notifier {
             .and_then(|p| serde_json::from_value(p).ok())
             .unwrap_or_default();
         let params = crate::template::params::mask_secrets(&exec.parameters, &specs);
-        let trace_tag = exec
-            .context
-            .get("trace_context")
-            .and_then(|t| t.get("trace_tag"))
-            .and_then(Value::as_str)
-            .map(String::from);
+        // The trace of the execution: by id when its context names one (no lookup), else by tag.
+        let trace_ctx = exec.context.get("trace_context");
+        let field = |k: &str| {
+            trace_ctx
+                .and_then(|t| t.get(k))
+                .and_then(Value::as_str)
+                .map(String::from)
+        };
+        let trace_tag = match (field("id_"), field("trace_tag")) {
+            (Some(id), Some(tag)) => Some(dispatch::TraceTag::Known { id, tag }),
+            (_, tag) => tag.map(dispatch::TraceTag::Join),
+        };
         let payload = json!({
             "execution_id": exec.id,
             "status": exec.status.as_str(),
@@ -176,7 +182,7 @@ impl Notifier {
         notify: &Notify,
         action_ref: &str,
         runner_ref: &str,
-        trace_tag: Option<String>,
+        trace_tag: Option<dispatch::TraceTag>,
     ) -> Result<(), ServiceError> {
         let mut subs: Vec<&NotifySubSchema> = notify.on_complete.iter().collect();
         match exec.status {
@@ -233,7 +239,7 @@ impl Notifier {
         id: String,
         trigger_ref: &str,
         payload: Value,
-        trace_tag: Option<String>,
+        trace_tag: Option<dispatch::TraceTag>,
     ) -> Result<crate::model::TriggerInstance, ServiceError> {
         let handoff = dispatch::Handoff::NoWait;
         dispatch::dispatch_as(
@@ -241,7 +247,7 @@ impl Notifier {
             Some(id),
             trigger_ref,
             payload,
-            trace_tag.map(dispatch::TraceTag::Join),
+            trace_tag,
             handoff,
         )
         .await

@@ -22,7 +22,7 @@ use crate::model::{
     TriggerType,
 };
 use crate::rules::{MatchContext, RuleSet};
-use crate::store::{repo, Collection, Query, Repo, StoreError};
+use crate::store::{repo, Collection, Query, StoreError};
 use crate::template::RenderContext;
 
 /// The collection whose instances the rules engine claims and settles.
@@ -189,12 +189,24 @@ impl RulesEngine {
         // of the message is processed concurrently) is processed again: executions and
         // enforcements have ids derived from the instance and the rule, so it creates none
         // twice, and the trace records only what was created.
-        let trace = match &trace_id {
-            Some(id) => repo::<Trace>(&*self.ctx.store).get(id).await?,
-            None => None,
+        // The trace's tag comes with the message; an older message (or a republished one)
+        // without it has the trace read for it.
+        let trace_tag = match (&trace_id, msg.get("trace_tag").and_then(Value::as_str)) {
+            (Some(_), Some(tag)) => Some(tag.to_string()),
+            (Some(id), None) => repo::<Trace>(&*self.ctx.store)
+                .get(id)
+                .await?
+                .map(|t| t.trace_tag),
+            (None, _) => None,
         };
         let outcome = self
-            .enforce(&ti, &set, result, render_ctx, (trace_id.as_deref(), trace))
+            .enforce(
+                &ti,
+                &set,
+                result,
+                render_ctx,
+                (trace_id.as_deref(), trace_tag),
+            )
             .await;
         let mut patch = JsonMap::new();
         patch.insert(
@@ -230,7 +242,7 @@ impl RulesEngine {
         set: &RuleSet,
         result: crate::rules::MatchResult<'_>,
         render_ctx: RenderContext,
-        (trace_id, mut trace): (Option<&str>, Option<Trace>),
+        (trace_id, trace_tag): (Option<&str>, Option<String>),
     ) -> Result<(), ServiceError> {
         for (rule_ref, reason) in &result.errors {
             if let Some(rule) = set.rule(rule_ref) {
@@ -264,8 +276,8 @@ impl RulesEngine {
                 )
             });
         let trigger_ctx = render_ctx.clone().with("trigger", ti.payload.clone());
-        let trace_tag = trace.as_ref().map(|t| t.trace_tag.clone());
-        let trace_len = trace.as_ref().map_or(0, |t| t.rules.len());
+        // What the matched rules caused, appended to the trace at the end.
+        let (mut traced_rules, mut traced_executions) = (Vec::new(), Vec::new());
         // Enforcements of executions requested, written with the trace at the end.
         let mut enforced = Vec::new();
         for rule in matched {
@@ -317,15 +329,15 @@ impl RulesEngine {
             let exec_id = derived_id(&ti.id, &format!("execution:{}", rule.id));
             match executions::request_once(&self.ctx, exec_id, req).await {
                 Ok((exec, created)) => {
-                    if let (Some(t), true) = (trace.as_mut(), created) {
+                    if created && trace_id.is_some() {
                         let now = now_iso();
-                        t.rules.push(TraceComponent {
+                        traced_rules.push(TraceComponent {
                             object_id: rule.id.clone(),
                             component_ref: rule.rule_ref.clone(),
                             updated_at: now.clone(),
                             caused_by: json!({"type": "trigger_instance", "id": ti.id}),
                         });
-                        t.action_executions.push(TraceComponent { object_id: exec.id.clone(), component_ref: rule.action.action_ref.clone(), updated_at: now, caused_by: json!({"type": "rule", "id": format!("{}:{}", rule.id, ti.id)}) });
+                        traced_executions.push(TraceComponent { object_id: exec.id.clone(), component_ref: rule.action.action_ref.clone(), updated_at: now, caused_by: json!({"type": "rule", "id": format!("{}:{}", rule.id, ti.id)}) });
                     }
                     enforced.push(enforcement_doc(ti, rule, Some(exec.id.clone()), None)?);
                 }
@@ -344,9 +356,11 @@ impl RulesEngine {
         // One write adds what every matched rule caused to the trace, alongside the
         // enforcements (the instance is marked processed only after both).
         let trace_write = async {
-            if let Some(mut t) = trace.filter(|t| t.rules.len() > trace_len) {
-                let w = Repo::<Trace>::to_write(&mut t)?;
-                store.apply(vec![w]).await?;
+            if let Some(id) = trace_id.filter(|_| !traced_rules.is_empty()) {
+                let mut items = JsonMap::new();
+                items.insert("rules".into(), json!(traced_rules));
+                items.insert("action_executions".into(), json!(traced_executions));
+                store.append(Collection::Traces, id, items).await?;
             }
             Ok::<_, ServiceError>(())
         };
