@@ -236,6 +236,14 @@ pub async fn dispatch_as(
             }
             ctx.store.apply(writes).await?;
         }
+        // The common case, a new instance and its new trace: trace first, then the instance,
+        // each on its own (a failure in between leaves a trace naming an instance that was
+        // never accepted, which is harmless; the caller is told the dispatch failed).
+        (_, w_ti) if writes.len() <= 1 && preprocess_guard.is_none() => {
+            writes.push(w_ti);
+            ctx.store.apply_each(writes).await?;
+        }
+        // With preprocessing state, the instance and the state are one atomic batch.
         (_, w_ti) => {
             writes.insert(0, w_ti);
             ctx.store.apply(writes).await?;

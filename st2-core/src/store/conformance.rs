@@ -61,6 +61,7 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("set_if_basics", |s| Box::pin(set_if_basics(s))),
     ("insert_new_race", |s| Box::pin(insert_new_race(s))),
     ("append_basics", |s| Box::pin(append_basics(s))),
+    ("apply_each_in_order", |s| Box::pin(apply_each_in_order(s))),
     ("append_race", |s| Box::pin(append_race(s))),
 ];
 
@@ -1458,6 +1459,41 @@ pub async fn append_basics(store: Arc<dyn Store>) {
     assert_eq!(
         id_set(s, coll, &Query::all().eq("trace_tag", "tag")).await,
         strs(&["t1"])
+    );
+}
+
+/// `apply_each` applies every write, in order (a later write of the same id wins); an invalid
+/// write is refused before anything is written.
+pub async fn apply_each_in_order(store: Arc<dyn Store>) {
+    let s = &*store;
+    let coll = Collection::Traces;
+    let put = |doc: Value| Write::Put {
+        collection: coll,
+        doc,
+    };
+    s.apply_each(vec![
+        put(json!({"id": "a", "n": 1})),
+        put(json!({"id": "b", "n": 1})),
+        put(json!({"id": "a", "n": 2})),
+        Write::Delete {
+            collection: coll,
+            id: "b".into(),
+        },
+    ])
+    .await
+    .expect("apply_each");
+    assert_eq!(
+        s.get(coll, "a").await.expect("get"),
+        Some(json!({"id": "a", "n": 2}))
+    );
+    assert!(s.get(coll, "b").await.expect("get").is_none());
+    let refused = s
+        .apply_each(vec![put(json!({"id": "c"})), put(json!({"no": "id"}))])
+        .await;
+    assert!(refused.is_err());
+    assert!(
+        s.get(coll, "c").await.expect("get").is_none(),
+        "validated first"
     );
 }
 

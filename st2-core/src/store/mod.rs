@@ -64,6 +64,14 @@ pub trait Store: Send + Sync + 'static {
     /// Applies every write, atomically: after a failure none of them is visible.
     async fn apply(&self, writes: Vec<Write>) -> Result<()>;
 
+    /// Applies the writes in order, each atomic on its own but not all together: a failure
+    /// part-way leaves the earlier ones applied. For writes whose partial application is
+    /// harmless (a trace stored without its instance yet). A backend where one atomic batch
+    /// costs no more than separate writes applies them as [`Store::apply`] does (the default).
+    async fn apply_each(&self, writes: Vec<Write>) -> Result<()> {
+        self.apply(writes).await
+    }
+
     /// Merges `patch` into the document's top-level fields if, and only if, its `field` currently
     /// equals one of `expected`. Returns the updated document, or `None` when the document is
     /// missing or the field did not match (someone else won the race).

@@ -730,6 +730,61 @@ impl MongoStore {
         ))
     }
 
+    /// Validates every write, then runs them: in one transaction when `atomic` and the server
+    /// has them, else as ordered writes.
+    async fn write_batch(&self, writes: Vec<Write>, atomic: bool) -> Result<()> {
+        let ops = writes
+            .into_iter()
+            .map(|w| self.prepare(w))
+            .collect::<Result<Vec<_>>>()?;
+        if ops.is_empty() {
+            return Ok(());
+        }
+        for op in &ops {
+            let (Op::Put { collection, id, .. } | Op::Delete { collection, id }) = op;
+            self.recent.forget(*collection, id);
+        }
+        // Chunks first: invisible until a document names their generation.
+        let mut fresh = Vec::new();
+        for op in &ops {
+            if let Op::Put {
+                collection,
+                gen: Some(gen),
+                chunks,
+                ..
+            } = op
+            {
+                self.chunks(*collection)
+                    .insert_many(chunks)
+                    .await
+                    .map_err(backend(format!("cannot write chunks of {collection:?}")))?;
+                fresh.push((*collection, gen.clone(), None));
+            }
+        }
+        // One write is atomic on its own: no transaction needed.
+        let transaction = atomic && self.transactions && ops.len() > 1;
+        let result = if transaction {
+            self.run_in_transaction(&ops).await
+        } else {
+            self.run_ops(&ops, None, false).await
+        };
+        match result {
+            Ok(stale) => {
+                self.drop_chunks(stale).await;
+                Ok(())
+            }
+            Err(e) => {
+                // Without a transaction some documents may name the new chunks: keep them.
+                if transaction {
+                    self.drop_chunks(fresh).await;
+                }
+                Err(StoreError::Backend(format!(
+                    "cannot apply write batch: {e}"
+                )))
+            }
+        }
+    }
+
     /// Runs the writes in one transaction, retrying it on transient errors.
     async fn run_in_transaction(
         &self,
@@ -830,55 +885,12 @@ impl Store for MongoStore {
     }
 
     async fn apply(&self, writes: Vec<Write>) -> Result<()> {
-        let ops = writes
-            .into_iter()
-            .map(|w| self.prepare(w))
-            .collect::<Result<Vec<_>>>()?;
-        if ops.is_empty() {
-            return Ok(());
-        }
-        for op in &ops {
-            let (Op::Put { collection, id, .. } | Op::Delete { collection, id }) = op;
-            self.recent.forget(*collection, id);
-        }
-        // Chunks first: invisible until a document names their generation.
-        let mut fresh = Vec::new();
-        for op in &ops {
-            if let Op::Put {
-                collection,
-                gen: Some(gen),
-                chunks,
-                ..
-            } = op
-            {
-                self.chunks(*collection)
-                    .insert_many(chunks)
-                    .await
-                    .map_err(backend(format!("cannot write chunks of {collection:?}")))?;
-                fresh.push((*collection, gen.clone(), None));
-            }
-        }
-        // One write is atomic on its own: no transaction needed.
-        let result = if self.transactions && ops.len() > 1 {
-            self.run_in_transaction(&ops).await
-        } else {
-            self.run_ops(&ops, None, false).await
-        };
-        match result {
-            Ok(stale) => {
-                self.drop_chunks(stale).await;
-                Ok(())
-            }
-            Err(e) => {
-                // Without a transaction some documents may name the new chunks: keep them.
-                if self.transactions {
-                    self.drop_chunks(fresh).await;
-                }
-                Err(StoreError::Backend(format!(
-                    "cannot apply write batch: {e}"
-                )))
-            }
-        }
+        self.write_batch(writes, true).await
+    }
+
+    /// Ordered writes, no transaction: one operation per write and no commit.
+    async fn apply_each(&self, writes: Vec<Write>) -> Result<()> {
+        self.write_batch(writes, false).await
     }
 
     /// One `$push` when no appended field is in chunks (the server refuses one that is not an
