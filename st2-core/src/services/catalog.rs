@@ -63,12 +63,16 @@ impl ResolvedTrigger {
 /// One kind of cached entry, keyed by ref.
 struct Cache<V> {
     entries: Mutex<HashMap<String, (Instant, Arc<V>)>>,
+    /// Held while an entry is loaded from the store: concurrent misses (a burst when an entry
+    /// expires) wait for the one load instead of each reading the store.
+    loading: tokio::sync::Mutex<()>,
 }
 
 impl<V> Default for Cache<V> {
     fn default() -> Self {
         Self {
             entries: Mutex::new(HashMap::new()),
+            loading: tokio::sync::Mutex::new(()),
         }
     }
 }
@@ -145,6 +149,10 @@ impl Catalog {
         if let Some(hit) = self.triggers_of_type.get(type_ref, Self::TTL) {
             return Ok(hit);
         }
+        let _loading = self.triggers_of_type.loading.lock().await;
+        if let Some(hit) = self.triggers_of_type.get(type_ref, Self::TTL) {
+            return Ok(hit);
+        }
         let started = self.generation.load(Ordering::SeqCst);
         let found = Arc::new(
             repo::<Trigger>(store)
@@ -204,6 +212,10 @@ impl Catalog {
         if let Some(hit) = self.actions.get(action_ref, Self::TTL) {
             return Ok(hit);
         }
+        let _loading = self.actions.loading.lock().await;
+        if let Some(hit) = self.actions.get(action_ref, Self::TTL) {
+            return Ok(hit);
+        }
         let started = self.generation.load(Ordering::SeqCst);
         let action = repo::<Action>(store)
             .get_by_ref_or_id(action_ref)
@@ -235,6 +247,10 @@ impl Catalog {
         store: &dyn Store,
         pack: &str,
     ) -> Result<Arc<JsonMap>, ServiceError> {
+        if let Some(hit) = self.configs.get(pack, Self::TTL) {
+            return Ok(hit);
+        }
+        let _loading = self.configs.loading.lock().await;
         if let Some(hit) = self.configs.get(pack, Self::TTL) {
             return Ok(hit);
         }
@@ -271,6 +287,10 @@ impl Catalog {
         if let Some(hit) = self.policies.get(action_ref, Self::TTL) {
             return Ok(hit);
         }
+        let _loading = self.policies.loading.lock().await;
+        if let Some(hit) = self.policies.get(action_ref, Self::TTL) {
+            return Ok(hit);
+        }
         let started = self.generation.load(Ordering::SeqCst);
         let found: Vec<Policy> = repo::<Policy>(store)
             .find(
@@ -291,6 +311,10 @@ impl Catalog {
         store: &dyn Store,
         trigger_ref: &str,
     ) -> Result<Arc<ResolvedTrigger>, ServiceError> {
+        if let Some(hit) = self.triggers.get(trigger_ref, Self::TTL) {
+            return Ok(hit);
+        }
+        let _loading = self.triggers.loading.lock().await;
         if let Some(hit) = self.triggers.get(trigger_ref, Self::TTL) {
             return Ok(hit);
         }
@@ -338,5 +362,92 @@ impl Catalog {
         });
         self.cache(&self.triggers, trigger_ref, started, &resolved);
         Ok(resolved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::store::{Collection, EmbeddedStore, Result, Write};
+
+    /// Counts the queries that reach the store.
+    struct Counting {
+        inner: EmbeddedStore,
+        finds: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Store for Counting {
+        async fn get(&self, c: Collection, id: &str) -> Result<Option<Value>> {
+            self.finds.fetch_add(1, Ordering::SeqCst);
+            self.inner.get(c, id).await
+        }
+        async fn find(&self, c: Collection, q: &Query) -> Result<Vec<Value>> {
+            self.finds.fetch_add(1, Ordering::SeqCst);
+            // Slow enough that the concurrent callers all miss together.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.inner.find(c, q).await
+        }
+        async fn count(&self, c: Collection, q: &Query) -> Result<u64> {
+            self.inner.count(c, q).await
+        }
+        async fn apply(&self, writes: Vec<Write>) -> Result<()> {
+            self.inner.apply(writes).await
+        }
+        async fn compare_and_set(
+            &self,
+            c: Collection,
+            id: &str,
+            field: &str,
+            expected: &[Value],
+            patch: JsonMap,
+        ) -> Result<Option<Value>> {
+            self.inner
+                .compare_and_set(c, id, field, expected, patch)
+                .await
+        }
+        async fn append(&self, c: Collection, id: &str, values: JsonMap) -> Result<bool> {
+            self.inner.append(c, id, values).await
+        }
+        async fn insert_new(&self, c: Collection, doc: Value) -> Result<bool> {
+            self.inner.insert_new(c, doc).await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_misses_load_once() {
+        let store = Arc::new(Counting {
+            inner: EmbeddedStore::open_in_memory().expect("store"),
+            finds: AtomicUsize::new(0),
+        });
+        let catalog = Arc::new(Catalog::default());
+        let calls: Vec<_> = (0..16)
+            .map(|_| {
+                let (store, catalog) = (Arc::clone(&store), Arc::clone(&catalog));
+                tokio::spawn(async move { catalog.policies(&*store, "core.noop").await })
+            })
+            .collect();
+        for c in calls {
+            assert!(c.await.expect("task").expect("policies").is_empty());
+        }
+        assert_eq!(
+            store.finds.load(Ordering::SeqCst),
+            1,
+            "one load for 16 misses"
+        );
+        catalog.invalidate();
+        catalog
+            .policies(&*store, "core.noop")
+            .await
+            .expect("policies");
+        assert_eq!(
+            store.finds.load(Ordering::SeqCst),
+            2,
+            "read again after invalidate"
+        );
     }
 }
