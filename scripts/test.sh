@@ -124,7 +124,10 @@ PY
     cat "$MONGO_LOG" >&2
     exit 1
   fi
-  export ST2_TEST_MONGODB_URL="mongodb://127.0.0.1:$MONGO_PORT/?directConnection=true"
+  # retryWrites=false: the test server keeps a record of every retryable write for 30 minutes
+  # and walks them all on each write, so the suite slowed down as it went (the product keeps
+  # the driver's default; this is the test server's cost only).
+  export ST2_TEST_MONGODB_URL="mongodb://127.0.0.1:$MONGO_PORT/?directConnection=true&retryWrites=false"
 fi
 
 cargo test --workspace --all-targets "$@"

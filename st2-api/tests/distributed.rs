@@ -41,16 +41,14 @@ action:\n  ref: core.noop\n";
 /// Longest wait for a backlog to drain (debug build, MongoDB-wire test server).
 const DRAIN: Duration = Duration::from_secs(240);
 
-/// Webhooks of the broker-outage test, and the posts before which the two outages start.
-/// The issue's figure is 1,000; the MongoDB-wire test server (Python, one core) carries about
-/// 15 executions a second with a release build and fewer with the tests' debug build, so the
-/// suite runs fewer (1,000 + 500 took over four minutes). Raise them against a real `mongod`.
-const OUTAGE_WEBHOOKS: usize = 300;
-const OUTAGES_AT: [usize; 2] = [80, 200];
+/// Webhooks of the broker-outage test (the issue's figure), and the posts before which the two
+/// outages start.
+const OUTAGE_WEBHOOKS: usize = 1_000;
+const OUTAGES_AT: [usize; 2] = [250, 650];
 /// Webhooks of the rules-engine kill test (the issue's figure: 500), and how many
 /// enforcements are made before the kill.
-const KILL_WEBHOOKS: usize = 200;
-const KILL_AFTER: u64 = 50;
+const KILL_WEBHOOKS: usize = 500;
+const KILL_AFTER: u64 = 120;
 
 fn broker_shared() -> std::sync::RwLockReadGuard<'static, ()> {
     BROKER.read().unwrap_or_else(|e| e.into_inner())

@@ -59,15 +59,6 @@ pub enum TraceTag {
     New(String),
 }
 
-impl TraceTag {
-    /// The tag itself.
-    pub fn tag(&self) -> &str {
-        match self {
-            Self::Join(t) | Self::New(t) | Self::Known { tag: t, .. } => t,
-        }
-    }
-}
-
 /// How a dispatch hands the stored trigger instance to the rules engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handoff {
