@@ -146,21 +146,12 @@ impl Catalog {
         store: &dyn Store,
         type_ref: &str,
     ) -> Result<Arc<Vec<Trigger>>, ServiceError> {
-        if let Some(hit) = self.triggers_of_type.get(type_ref, Self::TTL) {
-            return Ok(hit);
-        }
-        let _loading = self.triggers_of_type.loading.lock().await;
-        if let Some(hit) = self.triggers_of_type.get(type_ref, Self::TTL) {
-            return Ok(hit);
-        }
-        let started = self.generation.load(Ordering::SeqCst);
-        let found = Arc::new(
-            repo::<Trigger>(store)
+        self.cached(&self.triggers_of_type, type_ref, || async {
+            Ok(repo::<Trigger>(store)
                 .find(&Query::all().eq("type", type_ref))
-                .await?,
-        );
-        self.cache(&self.triggers_of_type, type_ref, started, &found);
-        Ok(found)
+                .await?)
+        })
+        .await
     }
 
     /// The current generation: pass it back to [`put_listing`](Self::put_listing) so that a
@@ -197,6 +188,32 @@ impl Catalog {
         );
     }
 
+    /// The entry for `key` in `cache`, loaded by `load` when missing or expired. Concurrent
+    /// misses wait for the one load; a load an [`invalidate`](Self::invalidate) overtook is
+    /// returned but not cached.
+    async fn cached<V, F, Fut>(
+        &self,
+        cache: &Cache<V>,
+        key: &str,
+        load: F,
+    ) -> Result<Arc<V>, ServiceError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<V, ServiceError>>,
+    {
+        if let Some(hit) = cache.get(key, Self::TTL) {
+            return Ok(hit);
+        }
+        let _loading = cache.loading.lock().await;
+        if let Some(hit) = cache.get(key, Self::TTL) {
+            return Ok(hit);
+        }
+        let started = self.generation.load(Ordering::SeqCst);
+        let v = Arc::new(load().await?);
+        self.cache(cache, key, started, &v);
+        Ok(v)
+    }
+
     fn cache<V>(&self, cache: &Cache<V>, key: &str, started: u64, v: &Arc<V>) {
         if self.generation.load(Ordering::SeqCst) == started {
             cache.put(key, Arc::clone(v));
@@ -209,36 +226,29 @@ impl Catalog {
         store: &dyn Store,
         action_ref: &str,
     ) -> Result<Arc<LoadedAction>, ServiceError> {
-        if let Some(hit) = self.actions.get(action_ref, Self::TTL) {
-            return Ok(hit);
-        }
-        let _loading = self.actions.loading.lock().await;
-        if let Some(hit) = self.actions.get(action_ref, Self::TTL) {
-            return Ok(hit);
-        }
-        let started = self.generation.load(Ordering::SeqCst);
-        let action = repo::<Action>(store)
-            .get_by_ref_or_id(action_ref)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound {
-                kind: "action",
-                id: action_ref.to_string(),
-            })?;
-        let runner = repo::<RunnerType>(store)
-            .find_one(Query::all().eq("name", action.runner_type.as_str()))
-            .await?
-            .ok_or_else(|| ServiceError::NotFound {
-                kind: "runner type",
-                id: action.runner_type.clone(),
-            })?;
-        let loaded = Arc::new(LoadedAction {
-            action_json: serde_json::to_value(&action).unwrap_or(Value::Null),
-            runner_json: serde_json::to_value(&runner).unwrap_or(Value::Null),
-            action,
-            runner,
-        });
-        self.cache(&self.actions, action_ref, started, &loaded);
-        Ok(loaded)
+        self.cached(&self.actions, action_ref, || async {
+            let action = repo::<Action>(store)
+                .get_by_ref_or_id(action_ref)
+                .await?
+                .ok_or_else(|| ServiceError::NotFound {
+                    kind: "action",
+                    id: action_ref.to_string(),
+                })?;
+            let runner = repo::<RunnerType>(store)
+                .find_one(Query::all().eq("name", action.runner_type.as_str()))
+                .await?
+                .ok_or_else(|| ServiceError::NotFound {
+                    kind: "runner type",
+                    id: action.runner_type.clone(),
+                })?;
+            Ok(LoadedAction {
+                action_json: serde_json::to_value(&action).unwrap_or(Value::Null),
+                runner_json: serde_json::to_value(&runner).unwrap_or(Value::Null),
+                action,
+                runner,
+            })
+        })
+        .await
     }
 
     /// The pack config an action sees: the stored config, or the schema's defaults.
@@ -247,35 +257,29 @@ impl Catalog {
         store: &dyn Store,
         pack: &str,
     ) -> Result<Arc<JsonMap>, ServiceError> {
-        if let Some(hit) = self.configs.get(pack, Self::TTL) {
-            return Ok(hit);
-        }
-        let _loading = self.configs.loading.lock().await;
-        if let Some(hit) = self.configs.get(pack, Self::TTL) {
-            return Ok(hit);
-        }
-        let started = self.generation.load(Ordering::SeqCst);
-        let values = match repo::<Config>(store)
-            .find_one(Query::all().eq("pack", pack))
-            .await?
-        {
-            Some(c) => c.values,
-            None => match repo::<ConfigSchema>(store)
-                .find_one(Query::all().eq("pack", pack))
-                .await?
-            {
-                Some(schema) => crate::schema::validate_config(
-                    std::path::Path::new(pack),
-                    &schema.attributes,
-                    &JsonMap::new(),
-                )
-                .unwrap_or_default(),
-                None => JsonMap::new(),
-            },
-        };
-        let values = Arc::new(values);
-        self.cache(&self.configs, pack, started, &values);
-        Ok(values)
+        self.cached(&self.configs, pack, || async {
+            Ok(
+                match repo::<Config>(store)
+                    .find_one(Query::all().eq("pack", pack))
+                    .await?
+                {
+                    Some(c) => c.values,
+                    None => match repo::<ConfigSchema>(store)
+                        .find_one(Query::all().eq("pack", pack))
+                        .await?
+                    {
+                        Some(schema) => crate::schema::validate_config(
+                            std::path::Path::new(pack),
+                            &schema.attributes,
+                            &JsonMap::new(),
+                        )
+                        .unwrap_or_default(),
+                        None => JsonMap::new(),
+                    },
+                },
+            )
+        })
+        .await
     }
 
     /// The enabled policies of an action.
@@ -284,24 +288,16 @@ impl Catalog {
         store: &dyn Store,
         action_ref: &str,
     ) -> Result<Arc<Vec<Policy>>, ServiceError> {
-        if let Some(hit) = self.policies.get(action_ref, Self::TTL) {
-            return Ok(hit);
-        }
-        let _loading = self.policies.loading.lock().await;
-        if let Some(hit) = self.policies.get(action_ref, Self::TTL) {
-            return Ok(hit);
-        }
-        let started = self.generation.load(Ordering::SeqCst);
-        let found: Vec<Policy> = repo::<Policy>(store)
-            .find(
-                &Query::all()
-                    .eq("resource_ref", action_ref)
-                    .eq("enabled", true),
-            )
-            .await?;
-        let found = Arc::new(found);
-        self.cache(&self.policies, action_ref, started, &found);
-        Ok(found)
+        self.cached(&self.policies, action_ref, || async {
+            Ok(repo::<Policy>(store)
+                .find(
+                    &Query::all()
+                        .eq("resource_ref", action_ref)
+                        .eq("enabled", true),
+                )
+                .await?)
+        })
+        .await
     }
 
     /// The trigger for a ref — a trigger document, or the shadow trigger of a trigger type —
@@ -311,57 +307,50 @@ impl Catalog {
         store: &dyn Store,
         trigger_ref: &str,
     ) -> Result<Arc<ResolvedTrigger>, ServiceError> {
-        if let Some(hit) = self.triggers.get(trigger_ref, Self::TTL) {
-            return Ok(hit);
-        }
-        let _loading = self.triggers.loading.lock().await;
-        if let Some(hit) = self.triggers.get(trigger_ref, Self::TTL) {
-            return Ok(hit);
-        }
-        let started = self.generation.load(Ordering::SeqCst);
-        let trigger = match repo::<Trigger>(store).get_by_ref(trigger_ref).await? {
-            Some(t) => t,
-            None => {
-                let tt = repo::<TriggerType>(store)
-                    .get_by_ref(trigger_ref)
-                    .await?
-                    .ok_or_else(|| ServiceError::NotFound {
-                        kind: "trigger",
-                        id: trigger_ref.to_string(),
-                    })?;
-                Trigger {
-                    id: String::new(),
-                    name: tt.name.clone(),
-                    pack: tt.pack.clone(),
-                    trigger_ref: tt.trigger_type_ref.clone(),
-                    uid: String::new(),
-                    trigger_type: tt.trigger_type_ref.clone(),
-                    parameters: Default::default(),
-                    ref_count: 0,
-                    description: tt.description.clone(),
+        self.cached(&self.triggers, trigger_ref, || async {
+            let trigger = match repo::<Trigger>(store).get_by_ref(trigger_ref).await? {
+                Some(t) => t,
+                None => {
+                    let tt = repo::<TriggerType>(store)
+                        .get_by_ref(trigger_ref)
+                        .await?
+                        .ok_or_else(|| ServiceError::NotFound {
+                            kind: "trigger",
+                            id: trigger_ref.to_string(),
+                        })?;
+                    Trigger {
+                        id: String::new(),
+                        name: tt.name.clone(),
+                        pack: tt.pack.clone(),
+                        trigger_ref: tt.trigger_type_ref.clone(),
+                        uid: String::new(),
+                        trigger_type: tt.trigger_type_ref.clone(),
+                        parameters: Default::default(),
+                        ref_count: 0,
+                        description: tt.description.clone(),
+                    }
                 }
-            }
-        };
-        let trigger_type = repo::<TriggerType>(store)
-            .get_by_ref(&trigger.trigger_type)
-            .await?;
-        let payload = match &trigger_type {
-            Some(tt) if !tt.payload_schema.is_empty() => Some(
-                InstanceValidator::new(
-                    &Value::Object(tt.payload_schema.clone()),
-                    std::path::Path::new(&tt.trigger_type_ref),
-                )
-                .map_err(ServiceError::Schema)?,
-            ),
-            _ => None,
-        };
-        let resolved = Arc::new(ResolvedTrigger {
-            trigger,
-            trigger_type,
-            payload,
-        });
-        self.cache(&self.triggers, trigger_ref, started, &resolved);
-        Ok(resolved)
+            };
+            let trigger_type = repo::<TriggerType>(store)
+                .get_by_ref(&trigger.trigger_type)
+                .await?;
+            let payload = match &trigger_type {
+                Some(tt) if !tt.payload_schema.is_empty() => Some(
+                    InstanceValidator::new(
+                        &Value::Object(tt.payload_schema.clone()),
+                        std::path::Path::new(&tt.trigger_type_ref),
+                    )
+                    .map_err(ServiceError::Schema)?,
+                ),
+                _ => None,
+            };
+            Ok(ResolvedTrigger {
+                trigger,
+                trigger_type,
+                payload,
+            })
+        })
+        .await
     }
 }
 
