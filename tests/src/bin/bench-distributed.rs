@@ -249,17 +249,28 @@ async fn opcounters(store: &MongoStore) -> anyhow::Result<Vec<(String, i64)>> {
 }
 
 /// Operations per execution between two readings of [`opcounters`], by kind.
-fn ops_per_execution(before: &[(String, i64)], after: &[(String, i64)], execs: usize) -> String {
-    let mut total = 0.0;
-    let mut parts = Vec::new();
-    for (kind, n) in after {
-        let was = before.iter().find(|(k, _)| k == kind).map_or(0, |b| b.1);
-        let per = (n - was) as f64 / execs.max(1) as f64;
-        total += per;
-        if per >= 0.05 {
-            parts.push(format!("{kind} {per:.1}"));
-        }
-    }
+fn per_execution(
+    before: &[(String, i64)],
+    after: &[(String, i64)],
+    execs: usize,
+) -> Vec<(String, f64)> {
+    after
+        .iter()
+        .map(|(kind, n)| {
+            let was = before.iter().find(|(k, _)| k == kind).map_or(0, |b| b.1);
+            (kind.clone(), (n - was) as f64 / execs.max(1) as f64)
+        })
+        .collect()
+}
+
+/// [`per_execution`] as a row value: the total, then each kind that counts.
+fn ops_per_execution(per: &[(String, f64)]) -> String {
+    let total: f64 = per.iter().map(|p| p.1).sum();
+    let parts: Vec<String> = per
+        .iter()
+        .filter(|p| p.1 >= 0.05)
+        .map(|(kind, n)| format!("{kind} {n:.1}"))
+        .collect();
     format!("{total:.1} ({})", parts.join(", "))
 }
 
@@ -686,15 +697,13 @@ async fn e2e(env: &Env, ceiling: Option<f64>) -> anyhow::Result<()> {
         format!("{e2e_rate:.0} executions/s"),
         "≥ 1,000/s, or ≥ 50% of the store's write ceiling / writes per execution",
     );
+    let per = per_execution(&ops_before, &ops_after, E2E_BURST);
     // Writes the server counted (inserts, updates, deletes), per execution.
-    let server_writes = ["insert", "update", "delete"]
+    let server_writes: f64 = per
         .iter()
-        .map(|k| {
-            let at = |c: &[(String, i64)]| c.iter().find(|(n, _)| n == k).map_or(0, |x| x.1);
-            at(&ops_after) - at(&ops_before)
-        })
-        .sum::<i64>() as f64
-        / E2E_BURST as f64;
+        .filter(|(k, _)| ["insert", "update", "delete"].contains(&k.as_str()))
+        .map(|p| p.1)
+        .sum();
     if let Some(ceiling) = ceiling {
         let allowed = ceiling / server_writes.max(1.0);
         row(
@@ -714,7 +723,7 @@ async fn e2e(env: &Env, ceiling: Option<f64>) -> anyhow::Result<()> {
     );
     row(
         "server operations per execution (burst, the benchmark's own polling included)",
-        ops_per_execution(&ops_before, &ops_after, E2E_BURST),
+        ops_per_execution(&per),
         "where the time goes: the store",
     );
 
